@@ -1,0 +1,79 @@
+"""Config pieces shared by the experiment configs."""
+import ml_collections
+
+
+def data_config() -> ml_collections.ConfigDict:
+  """Where the crops come from and where the TFDS datasets are written.
+
+  `source='synthetic'` generates the embedded shelf and rack photos into
+  WORKDIR/raw (SKU110K archive layout and Pascal VOC racks); `source='manual'`
+  reads `sku110k_manual_dir` (holding `SKU110K_fixed.tar.gz`, an extracted
+  `SKU110K_fixed/` or the YOLO layout) and `rack_manual_dir` (VOC XML + photos).
+  """
+  c = ml_collections.ConfigDict()
+  c.source = 'synthetic'
+  c.seed = 0
+  # Synthetic set sizes (ignored for source='manual').
+  c.shelf_photos = ml_collections.ConfigDict({'train': 24, 'val': 4, 'test': 8})
+  c.rack_photos = 12
+  c.num_classes = 60
+  c.sku110k_manual_dir = ''
+  c.rack_manual_dir = ''
+  # TFDS builder configs: stored crop size ('native' keeps the thesis's crops).
+  c.sku110k_config = '128'
+  c.rack_config = 'native'
+  c.data_dir = ''  # '' -> WORKDIR/tfds
+  return c
+
+
+def pretrain_config(objective: str) -> ml_collections.ConfigDict:
+  """Fields every pre-training config has; thesis settings go on top."""
+  c = ml_collections.ConfigDict()
+  c.mode = 'pretrain'
+  c.objective = objective
+  c.seed = 0
+  c.data = data_config()
+  c.input = ml_collections.ConfigDict(dict(
+      split='train',
+      image_size=256,         # host resize (square) before on-device views
+      resize='square',        # or 'shorter_center_crop'
+      worker_count=0,         # grain worker processes for decode/resize
+  ))
+  c.model = ml_collections.ConfigDict(dict(
+      backbone='resnet50', zero_init_residual=False, dtype='float32'))
+  c.batch_size = 64           # global, over all devices and hosts
+  c.num_epochs = 100
+  c.total_steps = 0           # > 0 overrides num_epochs
+  c.optimizer = ml_collections.ConfigDict(dict(
+      name='sgd', lr=0.1, momentum=0.9, nesterov=False, weight_decay=1e-4,
+      scale_lr_by_batch=False, decay_bn_and_bias=False, trust_coefficient=0.001))
+  c.schedule = ml_collections.ConfigDict(dict(
+      name='step', warmup_epochs=0.0, warmup_fraction=0.0,
+      decay_epochs=[30, 60, 90], decay_factor=0.1))
+  c.log_every_steps = 50
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 3
+  c.evaluate = evaluate_config()
+  return c
+
+
+def contrastive_settings(**overrides) -> ml_collections.ConfigDict:
+  """MoCo v2 / SimCLR view and head settings (REFERENCE.md)."""
+  s = ml_collections.ConfigDict(dict(
+      view_size=224, crop_scale=(0.08, 1.0), color_strength=0.5, blur_p=0.5,
+      hidden_dims=(2048,), out_dim=128))
+  s.update(overrides)
+  return s
+
+
+def evaluate_config(image_size: int = 256) -> ml_collections.ConfigDict:
+  """Gallery evaluation on `rack_crops` (thesis: shorter side 256, crop 256)."""
+  return ml_collections.ConfigDict(dict(
+      runs=[],                # pre-training workdirs; empty = WORKDIR
+      all_steps=False,        # every saved checkpoint, else the latest
+      baselines=['random'],
+      image_size=image_size,
+      batch_size=64,
+      scores=['cosine', 'inner_product', 'euclidean', 'euclidean_normalized'],
+      knn_k=20,
+  ))

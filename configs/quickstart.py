@@ -1,0 +1,33 @@
+"""Quick start on the embedded synthetic shelves (CPU, a few minutes).
+
+    python main.py --config configs/quickstart.py --workdir /tmp/sspr_quickstart
+
+Generates the embedded shelf photos (SKU110K layout) and labeled rack photos
+(Pascal VOC), builds the `sku110k_crops` and `rack_crops` TFDS datasets
+(array_record) under WORKDIR/tfds, then pre-trains a tiny ResNet with MoCo v2
+on the ~2,200 training crops for a few epochs (64 px views, batch 32) and
+writes checkpoints, metrics.jsonl and TensorBoard events to WORKDIR. Running
+the same command again resumes from the latest checkpoint.
+`--config.mode=prepare_data` only builds the datasets and prints their counts.
+"""
+from configs import common
+
+
+def get_config():
+  c = common.pretrain_config('moco')
+  c.mode = 'pretrain,evaluate'
+  c.input.image_size = 80
+  c.model.backbone = 'resnet_tiny'
+  c.model.zero_init_residual = True
+  c.batch_size = 32
+  c.num_epochs = 4
+  c.optimizer.update(lr=0.06, nesterov=True)
+  c.schedule.update(name='cosine', warmup_fraction=0.05)
+  c.moco = common.contrastive_settings(
+      view_size=64, crop_scale=(0.2, 1.0), color_strength=0.5,
+      hidden_dims=(256,), out_dim=64)
+  c.moco.update(dict(queue_size=1024, momentum=0.99, temperature=0.2))
+  c.log_every_steps = 10
+  c.checkpoint_every_steps = 100
+  c.evaluate.image_size = 64
+  return c

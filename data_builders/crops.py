@@ -1,0 +1,564 @@
+"""Shared logic of the crop datasets (`sku110k_crops`, `rack_crops`).
+
+A source (one per builder) turns annotated photos into `PhotoTask`s; this module
+decodes each photo once, clips/filters its boxes, crops, resizes, encodes and
+serialises the crops in a process pool (bounded window of photos in flight,
+results in input order), and streams the records into array_record shards, one
+writer per split, so memory stays bounded whatever the archive size.
+
+Why not `GeneratorBasedBuilder`: its writer keeps a whole split in memory up to
+1 GB and then spills to temporary files through `tf.io.gfile`, so a real-sized
+build fails without TensorFlow (and `ShardBasedBuilder` tees every shard in
+memory). `CropsBuilder` overrides `_download_and_prepare` and writes the
+shards itself; reading goes through the standard TFDS path
+(`tfds.data_source`, `builder.as_data_source()`, `tfds.builder_from_directory`).
+
+Box semantics: `(x1, y1, x2, y2)` = pixels `[y1:y2, x1:x2]` (PIL `crop`), in
+the stored pixel orientation of the photo: EXIF orientation is never applied,
+because the annotations (SKU110K CSVs, LabelImg VOC files) refer to the stored
+pixels.
+
+Bad input rules (counted per split in `info.metadata['counts']`, and logged with
+file names): boxes reaching outside the photo are clipped (`clipped_boxes`) or,
+with `clip=False`, skipped (`skipped_outside_boxes`); empty/inverted boxes after
+clipping (`skipped_empty_boxes`) and boxes with a side below `min_side`
+(`skipped_small_boxes`) are skipped; missing photos (`missing_photos`) and
+photos PIL cannot fully decode (`unreadable_photos`: corrupt or truncated) are
+skipped with their boxes (`boxes_in_skipped_photos`). When the annotated photo
+size differs from the decoded one, the decoded size wins (`size_mismatch_photos`).
+Non-RGB photos (grayscale, CMYK, palette, RGBA) are converted to RGB
+(`converted_to_rgb_photos`).
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import concurrent.futures
+import dataclasses
+import inspect
+import io
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow_datasets as tfds
+import tqdm
+from array_record.python import array_record_module
+from etils import epath
+from PIL import Image
+from tensorflow_datasets.proto import tf_example_pb2
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.JPG', '.JPEG', '.PNG')
+# Per-box events are logged individually only up to this many per kind and split.
+_MAX_LOGGED_BOX_EVENTS = 20
+_ENCODINGS = ('jpeg', 'png')
+# Counts always present in `info.metadata['counts'][split]` (zeros included).
+COUNT_KEYS = ('photos', 'boxes', 'crops', 'clipped_boxes', 'skipped_outside_boxes',
+              'skipped_empty_boxes', 'skipped_small_boxes', 'missing_photos',
+              'unreadable_photos', 'boxes_in_skipped_photos', 'size_mismatch_photos',
+              'converted_to_rgb_photos', 'unannotated_photos')
+
+
+@dataclasses.dataclass(eq=False)
+class CropsConfig(tfds.core.BuilderConfig):
+  """Storage options of a crop dataset.
+
+  Attributes:
+    shorter_side: shrink each crop so its shorter side is this many pixels
+      (aspect kept, bilinear with antialiasing); None stores native crops.
+    allow_upscale: with `shorter_side`, also enlarge smaller crops. Off by
+      default: enlarged pixels add no information, cost storage and build
+      time, and the input pipeline resizes anyway (one interpolation, not two).
+    min_side: skip boxes whose width or height (after clipping) is below this.
+    clip: clip boxes reaching outside the photo (True) or skip them (False).
+    encoding: 'jpeg' or 'png' (lossless).
+    jpeg_quality: JPEG quality for `encoding='jpeg'`.
+    png_compress_level: zlib level for `encoding='png'` (1: fast, still lossless).
+  """
+
+  shorter_side: int | None = None
+  allow_upscale: bool = False
+  min_side: int = 1
+  clip: bool = True
+  encoding: str = 'jpeg'
+  jpeg_quality: int = 95
+  png_compress_level: int = 1
+
+  def __post_init__(self):
+    if self.encoding not in _ENCODINGS:
+      raise ValueError(f'encoding must be one of {_ENCODINGS}, got {self.encoding!r}')
+    if self.shorter_side is not None and self.shorter_side < 1:
+      raise ValueError(f'shorter_side must be >= 1 or None, got {self.shorter_side}')
+    if self.min_side < 1:
+      raise ValueError(f'min_side must be >= 1, got {self.min_side}')
+    if not 1 <= self.jpeg_quality <= 100:
+      raise ValueError(f'jpeg_quality must be in 1..100, got {self.jpeg_quality}')
+
+  def crop_options(self) -> CropOptions:
+    return CropOptions(
+        shorter_side=self.shorter_side,
+        allow_upscale=self.allow_upscale,
+        min_side=self.min_side,
+        clip=self.clip,
+        encoding=self.encoding,
+        jpeg_quality=self.jpeg_quality,
+        png_compress_level=self.png_compress_level,
+    )
+
+
+def size_configs(config_cls: type[CropsConfig]) -> list[CropsConfig]:
+  """The standard configs: `native` (thesis), `256` and `128` (shorter side)."""
+  return [
+      config_cls(name='native', description='Native-resolution crops (as the thesis).'),
+      config_cls(name='256', shorter_side=256, description='Crops shrunk to shorter side <= 256.'),
+      config_cls(name='128', shorter_side=128, description='Crops shrunk to shorter side <= 128.'),
+  ]
+
+
+@dataclasses.dataclass(frozen=True)
+class CropOptions:
+  """The picklable subset of `CropsConfig` the workers need."""
+
+  shorter_side: int | None = None
+  allow_upscale: bool = False
+  min_side: int = 1
+  clip: bool = True
+  encoding: str = 'jpeg'
+  jpeg_quality: int = 95
+  png_compress_level: int = 1
+
+
+@dataclasses.dataclass
+class PhotoTask:
+  """One annotated photo to crop.
+
+  Attributes:
+    split: split the crops go to.
+    origin: photo id (file stem), stored as `origin`.
+    source: file name or archive member, for log messages.
+    boxes: (n, 4) pixel boxes x1,y1,x2,y2 in annotation order, or with
+      `normalized` (n, 4) floats xc,yc,w,h in 0-1 (YOLO).
+    data: the encoded photo, or None to read `path` in the worker.
+    path: photo file; None with `data` None means the photo is missing.
+    normalized: boxes are YOLO-normalised (converted with the decoded size).
+    labels: class name per box (labelled datasets) or None.
+    crop_indices: crop index per box; default 0..n-1.
+    expected_size: (width, height) stated by the annotations, if any.
+  """
+
+  split: str
+  origin: str
+  source: str
+  boxes: np.ndarray
+  data: bytes | None = None
+  path: str | None = None
+  normalized: bool = False
+  labels: Sequence[str] | None = None
+  crop_indices: Sequence[int] | None = None
+  expected_size: tuple[int, int] | None = None
+
+
+@dataclasses.dataclass
+class PhotoResult:
+  split: str
+  records: list[bytes]
+  counts: collections.Counter
+  events: list[tuple[str, str]]  # (kind, message)
+
+
+def crop_features(encoding: str, labelled: bool) -> tfds.features.FeaturesDict:
+  """Example features of a crop dataset (the contract other code reads)."""
+  features = {
+      'image': tfds.features.Image(shape=(None, None, 3), encoding_format=encoding),
+      'origin': tfds.features.Text(),
+      'box': tfds.features.Tensor(shape=(4,), dtype=np.int32),
+      'crop_index': tfds.features.Scalar(dtype=np.int32),
+      'crop_id': tfds.features.Text(),
+  }
+  if labelled:
+    # Names are discovered at build time (`ClassLabel.names = ...`).
+    features['label'] = tfds.features.ClassLabel()
+    features['label_name'] = tfds.features.Text()
+  return tfds.features.FeaturesDict(features)
+
+
+def serialize_crop(image: bytes, origin: str, box: Sequence[int], crop_index: int,
+                   label: int | None = None, label_name: str | None = None) -> bytes:
+  """Serialises one crop as `crop_features(...)` would, without TFDS's generic
+  per-feature dispatch (~70 us a crop); `crops_test` checks it against TFDS."""
+  proto = tf_example_pb2.Example()
+  feature = proto.features.feature
+  feature['image'].bytes_list.value.append(image)
+  feature['origin'].bytes_list.value.append(origin.encode())
+  feature['box'].int64_list.value.extend(box)
+  feature['crop_index'].int64_list.value.append(crop_index)
+  feature['crop_id'].bytes_list.value.append(f'{origin}_{crop_index}'.encode())
+  if label is not None:
+    feature['label'].int64_list.value.append(label)
+    feature['label_name'].bytes_list.value.append(label_name.encode())
+  return proto.SerializeToString()
+
+
+# ----------------------------------------------------------------------------
+# Per-photo work (runs in the worker processes).
+
+
+def _pixel_boxes(task: PhotoTask, width: int, height: int) -> np.ndarray:
+  if not task.normalized:
+    return np.asarray(task.boxes, dtype=np.int64).reshape(-1, 4)
+  xc, yc, w, h = np.asarray(task.boxes, dtype=np.float64).reshape(-1, 4).T
+  return np.stack([
+      np.round((xc - w / 2) * width), np.round((yc - h / 2) * height),
+      np.round((xc + w / 2) * width), np.round((yc + h / 2) * height),
+  ], axis=1).astype(np.int64)
+
+
+def _draft_scale(short_sides: np.ndarray, shorter_side: int | None) -> int:
+  """Largest JPEG DCT reduction (1, 2, 4, 8) keeping every crop >= shorter_side."""
+  if shorter_side is None or short_sides.size == 0:
+    return 1
+  smallest = int(short_sides.min())
+  for scale in (8, 4, 2):
+    if smallest // scale >= shorter_side:
+      return scale
+  return 1
+
+
+def _output_size(width: int, height: int, options: CropOptions) -> tuple[int, int]:
+  side = options.shorter_side
+  short = min(width, height)
+  if side is None or short == side or (short < side and not options.allow_upscale):
+    return width, height
+  if width <= height:
+    return side, max(1, round(height * side / width))
+  return max(1, round(width * side / height)), side
+
+
+def crop_photo(task: PhotoTask, options: CropOptions,
+               label_ids: dict[str, int] | None = None) -> PhotoResult:
+  """Decodes one photo and returns its serialized crop examples and counts.
+
+  `label_ids` maps class names to ClassLabel ids (labelled datasets).
+  """
+  counts = collections.Counter()
+  events = []
+  result = PhotoResult(task.split, [], counts, events)
+  num_boxes = len(task.boxes)
+  counts['boxes'] += num_boxes
+
+  def skip_photo(kind: str, why: str) -> PhotoResult:
+    counts[kind] += 1
+    counts['boxes_in_skipped_photos'] += num_boxes
+    events.append((kind, f'{task.source}: {why}; skipped the photo and its {num_boxes} boxes'))
+    return result
+
+  data = task.data
+  if data is None:
+    if task.path is None:
+      return skip_photo('missing_photos', 'photo not found')
+    try:
+      data = Path(task.path).read_bytes()
+    except FileNotFoundError:
+      return skip_photo('missing_photos', 'photo not found')
+  try:
+    image = Image.open(io.BytesIO(data))
+    width, height = image.size
+  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    return skip_photo('unreadable_photos', f'cannot decode ({e})')
+
+  raw = _pixel_boxes(task, width, height)
+  clipped = raw.copy()
+  np.clip(clipped[:, 0::2], 0, width, out=clipped[:, 0::2])
+  np.clip(clipped[:, 1::2], 0, height, out=clipped[:, 1::2])
+  outside = np.any(clipped != raw, axis=1)
+  box_w = clipped[:, 2] - clipped[:, 0]
+  box_h = clipped[:, 3] - clipped[:, 1]
+  empty = (box_w <= 0) | (box_h <= 0)
+  if not options.clip:
+    skipped_outside = outside & ~empty
+    empty &= ~outside
+  else:
+    skipped_outside = np.zeros_like(outside)
+  small = ~empty & ~skipped_outside & (np.minimum(box_w, box_h) < options.min_side)
+  keep = ~(empty | skipped_outside | small)
+  was_clipped = keep & outside
+
+  # JPEG DCT-domain downscaling: decode the photo smaller when every kept crop
+  # stays at least the stored size (resized configs only).
+  scale = _draft_scale(np.minimum(box_w, box_h)[keep], options.shorter_side)
+  want_ycbcr = options.encoding == 'jpeg'  # skip YCbCr->RGB->YCbCr round trip
+  try:
+    if image.format == 'JPEG':
+      image.draft('YCbCr' if want_ycbcr else None,
+                  (width // scale, height // scale) if scale > 1 else None)
+    image.load()
+  except (OSError, SyntaxError, ValueError) as e:
+    return skip_photo('unreadable_photos', f'cannot decode ({e})')
+  scale_x, scale_y = width / image.size[0], height / image.size[1]
+  if image.mode not in ('RGB', 'YCbCr') or (image.mode == 'YCbCr' and not want_ycbcr):
+    if image.mode not in ('RGB', 'YCbCr'):
+      counts['converted_to_rgb_photos'] += 1
+    image = image.convert('RGB')
+
+  counts['photos'] += 1
+  if task.expected_size is not None and tuple(task.expected_size) != (width, height):
+    counts['size_mismatch_photos'] += 1
+    events.append(('size_mismatch_photos',
+                   f'{task.source}: annotated size {tuple(task.expected_size)} != '
+                   f'decoded size {(width, height)}; using the decoded size'))
+  for kind, mask, what in (
+      ('clipped_boxes', was_clipped, 'reaches outside the photo, clipped'),
+      ('skipped_outside_boxes', skipped_outside, 'reaches outside the photo, skipped'),
+      ('skipped_empty_boxes', empty, 'is empty or inverted, skipped'),
+      ('skipped_small_boxes', small, f'has a side < {options.min_side}, skipped')):
+    for i in np.flatnonzero(mask):
+      counts[kind] += 1
+      events.append((kind, f'{task.source}: box {i} {raw[i].tolist()} {what} '
+                     f'(photo {width}x{height})'))
+
+  crop_indices = task.crop_indices if task.crop_indices is not None else range(num_boxes)
+  for i in np.flatnonzero(keep):
+    x1, y1, x2, y2 = (int(v) for v in clipped[i])
+    out_size = _output_size(x2 - x1, y2 - y1, options)
+    if out_size == (x2 - x1, y2 - y1) and scale == 1:
+      crop = image.crop((x1, y1, x2, y2))
+    else:
+      crop = image.resize(out_size, Image.Resampling.BILINEAR,
+                          box=(x1 / scale_x, y1 / scale_y, x2 / scale_x, y2 / scale_y))
+    buffer = io.BytesIO()
+    if options.encoding == 'jpeg':
+      crop.save(buffer, 'JPEG', quality=options.jpeg_quality)
+    else:
+      crop.save(buffer, 'PNG', compress_level=options.png_compress_level)
+    label_name = task.labels[i] if task.labels is not None else None
+    result.records.append(serialize_crop(
+        buffer.getvalue(), task.origin, (x1, y1, x2, y2), int(crop_indices[i]),
+        label_ids[label_name] if label_name is not None else None, label_name))
+  counts['crops'] += len(result.records)
+  return result
+
+
+_WORKER_STATE: tuple | None = None
+
+
+def _init_worker(options, label_ids):
+  global _WORKER_STATE
+  _WORKER_STATE = (options, label_ids)
+
+
+def _crop_in_worker(task: PhotoTask) -> PhotoResult:
+  return crop_photo(task, *_WORKER_STATE)
+
+
+# ----------------------------------------------------------------------------
+# Parallel ordered map and streaming writer.
+
+
+def ordered_parallel_map(fn: Callable[[Any], Any], items: Iterable[Any], *, workers: int,
+                         window: int | None = None, initializer=None,
+                         initargs: tuple = ()) -> Iterator[Any]:
+  """Yields `fn(item)` in input order, at most `window` items in flight.
+
+  Unlike `Pool.imap`, the input iterator is pulled only as results are consumed,
+  so a streamed archive is never read ahead of the window. `workers=0` runs
+  inline (no processes). Workers start by forkserver (safe beside threads).
+  """
+  if workers <= 0:
+    if initializer is not None:
+      initializer(*initargs)
+    yield from map(fn, items)
+    return
+  window = window or 3 * workers
+  context = multiprocessing.get_context('forkserver')
+  context.set_forkserver_preload([__name__])
+  with concurrent.futures.ProcessPoolExecutor(
+      workers, mp_context=context, initializer=initializer, initargs=initargs) as pool:
+    pending = collections.deque()
+    iterator = iter(items)
+    try:
+      for item in iterator:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= window:
+          yield pending.popleft().result()
+      while pending:
+        yield pending.popleft().result()
+    finally:
+      for future in pending:
+        future.cancel()
+
+
+class ShardedArrayRecordWriter:
+  """Streams serialized examples of one split into array_record shards.
+
+  Shards roll over at `max_shard_bytes`; they are renamed to the TFDS names
+  (`...-of-NNNNN`) on `close()` since their number is known only then.
+  """
+
+  def __init__(self, filename_template, max_shard_bytes: int = 256 << 20):
+    self._template = filename_template
+    self._max_shard_bytes = max_shard_bytes
+    self._paths: list[Path] = []
+    self._lengths: list[int] = []
+    self._bytes = 0
+    self._shard_bytes = 0
+    self._writer = None
+
+  def write(self, record: bytes) -> None:
+    if self._writer is None or self._shard_bytes >= self._max_shard_bytes:
+      self._close_shard()
+      path = Path(os.fspath(self._template.data_dir)) / (
+          f'{self._template.split}.partial-shard-{len(self._paths):05d}')
+      # Records are JPEG/PNG already: zstd (array_record's default) costs CPU for ~nothing.
+      self._writer = array_record_module.ArrayRecordWriter(
+          os.fspath(path), 'group_size:1,uncompressed')
+      self._paths.append(path)
+      self._lengths.append(0)
+      self._shard_bytes = 0
+    self._writer.write(record)
+    self._lengths[-1] += 1
+    self._shard_bytes += len(record)
+    self._bytes += len(record)
+
+  def _close_shard(self):
+    if self._writer is not None:
+      self._writer.close()
+      self._writer = None
+
+  @property
+  def num_examples(self) -> int:
+    return sum(self._lengths)
+
+  def close(self) -> tfds.core.SplitInfo | None:
+    """Finalises the shards; None (and no files) when nothing was written."""
+    self._close_shard()
+    if not self._paths:
+      return None
+    for index, path in enumerate(self._paths):
+      final = self._template.sharded_filepath(shard_index=index, num_shards=len(self._paths))
+      path.rename(os.fspath(final))
+    return tfds.core.SplitInfo(name=self._template.split, shard_lengths=list(self._lengths),
+                               num_bytes=self._bytes, filename_template=self._template)
+
+
+# ----------------------------------------------------------------------------
+# Base builder.
+
+
+class CropsBuilder(tfds.core.dataset_builder.FileReaderBuilder, abc.ABC):
+  """Base of the crop builders: subclasses say where the photos and boxes are.
+
+  Subclasses implement `_prepare_source(manual_dir)` returning a `CropSource`,
+  and may extend `_features()`. Keyword `num_workers` (default: all cores, 0 =
+  inline) sets the process pool size.
+  """
+
+  LABELLED = False
+
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls) -> epath.Path | None:
+    # TFDS 4.9.10 resolves this through `importlib_resources`, a package it does
+    # not install; the class file is all it needs (checksums, docs).
+    return epath.Path(inspect.getfile(cls))
+
+  def __init__(self, *, num_workers: int | None = None, file_format=None, **kwargs):
+    if file_format not in (None, 'array_record', tfds.core.FileFormat.ARRAY_RECORD):
+      raise ValueError(f'{type(self).__name__} writes array_record only, got {file_format}')
+    super().__init__(file_format='array_record', **kwargs)
+    self.num_workers = (os.cpu_count() or 1) if num_workers is None else num_workers
+    self.build_counts: dict[str, dict[str, int]] = {}
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=self.__doc__,
+        features=crop_features(self.builder_config.encoding, self.LABELLED),
+        metadata=tfds.core.MetadataDict(),
+    )
+
+  @abc.abstractmethod
+  def _prepare_source(self, manual_dir: Path) -> CropSource:
+    """Reads the annotations in `manual_dir` and describes the photos."""
+
+  def _download_and_prepare(self, dl_manager, download_config=None):
+    manual_dir = Path(os.fspath(dl_manager.manual_dir))
+    source = self._prepare_source(manual_dir)
+    if source.label_names is not None:
+      self.info.features['label'].names = list(source.label_names)
+    options = self.builder_config.crop_options()
+    label_ids = ({name: i for i, name in enumerate(source.label_names)}
+                 if source.label_names is not None else None)
+    writers = {split: ShardedArrayRecordWriter(self._get_filename_template(split))
+               for split in source.splits}
+    counts = {split: collections.Counter(dict.fromkeys(COUNT_KEYS, 0)) for split in source.splits}
+    logged = collections.Counter()
+    log.info('%s: reading %s (%s)', self.name, source.description, manual_dir)
+    results = ordered_parallel_map(
+        _crop_in_worker, source.tasks(), workers=self.num_workers,
+        initializer=_init_worker, initargs=(options, label_ids))
+    for result in tqdm.tqdm(results, total=source.num_photos, unit=' photos',
+                            desc=f'{self.name}/{self.builder_config.name}'):
+      writer = writers[result.split]
+      for record in result.records:
+        writer.write(record)
+      counts[result.split].update(result.counts)
+      for kind, message in result.events:
+        logged[result.split, kind] += 1
+        if logged[result.split, kind] <= _MAX_LOGGED_BOX_EVENTS or kind.endswith('photos'):
+          log.warning('%s', message)
+    for split, extra in source.extra_counts.items():
+      counts[split].update(extra)
+
+    split_infos = []
+    for split, writer in writers.items():
+      info = writer.close()
+      if info is None:
+        log.warning('%s: split %r has no crops; it is left out', self.name, split)
+      else:
+        split_infos.append(info)
+    if not split_infos:
+      raise ValueError(f'{self.name}: no crops were produced from {manual_dir}')
+    self.info.set_splits(tfds.core.SplitDict(split_infos))
+    self.build_counts = {split: dict(c) for split, c in counts.items()}
+    self.info.metadata['counts'] = self.build_counts
+    self.info.metadata['source'] = source.description
+    self.info.metadata['options'] = dataclasses.asdict(options)
+    for split, split_counts in self.build_counts.items():
+      log.info('%s %s: %s', self.name, split, split_counts)
+
+
+@dataclasses.dataclass
+class CropSource:
+  """What a builder found in `manual_dir`.
+
+  Attributes:
+    description: what was read (for logs and metadata).
+    splits: split names, in output order.
+    tasks: callable returning the `PhotoTask` iterator (streams the photos).
+    num_photos: number of tasks, for the progress bar (None if unknown).
+    label_names: sorted class names for labelled datasets.
+    extra_counts: counts found while reading annotations, per split.
+  """
+
+  description: str
+  splits: Sequence[str]
+  tasks: Callable[[], Iterator[PhotoTask]]
+  num_photos: int | None = None
+  label_names: Sequence[str] | None = None
+  extra_counts: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+
+
+def find_photo(directory: Path, stem: str) -> Path | None:
+  """The photo `<stem>.<ext>` in `directory` for a common image extension."""
+  for ext in IMAGE_EXTENSIONS:
+    path = directory / f'{stem}{ext}'
+    if path.is_file():
+      return path
+  return None

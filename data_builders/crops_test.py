@@ -1,0 +1,111 @@
+"""Tests of the shared crop machinery (parallel map, writer, per-photo cropping)."""
+
+import io
+import operator
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from array_record.python import array_record_module
+from PIL import Image
+from tensorflow_datasets.core import example_serializer
+from tensorflow_datasets.proto import tf_example_pb2
+
+from data_builders import crops
+
+
+@pytest.mark.parametrize('workers', [0, 2])
+def test_ordered_parallel_map_keeps_order_and_pulls_lazily(workers):
+  pulled = []
+
+  def items():
+    for i in range(40):
+      pulled.append(i)
+      yield i
+
+  results = crops.ordered_parallel_map(operator.neg, items(), workers=workers, window=4)
+  first = next(results)
+  assert first == 0
+  assert len(pulled) <= 5  # the window, not the whole input
+  assert [first, *results] == [-i for i in range(40)]
+
+
+def test_sharded_writer_rolls_over_and_names_shards(tmp_path):
+  template = tfds.core.ShardedFileTemplate(
+      data_dir=tmp_path, dataset_name='d', split='train', filetype_suffix='array_record')
+  writer = crops.ShardedArrayRecordWriter(template, max_shard_bytes=100)
+  records = [bytes([i]) * 30 for i in range(10)]
+  for record in records:
+    writer.write(record)
+  info = writer.close()
+  assert info.shard_lengths == [4, 4, 2] and info.num_bytes == 300
+  paths = sorted(tmp_path.iterdir())
+  assert [p.name for p in paths] == [f'd-train.array_record-0000{i}-of-00003' for i in range(3)]
+  read = []
+  for path in paths:
+    reader = array_record_module.ArrayRecordReader(str(path))
+    read.extend(reader.read_all())
+    reader.close()
+  assert read == records
+  empty = crops.ShardedArrayRecordWriter(template.replace(split='val'))
+  assert empty.close() is None
+
+
+def _jpeg(pixels: np.ndarray, **kwargs) -> bytes:
+  buffer = io.BytesIO()
+  Image.fromarray(pixels).save(buffer, 'JPEG', **kwargs)
+  return buffer.getvalue()
+
+
+def _crop(task, **options):
+  return crops.crop_photo(task, crops.CropOptions(**options))
+
+
+@pytest.mark.parametrize('labelled', [False, True])
+def test_serialize_crop_matches_the_tfds_serializer(labelled):
+  features = crops.crop_features('jpeg', labelled=labelled)
+  label = {}
+  if labelled:
+    features['label'].names = ['a', 'b', 'c']
+    label = {'label': 'c', 'label_name': 'c'}
+  serializer = example_serializer.ExampleSerializer(features.get_serialized_info())
+  expected = serializer.serialize_example(features.encode_example({
+      'image': b'\xff\xd8jpeg', 'origin': 'train_3', 'box': np.array([1, 2, 30, 40], np.int32),
+      'crop_index': np.int32(7), 'crop_id': 'train_3_7', **label}))
+  fast = crops.serialize_crop(b'\xff\xd8jpeg', 'train_3', (1, 2, 30, 40), 7,
+                              *((2, 'c') if labelled else ()))
+  assert tf_example_pb2.Example.FromString(fast) == tf_example_pb2.Example.FromString(expected)
+
+
+def test_crop_photo_converts_cmyk_and_counts_it():
+  rgb = np.full((20, 30, 3), 120, np.uint8)
+  buffer = io.BytesIO()
+  Image.fromarray(rgb).convert('CMYK').save(buffer, 'JPEG', quality=95)
+  task = crops.PhotoTask(split='train', origin='p', source='p.jpg', data=buffer.getvalue(),
+                         boxes=np.array([[0, 0, 10, 10], [5, 5, 30, 20]]))
+  result = _crop(task, encoding='png')
+  assert result.counts['converted_to_rgb_photos'] == 1 and result.counts['crops'] == 2
+  assert len(result.records) == 2
+
+
+def test_crop_photo_counts_truncated_jpeg_as_unreadable():
+  data = _jpeg(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+  task = crops.PhotoTask(split='train', origin='p', source='p.jpg', data=data[:len(data) // 3],
+                         boxes=np.array([[0, 0, 10, 10]]))
+  result = _crop(task)
+  assert result.counts['unreadable_photos'] == 1 and result.records == []
+  assert 'p.jpg' in result.events[0][1]
+
+
+def test_draft_scale_only_when_every_crop_stays_large_enough():
+  assert crops._draft_scale(np.array([300, 520]), 128) == 2
+  assert crops._draft_scale(np.array([1100]), 128) == 8
+  assert crops._draft_scale(np.array([300, 100]), 128) == 1
+  assert crops._draft_scale(np.array([1000]), None) == 1
+
+
+def test_config_rejects_bad_options():
+  with pytest.raises(ValueError, match='encoding'):
+    crops.CropsConfig(name='x', encoding='webp')
+  with pytest.raises(ValueError, match='min_side'):
+    crops.CropsConfig(name='x', min_side=0)

@@ -1,0 +1,171 @@
+"""`rack_crops`: labelled crops of rack photos (the evaluation gallery), split `train`.
+
+`manual_dir` may hold (first match wins):
+  * Pascal VOC: `Annotations/*.xml` + `JPEGImages/`, or a flat folder of
+    `x.jpg` + `x.xml` (sub-folders searched too). The photo is resolved from
+    `<filename>` (beside the XML, then in `JPEGImages/`), falling back to the
+    XML stem with a common image extension. `origin` = photo file stem.
+    Coordinates are taken as PIL crop boxes (no 1-based shift, as the thesis
+    cropped them); numeric strings like `12.0` are rounded.
+  * class folders of crops `<class>/<origin>_<k>.jpg`: each file is one crop,
+    stored whole with `box` = [0, 0, w, h] (its place in the photo is unknown),
+    `origin` and `crop_index` parsed from the name (`origin` = whole stem and
+    index 0 when the name has no `_<k>` suffix).
+
+`label` is a ClassLabel over the sorted class names found; `label_name` repeats
+the name. The evaluator makes its own splits. Bad input follows
+`data_builders.crops`; a malformed XML stops the build naming the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+from data_builders import crops
+
+log = logging.getLogger(__name__)
+
+SPLIT = 'train'
+_CROP_NAME = re.compile(r'(.+)_(\d+)$')
+
+
+@dataclasses.dataclass(eq=False)
+class RackCropsConfig(crops.CropsConfig):
+  """Config of `rack_crops`; see `crops.CropsConfig` for the options."""
+
+
+@dataclasses.dataclass
+class VocAnnotation:
+  xml_path: Path
+  filename: str | None
+  size: tuple[int, int] | None
+  labels: list[str]
+  boxes: np.ndarray  # (n, 4) int64
+
+
+def parse_voc(xml_path: Path) -> VocAnnotation:
+  """Reads one Pascal VOC file.
+
+  Raises:
+    ValueError: naming the file (and object) when the XML is malformed.
+  """
+  try:
+    root = ET.parse(xml_path).getroot()
+  except ET.ParseError as e:
+    raise ValueError(f'{xml_path}: malformed XML: {e}') from None
+  if root.tag != 'annotation':
+    raise ValueError(f'{xml_path}: root element is <{root.tag}>, expected <annotation>')
+
+  def number(element, tag: str, where: str) -> int:
+    text = element.findtext(tag)
+    try:
+      return int(round(float(text)))
+    except (TypeError, ValueError):
+      raise ValueError(f'{xml_path}: {where}: <{tag}> must be a number, got {text!r}') from None
+
+  size = None
+  if (size_element := root.find('size')) is not None:
+    size = (number(size_element, 'width', '<size>'), number(size_element, 'height', '<size>'))
+    if size[0] <= 0 or size[1] <= 0:
+      size = None  # some tools write 0 when unknown
+  labels, boxes = [], []
+  for index, obj in enumerate(root.findall('object')):
+    where = f'object {index}'
+    name = (obj.findtext('name') or '').strip()
+    if not name:
+      raise ValueError(f'{xml_path}: {where}: missing <name>')
+    bndbox = obj.find('bndbox')
+    if bndbox is None:
+      raise ValueError(f'{xml_path}: {where} ({name}): missing <bndbox>')
+    labels.append(name)
+    boxes.append([number(bndbox, tag, f'{where} ({name})')
+                  for tag in ('xmin', 'ymin', 'xmax', 'ymax')])
+  filename = (root.findtext('filename') or '').strip() or None
+  return VocAnnotation(xml_path, filename, size, labels,
+                       np.array(boxes, dtype=np.int64).reshape(-1, 4))
+
+
+def _resolve_photo(annotation: VocAnnotation, voc_root: Path | None) -> Path | None:
+  folders = [annotation.xml_path.parent]
+  if voc_root is not None:
+    folders.insert(0, voc_root / 'JPEGImages')
+  if annotation.filename:
+    for folder in folders:
+      if (folder / annotation.filename).is_file():
+        return folder / annotation.filename
+  for folder in folders:
+    if photo := crops.find_photo(folder, annotation.xml_path.stem):
+      return photo
+  return None
+
+
+def _voc_source(xml_paths: list[Path], voc_root: Path | None, description: str) -> crops.CropSource:
+  annotations = [parse_voc(p) for p in xml_paths]  # small; parsed up front for the label names
+  names = sorted({label for a in annotations for label in a.labels})
+
+  def tasks():
+    for annotation in annotations:
+      photo = _resolve_photo(annotation, voc_root)
+      stem = Path(annotation.filename).stem if annotation.filename else annotation.xml_path.stem
+      yield crops.PhotoTask(
+          split=SPLIT, origin=photo.stem if photo else stem,
+          source=str(photo or annotation.xml_path.with_name(annotation.filename or stem)),
+          boxes=annotation.boxes, path=str(photo) if photo else None,
+          labels=annotation.labels, expected_size=annotation.size)
+
+  return crops.CropSource(description, [SPLIT], tasks, num_photos=len(annotations),
+                          label_names=names)
+
+
+def _class_folder_source(manual_dir: Path, class_dirs: list[Path]) -> crops.CropSource:
+  files = [(d.name, f) for d in class_dirs for f in sorted(d.iterdir())
+           if f.suffix in crops.IMAGE_EXTENSIONS]
+  names = sorted({name for name, _ in files})
+
+  def tasks():
+    for label, path in files:
+      match = _CROP_NAME.fullmatch(path.stem)
+      origin, index = (match.group(1), int(match.group(2))) if match else (path.stem, 0)
+      # One normalised full-image box: [0, 0, w, h] once the size is decoded.
+      yield crops.PhotoTask(split=SPLIT, origin=origin, source=str(path),
+                            boxes=np.array([[0.5, 0.5, 1.0, 1.0]]), normalized=True,
+                            path=str(path), labels=[label], crop_indices=[index])
+
+  return crops.CropSource(f'class folders {manual_dir}', [SPLIT], tasks,
+                          num_photos=len(files), label_names=names)
+
+
+def find_source(manual_dir: Path) -> crops.CropSource:
+  """Detects the rack layout in `manual_dir` (see the module docstring)."""
+  if (manual_dir / 'Annotations').is_dir():
+    xml_paths = sorted((manual_dir / 'Annotations').glob('*.xml'))
+    return _voc_source(xml_paths, manual_dir, f'Pascal VOC folders {manual_dir}')
+  xml_paths = sorted(manual_dir.rglob('*.xml'))
+  if xml_paths:
+    return _voc_source(xml_paths, None, f'Pascal VOC files in {manual_dir}')
+  class_dirs = sorted(d for d in manual_dir.iterdir() if d.is_dir()) if manual_dir.is_dir() else []
+  if class_dirs:
+    return _class_folder_source(manual_dir, class_dirs)
+  raise FileNotFoundError(f'{manual_dir}: no Pascal VOC *.xml files and no class folders of crops')
+
+
+class RackCrops(crops.CropsBuilder):
+  """Labelled product crops of rack photos (Pascal VOC boxes or class folders)."""
+
+  name = 'rack_crops'
+  VERSION = '1.0.0'
+  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  BUILDER_CONFIGS = crops.size_configs(RackCropsConfig)
+  LABELLED = True
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+      'Put the rack photos with their Pascal VOC XML files (flat, or Annotations/ + '
+      'JPEGImages/), or class folders of crops named <origin>_<k>.jpg, in manual_dir.')
+
+  def _prepare_source(self, manual_dir: Path) -> crops.CropSource:
+    return find_source(manual_dir)

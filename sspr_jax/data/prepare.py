@@ -1,0 +1,92 @@
+"""Mode 'prepare_data': raw photos -> `sku110k_crops` and `rack_crops` datasets.
+
+With `config.data.source='synthetic'` the embedded shelf and rack photos are
+generated first (into WORKDIR/raw, once per set of generator settings).
+"""
+import json
+import logging
+import os
+import pathlib
+
+import ml_collections
+
+
+def _generate(data: ml_collections.ConfigDict, raw_dir: pathlib.Path):
+  """Generates the embedded photos unless the same settings already did."""
+  from data_builders import synthetic  # pylint: disable=g-import-not-at-top
+  settings = {'seed': data.seed, 'shelf_photos': dict(data.shelf_photos),
+              'rack_photos': data.rack_photos, 'num_classes': data.num_classes}
+  marker = raw_dir / 'generated.json'
+  # The builder reads the packed archive, like the real SKU110K download.
+  archive_dir = raw_dir / 'sku110k_archive'
+  racks_dir = raw_dir / 'racks'
+  if not (marker.exists() and json.loads(marker.read_text()) == settings):
+    shelves_root = synthetic.generate_shelves(
+        raw_dir / 'sku110k', seed=data.seed,
+        photos_per_split=dict(data.shelf_photos), num_classes=data.num_classes)
+    archive_dir.mkdir(parents=True, exist_ok=True)
+    synthetic.pack_archive(shelves_root, archive_dir / 'SKU110K_fixed.tar.gz')
+    racks_dir = synthetic.generate_racks(
+        raw_dir, seed=data.seed, num_photos=data.rack_photos,
+        num_classes=data.num_classes)
+    marker.write_text(json.dumps(settings))
+  return archive_dir, racks_dir
+
+
+def data_dir(data: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
+  return pathlib.Path(data.data_dir or os.path.join(workdir, 'tfds'))
+
+
+def manual_dirs(data: ml_collections.ConfigDict, workdir: str):
+  """(sku110k manual_dir, rack manual_dir), generating synthetic data if asked."""
+  if data.source == 'synthetic':
+    return _generate(data, pathlib.Path(workdir) / 'raw')
+  if data.source != 'manual':
+    raise ValueError(f"Unknown config.data.source {data.source!r}; valid: "
+                     "'synthetic', 'manual'.")
+  for key in ('sku110k_manual_dir', 'rack_manual_dir'):
+    if not data[key]:
+      raise ValueError(f"config.data.source='manual' needs config.data.{key}.")
+  return pathlib.Path(data.sku110k_manual_dir), pathlib.Path(data.rack_manual_dir)
+
+
+def build_datasets(data: ml_collections.ConfigDict, workdir: str,
+                   which=('sku110k_crops', 'rack_crops')) -> dict:
+  """Builds (or reuses) the datasets; returns {name: tfds builder}."""
+  from data_builders import build as build_lib  # pylint: disable=g-import-not-at-top
+  sku_dir, rack_dir = manual_dirs(data, workdir)
+  out = data_dir(data, workdir)
+  plan = {'sku110k_crops': (data.sku110k_config, sku_dir),
+          'rack_crops': (data.rack_config, rack_dir)}
+  builders = {}
+  for name in which:
+    config, manual_dir = plan[name]
+    builders[name] = build_lib.build(name, config=config, manual_dir=manual_dir,
+                                     data_dir=out)
+  return builders
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Builds both datasets and prints (and saves) a summary with counts."""
+  from data_builders import build as build_lib  # pylint: disable=g-import-not-at-top
+  logging.getLogger().setLevel(logging.INFO)
+  builders = build_datasets(config.data, workdir)
+  summary = {}
+  for name, builder in builders.items():
+    print(build_lib.summary(builder))
+    info = builder.info
+    summary[name] = {
+        'config': builder.builder_config.name,
+        'data_dir': builder.data_dir,
+        'splits': {s: info.splits[s].num_examples for s in info.splits},
+        'counts': dict((info.metadata or {}).get('counts', {})),
+    }
+    if 'label' in info.features:
+      summary[name]['num_classes'] = info.features['label'].num_classes
+      print(f'  classes: {info.features["label"].num_classes}')
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, 'data_summary.json')
+  with open(path, 'w') as f:
+    json.dump(summary, f, indent=2, default=str)
+  print(f'Summary written to {path}')
+  return summary

@@ -1,0 +1,110 @@
+"""Backbone embeddings of a labeled crops dataset, jitted and batched.
+
+Thesis preprocessing (REFERENCE.md): shorter side to `image_size` (256),
+center crop `image_size`, ImageNet mean/std, global-average-pool feature.
+Backbones come from a sspr_jax checkpoint of any objective (Orbax alone reads
+it) or from random initialisation.
+"""
+import dataclasses
+import json
+import os
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import tqdm
+
+from sspr_jax.data import augment
+from sspr_jax.data import pipeline
+from sspr_jax.models import resnet
+
+
+@dataclasses.dataclass
+class Backbone:
+  """A backbone module with its variables; `name` labels it in reports."""
+  name: str
+  module: nn.Module
+  variables: Any
+  step: int | None = None
+
+
+def random_backbone(architecture: str, seed: int = 0, name: str = 'random init'
+                    ) -> Backbone:
+  module = resnet.get_backbone(architecture)
+  variables = jax.jit(module.init, static_argnames='train')(
+      jax.random.key(seed), jnp.zeros((1, 64, 64, 3)), train=False)
+  return Backbone(name, module, variables)
+
+
+def checkpoint_steps(workdir: str) -> list[int]:
+  """Steps saved in WORKDIR/checkpoints, ascending."""
+  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f'No checkpoints folder in {workdir!r}.')
+  return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
+
+
+def load_backbone(workdir: str, step: int | None = None,
+                  name: str | None = None) -> Backbone:
+  """The backbone of a pre-training run's checkpoint (default: latest step)."""
+  steps = checkpoint_steps(workdir)
+  if not steps:
+    raise FileNotFoundError(f'No checkpoint in {workdir!r}/checkpoints.')
+  step = steps[-1] if step is None else step
+  path = os.path.join(os.path.abspath(workdir), 'checkpoints', str(step))
+  with open(os.path.join(path, 'meta', 'metadata')) as f:
+    meta = json.load(f)
+  config = ml_collections.ConfigDict(meta['config'])
+  state = ocp.StandardCheckpointer().restore(os.path.join(path, 'state'))
+  variables = {'params': state['params']['backbone'],
+               'batch_stats': state['batch_stats']['backbone']}
+  module = resnet.get_backbone(config.model.backbone)
+  return Backbone(name or f'{config.objective} step {step}', module, variables,
+                  step)
+
+
+def embed(backbone: Backbone, source, *, image_size: int = 256,
+          batch_size: int = 64, keys=('label', 'origin', 'crop_id')) -> dict:
+  """Features of every example of `source`, in dataset order.
+
+  Returns numpy arrays: 'features' [N, C], 'features_normalized' (L2) and the
+  requested `keys` of each example.
+  """
+  if len(source) == 0:
+    raise ValueError('Cannot embed an empty dataset.')
+  loader = pipeline.make_loader(
+      source, batch_size=batch_size, image_size=image_size, seed=0,
+      shuffle=False, num_epochs=1, drop_remainder=False,
+      resize='shorter_center_crop', keys=keys, shard_index=0, shard_count=1)
+
+  @jax.jit
+  def features(variables, images):
+    x = augment.normalize(images)
+    return backbone.module.apply(variables, x, train=False).astype(jnp.float32)
+
+  out = {k: [] for k in ('features',) + tuple(keys)}
+  for batch in tqdm.tqdm(loader, total=-(-len(source) // batch_size),
+                         desc=f'embed ({backbone.name})', unit='batch',
+                         leave=False):
+    n = len(batch['image'])
+    images = batch['image']
+    if n < batch_size:  # Pad the last batch: one compiled shape for all.
+      images = np.concatenate(
+          [images, np.zeros((batch_size - n,) + images.shape[1:], images.dtype)])
+    out['features'].append(np.asarray(features(backbone.variables, images))[:n])
+    for k in keys:
+      out[k].append(batch[k])
+  result = {k: np.concatenate(v) for k, v in out.items()}
+  norms = np.linalg.norm(result['features'], axis=1, keepdims=True)
+  result['features_normalized'] = result['features'] / np.maximum(norms, 1e-12)
+  return result
+
+
+def save(path: str, embeddings: dict, class_names=None):
+  """Writes embeddings (+ class names) as one `.npz`."""
+  extra = {} if class_names is None else {'class_names': np.asarray(class_names)}
+  np.savez(path, **embeddings, **extra)

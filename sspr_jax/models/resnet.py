@@ -1,0 +1,223 @@
+"""ResNet backbones (torchvision architecture) in Flax Linen, NHWC.
+
+The output is the global-average-pool feature (512-d for ResNet-18/34, 2048-d
+for ResNet-50), i.e. torchvision's model without its ``fc`` layer.
+
+Variable names follow torchvision so a torchvision ``state_dict`` maps on
+mechanically (see ``torch_key_to_flax_path``):
+
+=================================  ==========================================
+torchvision key                    Flax variable
+=================================  ==========================================
+``conv1.weight``                   ``params/conv1/kernel``
+``bn1.weight`` / ``bn1.bias``      ``params/bn1/scale`` / ``params/bn1/bias``
+``bn1.running_mean`` / ``_var``    ``batch_stats/bn1/mean`` / ``.../var``
+``layer2.0.conv1.weight``          ``params/layer2_0/conv1/kernel``
+``layer2.0.downsample.0.weight``   ``params/layer2_0/downsample_conv/kernel``
+``layer2.0.downsample.1.*``        ``.../layer2_0/downsample_bn/*``
+=================================  ==========================================
+
+Conv kernels are OIHW in torch and HWIO here: ``w.transpose(2, 3, 1, 0)``.
+torch's BatchNorm keeps the unbiased running variance and Flax the biased one;
+the difference is negligible for imported statistics and irrelevant for
+training from scratch.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+ModuleDef = Any
+
+# torchvision: kaiming_normal_(mode='fan_out', nonlinearity='relu').
+conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+
+class BasicBlock(nn.Module):
+  """Two 3x3 convolutions (ResNet-18/34)."""
+
+  features: int
+  strides: int
+  conv: ModuleDef
+  norm: ModuleDef
+  zero_init_residual: bool = False
+  expansion = 1
+
+  @nn.compact
+  def __call__(self, x):
+    residual = x
+    y = self.conv(self.features, (3, 3), (self.strides, self.strides),
+                  padding=((1, 1), (1, 1)), name='conv1')(x)
+    y = nn.relu(self.norm(name='bn1')(y))
+    y = self.conv(self.features, (3, 3), padding=((1, 1), (1, 1)),
+                  name='conv2')(y)
+    y = self.norm(name='bn2', scale_init=_last_bn_scale_init(
+        self.zero_init_residual))(y)
+    return nn.relu(y + _shortcut(self, residual, self.features))
+
+
+class Bottleneck(nn.Module):
+  """1x1 -> 3x3 (strided, torchvision v1.5) -> 1x1 x4 (ResNet-50+)."""
+
+  features: int
+  strides: int
+  conv: ModuleDef
+  norm: ModuleDef
+  zero_init_residual: bool = False
+  expansion = 4
+
+  @nn.compact
+  def __call__(self, x):
+    residual = x
+    y = self.conv(self.features, (1, 1), name='conv1')(x)
+    y = nn.relu(self.norm(name='bn1')(y))
+    y = self.conv(self.features, (3, 3), (self.strides, self.strides),
+                  padding=((1, 1), (1, 1)), name='conv2')(y)
+    y = nn.relu(self.norm(name='bn2')(y))
+    y = self.conv(self.features * 4, (1, 1), name='conv3')(y)
+    y = self.norm(name='bn3', scale_init=_last_bn_scale_init(
+        self.zero_init_residual))(y)
+    return nn.relu(y + _shortcut(self, residual, self.features * 4))
+
+
+def _last_bn_scale_init(zero: bool) -> Callable:
+  return nn.initializers.zeros if zero else nn.initializers.ones
+
+
+def _shortcut(block, residual, out_features: int):
+  """Identity, or strided 1x1 conv + BN when the shape changes (torchvision)."""
+  if residual.shape[-1] == out_features and block.strides == 1:
+    return residual
+  residual = block.conv(out_features, (1, 1), (block.strides, block.strides),
+                        name='downsample_conv')(residual)
+  return block.norm(name='downsample_bn')(residual)
+
+
+class ResNet(nn.Module):
+  """torchvision-style ResNet trunk returning pooled features [B, C].
+
+  Attributes:
+    stage_sizes: blocks per stage, e.g. (3, 4, 6, 3) for ResNet-50.
+    block_cls: ``BasicBlock`` or ``Bottleneck``.
+    num_filters: width of the stem and the first stage (64 in torchvision).
+    zero_init_residual: initialise the last BN scale of each block to 0, so
+      every residual branch starts as zero (MoCo / Goyal et al.).
+    dtype: computation dtype (e.g. ``jnp.bfloat16``); the output has it too.
+    param_dtype: parameter dtype (keep float32 for bf16 training).
+    bn_momentum, bn_epsilon: torch's momentum 0.1 is Flax's 0.9.
+  """
+
+  stage_sizes: Sequence[int]
+  block_cls: ModuleDef
+  num_filters: int = 64
+  zero_init_residual: bool = False
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+  bn_momentum: float = 0.9
+  bn_epsilon: float = 1e-5
+
+  @property
+  def num_features(self) -> int:
+    """Size of the pooled output feature."""
+    return (self.num_filters * 2 ** (len(self.stage_sizes) - 1)
+            * self.block_cls.expansion)
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    """Maps images [B, H, W, 3] (normalised floats) to features [B, C].
+
+    ``train=True`` normalises with batch statistics and updates the
+    ``batch_stats`` collection (pass ``mutable=['batch_stats']``); under
+    ``jax.jit`` with a batch sharded over devices the statistics are global
+    (synchronised BN) without an ``axis_name``.
+    """
+    conv = functools.partial(
+        nn.Conv, use_bias=False, dtype=self.dtype,
+        param_dtype=self.param_dtype, kernel_init=conv_kernel_init)
+    norm = functools.partial(
+        nn.BatchNorm, use_running_average=not train,
+        momentum=self.bn_momentum, epsilon=self.bn_epsilon,
+        dtype=self.dtype, param_dtype=self.param_dtype)
+
+    x = jnp.asarray(x, self.dtype)
+    # Explicit symmetric padding as torch (XLA's 'SAME' pads asymmetrically
+    # for strided convs, which would not match imported torch weights).
+    x = conv(self.num_filters, (7, 7), (2, 2), padding=((3, 3), (3, 3)),
+             name='conv1')(x)
+    x = nn.relu(norm(name='bn1')(x))
+    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    for i, num_blocks in enumerate(self.stage_sizes):
+      for j in range(num_blocks):
+        x = self.block_cls(
+            features=self.num_filters * 2 ** i,
+            strides=2 if i > 0 and j == 0 else 1,
+            conv=conv, norm=norm,
+            zero_init_residual=self.zero_init_residual,
+            name=f'layer{i + 1}_{j}')(x)
+    return jnp.mean(x, axis=(1, 2))
+
+
+ResNet18 = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2),
+                             block_cls=BasicBlock)
+ResNet34 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3),
+                             block_cls=BasicBlock)
+ResNet50 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3),
+                             block_cls=Bottleneck)
+# For tests and smoke runs: all four stages (so strides and downsample paths
+# are exercised), one block each, 8 base filters -> 64-d output.
+ResNetTiny = functools.partial(ResNet, stage_sizes=(1, 1, 1, 1),
+                               block_cls=BasicBlock, num_filters=8)
+
+BACKBONES: dict[str, Callable[..., ResNet]] = {
+    'resnet18': ResNet18,
+    'resnet34': ResNet34,
+    'resnet50': ResNet50,
+    'resnet_tiny': ResNetTiny,
+}
+
+
+def get_backbone(name: str, **kwargs) -> ResNet:
+  """Returns the backbone module ``name`` with ``kwargs`` as attributes.
+
+  e.g. ``get_backbone('resnet50', zero_init_residual=True,
+  dtype=jnp.bfloat16)``.
+  """
+  try:
+    factory = BACKBONES[name]
+  except KeyError:
+    raise ValueError(f'Unknown backbone {name!r}; known: '
+                     f'{", ".join(sorted(BACKBONES))}.') from None
+  return factory(**kwargs)
+
+
+def torch_key_to_flax_path(key: str) -> tuple[str, tuple[str, ...]]:
+  """Maps a torchvision ResNet state_dict key to (collection, variable path).
+
+  ``'layer1.0.downsample.1.running_var'`` ->
+  ``('batch_stats', ('layer1_0', 'downsample_bn', 'var'))``. Raises ValueError
+  for keys without a counterpart (``fc.*``, ``num_batches_tracked``).
+  """
+  parts = key.split('.')
+  if parts[0] == 'fc' or parts[-1] == 'num_batches_tracked':
+    raise ValueError(f'{key!r} has no counterpart in the backbone.')
+  if parts[0].startswith('layer'):
+    parts = [f'{parts[0]}_{parts[1]}'] + parts[2:]
+  if parts[-2:-1] == ['0'] and 'downsample' in parts:
+    parts = parts[:-3] + ['downsample_conv', parts[-1]]
+  elif parts[-2:-1] == ['1'] and 'downsample' in parts:
+    parts = parts[:-3] + ['downsample_bn', parts[-1]]
+  *modules, leaf = parts
+  is_conv = modules[-1].startswith('conv') or modules[-1] == 'downsample_conv'
+  if leaf == 'weight':
+    return 'params', (*modules, 'kernel' if is_conv else 'scale')
+  if leaf == 'bias':
+    return 'params', (*modules, 'bias')
+  if leaf == 'running_mean':
+    return 'batch_stats', (*modules, 'mean')
+  if leaf == 'running_var':
+    return 'batch_stats', (*modules, 'var')
+  raise ValueError(f'Unrecognised key {key!r}.')

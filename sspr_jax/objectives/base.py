@@ -1,0 +1,117 @@
+"""What every objective gives the trainer: init, views, loss (see trainer.py).
+
+An objective owns one `Network` (backbone + head). Its parameters live under
+`params['backbone']` / `params['head']`, so a backbone is restored from any
+checkpoint with Orbax alone as `state['params']['backbone']` and
+`state['batch_stats']['backbone']`.
+"""
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from sspr_jax.data import augment
+from sspr_jax.models import resnet
+from sspr_jax.objectives import monitor
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+class Network(nn.Module):
+  """Backbone on images [..., H, W, 3] -> (features [..., C], head output)."""
+
+  backbone: nn.Module
+  head: nn.Module
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    lead = x.shape[:-3]  # (B,) or (B, tiles)
+    features = self.backbone(x.reshape((-1,) + x.shape[-3:]), train=train)
+    features = features.reshape(lead + features.shape[-1:])
+    return features, self.head(features, train=train)
+
+
+def compute_dtype(config: ml_collections.ConfigDict):
+  name = config.model.get('dtype', 'float32')
+  if name not in DTYPES:
+    raise ValueError(f'Unknown config.model.dtype {name!r}; valid: '
+                     f'{", ".join(DTYPES)}.')
+  return DTYPES[name]
+
+
+def make_backbone(config: ml_collections.ConfigDict) -> nn.Module:
+  """The backbone of `config.model`, fp32 parameters, compute in its dtype."""
+  return resnet.get_backbone(
+      config.model.backbone,
+      zero_init_residual=config.model.get('zero_init_residual', False),
+      dtype=compute_dtype(config), param_dtype=jnp.float32)
+
+
+class Objective:
+  """Shared plumbing; subclasses define `make_head`, `views` and `loss`."""
+
+  name = ''
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    if self.name not in config:
+      raise ValueError(f'The config has no `{self.name}` section with the '
+                       f'{self.name} settings.')
+    self.config = config
+    self.settings = config[self.name]
+    self.dtype = compute_dtype(config)
+    self.network = Network(backbone=make_backbone(config),
+                           head=self.make_head())
+
+  def make_head(self) -> nn.Module:
+    raise NotImplementedError
+
+  def network_input(self, views) -> jax.Array:
+    """The array of `views` the network is initialised on."""
+    return views['images']
+
+  def init(self, rng: jax.Array, images: jax.Array):
+    view_rng, init_rng, extra_rng = jax.random.split(rng, 3)
+    x = self.network_input(self.views(view_rng, images))
+    variables = self.network.init(init_rng, x, train=True)
+    params = variables['params']
+    batch_stats = variables.get('batch_stats', {})
+    return params, batch_stats, self.init_extra(extra_rng, params, batch_stats)
+
+  def init_extra(self, rng, params, batch_stats) -> Any:
+    del rng, params, batch_stats
+    return {}
+
+  def apply(self, params, batch_stats, x, train: bool = True):
+    """(features, head output, new batch_stats); outputs in float32."""
+    (features, out), updates = self.network.apply(
+        {'params': params, 'batch_stats': batch_stats}, x, train=train,
+        mutable=['batch_stats'])
+    cast = lambda a: a.astype(jnp.float32)
+    return cast(features), cast(out), updates['batch_stats']
+
+  def views(self, rng: jax.Array, images: jax.Array) -> dict:
+    raise NotImplementedError
+
+  def loss(self, params, batch_stats, extra, views, rng):
+    raise NotImplementedError
+
+  @staticmethod
+  def spread(features: jax.Array) -> jax.Array:
+    """Collapse monitor of the backbone features (1 spread, 0 collapsed)."""
+    return monitor.embedding_spread(features.reshape(-1, features.shape[-1]))
+
+
+def contrastive_views(settings, rng: jax.Array, images: jax.Array) -> dict:
+  """Two MoCo v2 / SimCLR views of each image, stacked as [B, 2, S, S, 3].
+
+  Stacking on axis 1 keeps both views of an image on its own device when
+  the batch is sharded.
+  """
+  kw = dict(size=settings.view_size, crop_scale=tuple(settings.crop_scale),
+            color_strength=settings.color_strength, blur_p=settings.blur_p)
+  k1, k2 = jax.random.split(rng)
+  return {'images': jnp.stack([augment.contrastive_view(k1, images, **kw),
+                               augment.contrastive_view(k2, images, **kw)],
+                              axis=1)}

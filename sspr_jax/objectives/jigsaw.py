@@ -1,0 +1,87 @@
+"""Jigsaw puzzles (Noroozi & Favaro 2016): predict which permutation of the
+3x3 tiles was applied, out of a fixed set of maximal-Hamming permutations
+(`permutations.maximal_hamming_permutations`; thesis: 2000 classes).
+"""
+
+import jax
+import jax.numpy as jnp
+
+from sspr_jax.data import augment
+from sspr_jax.models import heads
+from sspr_jax.objectives import base
+from sspr_jax.objectives.common import classification_loss
+from sspr_jax.objectives.permutations import maximal_hamming_permutations
+
+__all__ = ['Jigsaw', 'maximal_hamming_permutations', 'shuffle_tiles',
+           'loss_and_metrics']
+
+
+def shuffle_tiles(
+    tiles: jax.Array, permutations: jax.Array, rng: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+  """Shuffles each puzzle's tiles by a uniformly drawn permutation class.
+
+  Args:
+    tiles: [B, T, ...] the T tiles of each image in reading order.
+    permutations: int [N, T], row c = permutation of class c.
+    rng: PRNG key.
+
+  Returns:
+    (shuffled [B, T, ...], labels [B] int32) with
+    shuffled[b, t] = tiles[b, permutations[labels[b], t]], the convention of
+    the original code (position t shows tile permutation[t]).
+  """
+  num_classes, num_tiles = permutations.shape
+  if tiles.shape[1] != num_tiles:
+    raise ValueError(f'tiles has {tiles.shape[1]} tiles, permutations {num_tiles}.')
+  labels = jax.random.randint(rng, (tiles.shape[0],), 0, num_classes, jnp.int32)
+  order = jnp.asarray(permutations)[labels]  # [B, T]
+  order = order.reshape(order.shape + (1,) * (tiles.ndim - 2))
+  return jnp.take_along_axis(tiles, order, axis=1), labels
+
+
+def loss_and_metrics(
+    logits: jax.Array, labels: jax.Array
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Cross-entropy over the permutation classes and accuracy."""
+  return classification_loss(logits, labels)
+
+
+class Jigsaw(base.Objective):
+  """Views: h-flip, random grayscale, 3x3 jittered tiles in a permuted order.
+
+  The host stores images at `input.image_size` (thesis: resize 256); the
+  thesis's extra random 255-crop of a 256 image (a <= 1 px shift) is left out:
+  the per-tile jitter already moves every tile by up to `jitter` pixels.
+  """
+
+  name = 'jigsaw'
+
+  def __init__(self, config):
+    super().__init__(config)
+    self.permutations = maximal_hamming_permutations(
+        self.settings.num_permutations, 9, self.settings.get('permutation_seed', 0))
+
+  def make_head(self):
+    return heads.JigsawHead(self.settings.num_permutations,
+                            self.settings.get('tile_dim', 1000),
+                            dtype=self.dtype)
+
+  def views(self, rng, images):
+    s = self.settings
+    k_flip, k_gray, k_tiles, k_perm = jax.random.split(rng, 4)
+    x = augment.horizontal_flip(k_flip, images)
+    x = augment.random_grayscale(k_gray, x, s.grayscale_p)
+    identity = jnp.broadcast_to(jnp.arange(9), (x.shape[0], 9))
+    tiles = augment.jigsaw_tiles(k_tiles, x, identity, 3, s.jitter)
+    tiles, labels = shuffle_tiles(augment.normalize(tiles),
+                                  jnp.asarray(self.permutations), k_perm)
+    return {'images': tiles, 'labels': labels}
+
+  def loss(self, params, batch_stats, extra, views, rng):
+    del rng
+    features, logits, batch_stats = self.apply(params, batch_stats,
+                                               views['images'])
+    loss, metrics = loss_and_metrics(logits, views['labels'])
+    metrics['spread'] = self.spread(features)
+    return loss, (metrics, batch_stats, extra)

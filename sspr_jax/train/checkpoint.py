@@ -1,0 +1,53 @@
+"""Orbax checkpoints of the whole train state in WORKDIR/checkpoints.
+
+Each step directory holds `state` (a pytree saved with StandardSave, restorable
+with Orbax alone) and `meta` (JSON: the config and a few numbers).
+"""
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class Checkpoints:
+  """Periodic, keep-N, asynchronous saves and restore of the latest step."""
+
+  def __init__(self, workdir: str, *, max_to_keep: int = 3,
+               async_save: bool = True):
+    self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True,
+            enable_async_checkpointing=async_save))
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def save(self, step: int, state: Any, meta: dict | None = None) -> bool:
+    """Starts saving `state` at `step` (returns before the write ends if async)."""
+    return self._manager.save(
+        step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            meta=ocp.args.JsonSave(meta or {})), force=True)
+
+  def restore(self, abstract_state: Any, step: int | None = None):
+    """Restores (state, meta) at `step` (default latest) onto `abstract_state`'s
+    shapes, dtypes and shardings."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f'No checkpoint in {self.directory}.')
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    restored = self._manager.restore(
+        step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract),
+            meta=ocp.args.JsonRestore()))
+    return restored.state, restored.meta
+
+  def wait(self):
+    self._manager.wait_until_finished()
+
+  def close(self):
+    self._manager.wait_until_finished()
+    self._manager.close()

@@ -1,0 +1,232 @@
+"""Pre-training: one jitted train step over a 'data' mesh, Orbax checkpoints.
+
+The same program runs on one CPU, one GPU or many hosts: inputs are global
+`jax.Array`s sharded along the batch, the state is replicated, so batch
+statistics, contrastive negatives and queue updates span the global batch.
+
+The trainer knows objectives only through this contract (see
+`sspr_jax/objectives/`):
+  objective.init(rng, images) -> (params, batch_stats, extra)
+  objective.views(rng, images) -> views            # on device, from uint8
+  objective.loss(params, batch_stats, extra, views, rng)
+      -> (loss, (metrics, new_batch_stats, new_extra))
+Metrics may include 'spread' (collapse monitor of normalised embeddings).
+"""
+import functools
+import itertools
+import logging
+import math
+import signal
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+
+from sspr_jax.data import pipeline
+from sspr_jax.train import checkpoint as checkpoint_lib
+from sspr_jax.train import mesh as mesh_lib
+from sspr_jax.train import metrics_writer
+from sspr_jax.train import optim
+
+# Below this spread of normalised embeddings the batch has (almost) collapsed
+# to one point: ~1 when embeddings are spread over the sphere, 0 when equal.
+COLLAPSE_SPREAD = 0.05
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  extra: Any
+  # -1 while every step was finite, else the first step whose loss or
+  # gradients were NaN/Inf; such steps leave the state unchanged.
+  nonfinite_step: jax.Array
+
+
+class NonFiniteError(FloatingPointError):
+  pass
+
+
+def make_train_step(objective, tx: optax.GradientTransformation, schedule,
+                    base_rng: jax.Array):
+  """The pure train step: (state, uint8 images) -> (state, metrics)."""
+
+  def train_step(state: TrainState, images: jax.Array):
+    # Randomness depends only on (seed, step): a resumed run sees the same.
+    rng = jax.random.fold_in(base_rng, state.step)
+    view_rng, loss_rng = jax.random.split(rng)
+    views = objective.views(view_rng, images)
+
+    def loss_fn(params):
+      return objective.loss(params, state.batch_stats, state.extra, views,
+                            loss_rng)
+
+    (loss, (metrics, batch_stats, extra)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
+    grad_norm = optax.global_norm(grads)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    updated = state.replace(params=params, batch_stats=batch_stats,
+                            opt_state=opt_state, extra=extra)
+    # A non-finite step keeps the last good state, so no checkpoint is bad.
+    kept = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                        updated, state)
+    nonfinite_step = jnp.where((state.nonfinite_step < 0) & ~finite,
+                               state.step, state.nonfinite_step)
+    new_state = kept.replace(step=state.step + 1, nonfinite_step=nonfinite_step)
+    metrics = dict(metrics, loss=loss, grad_norm=grad_norm,
+                   learning_rate=schedule(state.step))
+    return new_state, metrics
+
+  return train_step
+
+
+def _steps(config, num_examples: int) -> tuple[int, int]:
+  steps_per_epoch = num_examples // config.batch_size
+  if steps_per_epoch == 0:
+    raise ValueError(f'The dataset has {num_examples} examples, fewer than one '
+                     f'global batch (config.batch_size={config.batch_size}).')
+  total = config.get('total_steps', 0) or int(math.ceil(
+      config.num_epochs * steps_per_epoch))
+  return steps_per_epoch, total
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag that the loop checks between steps."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # Not the main thread: leave signals alone.
+      self._previous = None
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *, objective,
+          batches, num_examples: int) -> TrainState:
+  """Trains `objective` on `batches`, resuming from WORKDIR's latest checkpoint.
+
+  Args:
+    config: needs batch_size (global), num_epochs or total_steps, seed,
+      optimizer, schedule, log_every_steps, checkpoint_every_steps,
+      keep_checkpoints.
+    workdir: checkpoints, metrics.jsonl and TensorBoard events go here.
+    objective: see the module docstring.
+    batches: `batches(start_step)` -> iterator of per-process numpy batches
+      (dicts with 'image' uint8 [B/processes, H, W, 3]) from that step on; a
+      resumed run must see the batches an uninterrupted run would.
+    num_examples: size of the training set (for epochs and the schedule).
+  Returns:
+    The final train state.
+  """
+  mesh = mesh_lib.data_mesh()
+  mesh_lib.check_global_batch(config.batch_size, mesh)
+  steps_per_epoch, total_steps = _steps(config, num_examples)
+  schedule = optim.learning_rate(config, steps_per_epoch=steps_per_epoch,
+                                 total_steps=total_steps,
+                                 global_batch=config.batch_size)
+  tx = optim.optimizer(config, schedule)
+  init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
+  replicated = mesh_lib.replicated(mesh)
+
+  checkpoints = checkpoint_lib.Checkpoints(
+      workdir, max_to_keep=config.get('keep_checkpoints', 3))
+  start = int(checkpoints.latest_step() or 0)
+  if start >= total_steps:
+    logging.info('Already trained for %d steps; nothing to do.', total_steps)
+    checkpoints.close()
+    return None
+  it = iter(batches(start))
+  first = next(it)
+  it = itertools.chain([first], it)
+
+  @functools.partial(jax.jit, out_shardings=replicated)
+  def init(rng, images):
+    params, batch_stats, extra = objective.init(rng, images)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      batch_stats=batch_stats, opt_state=tx.init(params),
+                      extra=extra, nonfinite_step=jnp.full((), -1, jnp.int32))
+
+  state = init(init_rng, pipeline.shard_batch(first, mesh)['image'])
+  if start:
+    state, _ = checkpoints.restore(state, start)
+    logging.info('Resumed from %s at step %d.', checkpoints.directory, start)
+
+  step_fn = jax.jit(
+      make_train_step(objective, tx, schedule, train_rng),
+      in_shardings=(replicated, mesh_lib.batch_sharding(mesh)),
+      out_shardings=(replicated, replicated), donate_argnums=(0,))
+  writer = metrics_writer.MetricsWriter(workdir, enabled=jax.process_index() == 0)
+  meta = {'config': config.to_dict(), 'total_steps': total_steps,
+          'steps_per_epoch': steps_per_epoch}
+
+  def check_finite():
+    bad = int(jax.device_get(state.nonfinite_step))
+    if bad >= 0:
+      raise NonFiniteError(
+          f'Loss or gradients became NaN/Inf at step {bad}; stopped. The last '
+          f'good checkpoint is kept in {checkpoints.directory} (step '
+          f'{checkpoints.latest_step()}). Try a lower learning rate.')
+
+  def save(step):
+    check_finite()  # Never save a state that went through a bad step.
+    checkpoints.save(step, state, meta)
+
+  log_every = config.get('log_every_steps', 50)
+  ckpt_every = config.get('checkpoint_every_steps', 1000)
+  bar = tqdm.tqdm(total=total_steps, initial=start, unit='step',
+                  disable=jax.process_index() != 0, dynamic_ncols=True)
+  t0, seen = time.perf_counter(), 0
+  try:
+    with _Preemption() as preemption:
+      for step in range(start, total_steps):
+        images = pipeline.shard_batch(next(it), mesh)['image']
+        state, metrics = step_fn(state, images)
+        seen += config.batch_size
+        done = step + 1
+        if done % log_every == 0 or done == total_steps:
+          metrics = jax.device_get(metrics)  # The only host sync: log steps.
+          elapsed = time.perf_counter() - t0
+          metrics['images_per_second'] = seen / max(elapsed, 1e-9)
+          t0, seen = time.perf_counter(), 0
+          writer.write(done, metrics)
+          bar.set_postfix(loss=f"{metrics['loss']:.4f}",
+                          img_s=f"{metrics['images_per_second']:.1f}")
+          check_finite()
+          spread = metrics.get('spread')
+          if spread is not None and spread < COLLAPSE_SPREAD:
+            logging.warning('Embeddings collapsing at step %d: spread %.4f '
+                            '(1 = spread out, 0 = all equal).', done, spread)
+        bar.update(1)
+        if done % ckpt_every == 0 or done == total_steps:
+          save(done)
+        if preemption.requested:
+          logging.warning('SIGTERM: saving step %d and exiting.', done)
+          save(done)
+          break
+  finally:
+    bar.close()
+    writer.close()
+    checkpoints.close()
+  return state

@@ -1,0 +1,165 @@
+"""Trainer tests on tiny models: learning, resume, sharding, config errors."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import common
+from sspr_jax.data import pipeline
+from sspr_jax.objectives import build_objective
+from sspr_jax.train import metrics_writer
+from sspr_jax.train import trainer
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def tiny_config(objective: str, **overrides) -> ml_collections.ConfigDict:
+  c = common.pretrain_config(objective)
+  c.model.backbone = 'resnet_tiny'
+  c.input.image_size = 40
+  c.batch_size = 16
+  c.total_steps = 24
+  c.log_every_steps = 4
+  c.checkpoint_every_steps = 1000
+  c.optimizer.update(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-5)
+  c.schedule.update(name='constant')
+  settings = {
+      'rotnet': dict(view_size=32, crop_scale=(0.3, 1.0)),
+      'jigsaw': dict(num_permutations=8, permutation_seed=0, grayscale_p=0.66,
+                     jitter=3, tile_dim=32),
+      'moco': dict(view_size=32, crop_scale=(0.3, 1.0), color_strength=0.5,
+                   blur_p=0.5, hidden_dims=(64,), out_dim=32, queue_size=64,
+                   momentum=0.9, temperature=0.2),
+      'simclr': dict(view_size=32, crop_scale=(0.3, 1.0), color_strength=0.5,
+                     blur_p=0.5, hidden_dims=(64,), out_dim=32,
+                     temperature=0.1),
+  }[objective]
+  c[objective] = ml_collections.ConfigDict(settings)
+  c.update_from_flattened_dict(overrides)
+  return c
+
+
+def _batches(source, config, stop_after=None):
+  def batches(start):
+    loader = pipeline.make_loader(
+        source, batch_size=config.batch_size,
+        image_size=config.input.image_size, seed=config.seed)
+    for i, batch in enumerate(loader.iter_from(start)):
+      if stop_after is not None and start + i >= stop_after:
+        raise KeyboardInterrupt('simulated crash')
+      yield batch
+  return batches
+
+
+@pytest.fixture(scope='module')
+def crops(tiny_datasets):
+  return pipeline.open_source('sku110k_crops', split='train',
+                              data_dir=tiny_datasets, config='128')
+
+
+# Contrastive losses are noisy at batch 16 and MoCo's first rises while its
+# queue fills with real keys: they get more steps, and MoCo a slow key
+# encoder and a short queue, so that the fall shows within a few dozen steps.
+@pytest.mark.parametrize('objective,overrides', [
+    ('rotnet', {}), ('jigsaw', {}),
+    ('simclr', {'total_steps': 40, 'optimizer.lr': 0.2}),
+    ('moco', {'total_steps': 40, 'moco.queue_size': 32, 'moco.momentum': 0.99}),
+])
+def test_loss_falls_on_embedded_data(objective, overrides, crops, tmp_path):
+  config = tiny_config(objective, **overrides)
+  state = trainer.train(config, str(tmp_path), objective=build_objective(config),
+                        batches=_batches(crops, config), num_examples=len(crops))
+  losses = [m['loss'] for m in metrics_writer.read_metrics(str(tmp_path))]
+  assert len(losses) == config.total_steps // config.log_every_steps
+  assert np.all(np.isfinite(losses))
+  assert np.mean(losses[-2:]) < losses[0] - 0.05, losses
+  assert int(state.step) == config.total_steps
+  assert os.path.isdir(tmp_path / 'checkpoints' / str(config.total_steps))
+
+
+def test_resumed_run_equals_uninterrupted_run(crops, tmp_path):
+  config = tiny_config('moco', total_steps=6, checkpoint_every_steps=2)
+  straight = trainer.train(
+      config, str(tmp_path / 'a'), objective=build_objective(config),
+      batches=_batches(crops, config), num_examples=len(crops))
+  with pytest.raises(KeyboardInterrupt):
+    trainer.train(config, str(tmp_path / 'b'), objective=build_objective(config),
+                  batches=_batches(crops, config, stop_after=5),
+                  num_examples=len(crops))
+  assert sorted(os.listdir(tmp_path / 'b' / 'checkpoints')) == ['2', '4']
+  resumed = trainer.train(
+      config, str(tmp_path / 'b'), objective=build_objective(config),
+      batches=_batches(crops, config), num_examples=len(crops))
+  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_two_devices_match_one_device():
+  """Loss, parameters, BN statistics and MoCo's queue equal for 1 and 2 devices."""
+  script = textwrap.dedent('''
+    import jax, numpy as np, optax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from sspr_jax.objectives import build_objective
+    from sspr_jax.train import optim, trainer
+    from sspr_jax.train.trainer_test import tiny_config
+    assert jax.device_count() == 2
+    images = np.random.default_rng(0).integers(0, 255, (8, 40, 40, 3), np.uint8)
+    for name in ('moco', 'simclr'):
+      config = tiny_config(name, batch_size=8)
+      objective = build_objective(config)
+      schedule = optax.constant_schedule(0.05)
+      tx = optim.optimizer(config, schedule)
+      results = []
+      for devices in (jax.devices()[:1], jax.devices()):
+        mesh = Mesh(np.array(devices), ('data',))
+        rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+        x = jax.device_put(images, data)
+        params, bs, extra = jax.jit(objective.init, out_shardings=rep)(
+            jax.random.key(0), x)
+        state = trainer.TrainState(
+            step=np.int32(0), params=params, batch_stats=bs,
+            opt_state=tx.init(params), extra=extra, nonfinite_step=np.int32(-1))
+        state = jax.device_put(state, rep)
+        step = jax.jit(trainer.make_train_step(objective, tx, schedule,
+                                               jax.random.key(1)),
+                       in_shardings=(rep, data), out_shardings=(rep, rep))
+        for _ in range(2):
+          state, metrics = step(state, x)
+        results.append((state, metrics))
+      (s1, m1), (s2, m2) = results
+      np.testing.assert_allclose(m1['loss'], m2['loss'], rtol=1e-5)
+      for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-4)
+      print(name, 'ok', float(m1['loss']))
+  ''')
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
+             PYTHONPATH=REPO)
+  out = subprocess.run([sys.executable, '-c', script], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert 'moco ok' in out.stdout and 'simclr ok' in out.stdout
+
+
+def test_unknown_objective_and_missing_settings_are_clear_errors():
+  config = tiny_config('moco')
+  config.objective = 'byol'
+  with pytest.raises(ValueError, match='jigsaw, moco, rotnet, simclr'):
+    build_objective(config)
+  config = tiny_config('moco')
+  del config['moco']
+  with pytest.raises(ValueError, match='no `moco` section'):
+    build_objective(config)
+
+
+def test_bad_config_key_on_command_line_names_it(tmp_path):
+  out = subprocess.run(
+      [sys.executable, 'main.py', '--config', 'configs/quickstart.py',
+       '--workdir', str(tmp_path), '--config.moco.no_such_key=1'],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert out.returncode != 0
+  assert 'no_such_key' in out.stderr
