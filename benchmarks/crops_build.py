@@ -9,8 +9,8 @@ Both run on the same synthetic SKU110K archive in the same process run:
   python benchmarks/crops_build.py --photos 48 --photo_size 1600x1200 --configs native,128
 
 Each measurement is repeated (`--repeats`, alternating) and the median is kept,
-since the machine is shared. (The input-pipeline images/s part goes below
-`crops_build`.)
+since the machine is shared. Then the input pipeline's images/s at 96 and
+224 px (`benchmarks/input_pipeline.py`, same run; `--skip_pipeline` skips it).
 """
 
 from __future__ import annotations
@@ -108,9 +108,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
   parser.add_argument('--workers', type=int, default=None, help='default: all cores')
   parser.add_argument('--repeats', type=int, default=2)
   parser.add_argument('--workdir', default=None, help='keep files here (default: temp, removed)')
+  parser.add_argument('--skip_pipeline', action='store_true')
   args = parser.parse_args(argv)
   rows = crops_build(args)
   print_table(rows)
+  if not args.skip_pipeline:
+    print('\nInput pipeline (benchmarks/input_pipeline.py), images/s per process:')
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import input_pipeline  # pylint: disable=g-import-not-at-top
+    input_pipeline.main(['--cases', '96:128,96:native,224:256,224:native',
+                         '--workers', '0,2', '--repeats', '3'])
   return rows
 
 

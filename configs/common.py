@@ -53,6 +53,7 @@ def pretrain_config(objective: str) -> ml_collections.ConfigDict:
   c.log_every_steps = 50
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3
+  c.eval_every_steps = 0      # > 0: gallery mAP + kNN on rack_crops every N steps
   c.evaluate = evaluate_config()
   return c
 

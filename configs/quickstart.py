@@ -29,5 +29,6 @@ def get_config():
   c.moco.update(dict(queue_size=1024, momentum=0.99, temperature=0.2))
   c.log_every_steps = 10
   c.checkpoint_every_steps = 100
+  c.eval_every_steps = 100
   c.evaluate.image_size = 64
   return c

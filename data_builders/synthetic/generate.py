@@ -190,7 +190,7 @@ def generate_racks(
 
   Every class appears on RACK_PHOTOS_PER_CLASS photos (at least 2, fewer only
   if the box budget is short), so each class is eligible for the strict split.
-  `<name>` is the class name (e.g. `p017_cola`); boxes are PIL crop boxes
+  `<name>` is the class name (e.g. `p017_zora_lemon`: class id, brand, variant); boxes are PIL crop boxes
   (xmax/ymax exclusive). With the same seed and class_offset the catalogue
   is the one generate_shelves draws. Defaults: DEFAULT_RACK_PHOTO_SIZE and
   DEFAULT_RACK_BOXES (~7 crops a class for 12 photos and 60 classes).

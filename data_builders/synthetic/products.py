@@ -42,10 +42,32 @@ PRODUCT_WORDS = (
     'sauce', 'noodles', 'broth', 'granola', 'muesli', 'spread', 'relish',
     'gravy', 'dressing', 'softener', 'toothpaste',
 )
-VARIANTS = ('ORIGINAL', 'LIGHT', 'CLASSIC', 'EXTRA', 'ZERO', 'FRESH', 'GOLD',
-            'MINI', 'FAMILY', 'BIO', '500 g', '1 L', '250 ml', 'XL', 'PLUS')
+# Variant (flavour / edition / size) names; the class name carries them
+# lower-cased with spaces removed, so they must stay file-name safe.
+VARIANTS = ('ORIGINAL', 'LIGHT', 'CLASSIC', 'EXTRA', 'ZERO', 'FRESH', 'GOLD', 'MINI',
+            'FAMILY', 'BIO', 'XL', 'PLUS', 'LEMON', 'CHERRY', 'MINT', 'VANILLA', 'BERRY',
+            'ORANGE', 'APPLE', 'MANGO', 'PEACH', 'SPICY', 'SALTED', 'HONEY', 'LIME',
+            'GRAPE', 'COCONUT', 'MILD', 'STRONG', 'SENSITIVE', '500 G', '1 L', '250 ML')
+MARKS = ('circle', 'leaf', 'drop', 'star', 'diamond', 'heart', 'triangle', 'ring')
 _SYLLABLES = ('zo', 'ra', 'ki', 'ven', 'lu', 'mar', 'tek', 'no', 'ba', 'fi', 'xo',
               'del', 'sun', 'pri', 'ma', 'go', 'ly', 'qua', 'tri', 'ol', 'ex', 'cra')
+
+# Dominant package colours, shared by all brands (weights: how common). Many
+# unrelated brands are red, white or blue, as in a real supermarket, so the
+# dominant colour tells a family only roughly and a variant not at all.
+_PALETTE = (
+    ((200, 28, 36), 3.0),    # red
+    ((238, 238, 232), 2.5),  # white
+    ((28, 62, 160), 2.0),    # blue
+    ((24, 24, 30), 1.5),     # black
+    ((245, 196, 28), 1.5),   # yellow
+    ((34, 130, 60), 1.5),    # green
+    ((236, 112, 24), 1.0),   # orange
+    ((22, 34, 78), 1.0),     # navy
+    ((112, 62, 34), 0.8),    # brown
+    ((172, 172, 178), 0.7),  # silver
+)
+FAMILY_SIZES = (3, 6)  # inclusive range of variants per brand family
 
 REFERENCE_HEIGHT = 192  # canonical artwork height in pixels (drawn at 2x, downsampled)
 _SUPERSAMPLE = 2
@@ -54,17 +76,24 @@ _NAME_RE = re.compile(r'^[a-z0-9_]+$')
 
 @dataclasses.dataclass(frozen=True)
 class ProductSpec:
-  """Everything that defines how a product class looks."""
+  """Everything that defines how a product class looks.
+
+  Classes come in brand families (consecutive class ids): the variants of a
+  family share shape, base colour, layout, pattern, brand name and logo, and
+  differ by the printed variant name, the variant colour (`accent_rgb`: the
+  band behind the variant name, a badge, a cap), a small mark and slightly
+  in size.
+  """
 
   class_id: int
-  name: str  # file-name-safe class name, e.g. 'p017_cola'
-  brand: str  # printed big on the package
-  variant: str  # printed small
+  name: str  # file-name-safe class name, e.g. 'p017_zora_lemon'
+  brand: str  # printed big on the package, shared by the family
+  variant: str  # printed smaller, on a band or badge of the variant colour
   shape: str
   aspect: float  # width / height of the package
   height_factor: float  # package height relative to the tallest products
-  main_rgb: tuple[int, int, int]
-  accent_rgb: tuple[int, int, int]
+  main_rgb: tuple[int, int, int]  # dominant colour, from the shared palette
+  accent_rgb: tuple[int, int, int]  # the variant's own colour
   text_rgb: tuple[int, int, int]
   logo_rgb: tuple[int, int, int]
   part_rgb: tuple[int, int, int]  # cap / lid / bottle body / gable colour
@@ -72,6 +101,10 @@ class ProductSpec:
   pattern_count: int
   logo: str
   vertical_text: bool
+  family: int = 0  # brand family id; equal for the variants of one brand
+  pattern_rgb: tuple[int, int, int] = (255, 255, 255)  # the family's pattern colour
+  variant_style: str = 'band'  # where the variant colour shows: 'band', 'badge' or 'cap'
+  mark: str = 'circle'  # the variant's small mark next to the variant name
 
 
 def _hsv(h: float, s: float, v: float) -> tuple[int, int, int]:
@@ -83,42 +116,137 @@ def _luma(rgb) -> float:
   return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
 
 
-def make_spec(seed: int, class_id: int) -> ProductSpec:
-  """The product class `class_id` of the family `seed` (deterministic)."""
-  if class_id < 0:
-    raise ValueError(f'class_id must be >= 0, got {class_id}')
-  rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x9D0C, int(class_id)])
+def _jitter(rgb, rng, amount: float) -> tuple[int, int, int]:
+  return tuple(int(np.clip(c + rng.uniform(-amount, amount), 0, 255)) for c in rgb)
+
+
+@functools.lru_cache(maxsize=64)
+def _family_starts(seed: int, upto: int) -> tuple[int, ...]:
+  """First class id of every family whose start is <= upto (family sizes depend on the seed only)."""
+  starts, k, start = [], 0, 0
+  while start <= upto:
+    starts.append(start)
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0xFA51, k])
+    start += int(rng.integers(FAMILY_SIZES[0], FAMILY_SIZES[1] + 1))
+    k += 1
+  return tuple(starts)
+
+
+def family_of(seed: int, class_id: int) -> tuple[int, int, int]:
+  """(family id, index of the class in its family, family size) of `class_id`."""
+  # Round up so that neighbouring class ids share one cached partition.
+  starts = _family_starts(int(seed), (int(class_id) // 256 + 1) * 256 + FAMILY_SIZES[1])
+  family = int(np.searchsorted(starts, class_id, side='right')) - 1
+  return family, int(class_id) - starts[family], starts[family + 1] - starts[family]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Family:
+  brand: str
+  word: str
+  shape: str
+  aspect: float
+  height_factor: float
+  main: tuple[int, int, int]
+  pattern_rgb: tuple[int, int, int]
+  text: tuple[int, int, int]
+  logo_rgb: tuple[int, int, int]
+  part: tuple[int, int, int]
+  pattern: str
+  pattern_count: int
+  logo: str
+  vertical_text: bool
+  variant_style: str
+  variants: tuple[str, ...]  # variant names, in family order
+  accents: tuple[tuple[int, int, int], ...]  # variant colours, in family order
+  marks: tuple[str, ...]
+
+
+@functools.lru_cache(maxsize=1024)
+def _family(seed: int, family: int, size: int) -> _Family:
+  rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0xB4A2, int(family)])
   shape = SHAPES[int(rng.integers(len(SHAPES)))]
   (a_lo, a_hi), (h_lo, h_hi) = _SHAPE_GEOMETRY[shape]
   word = PRODUCT_WORDS[int(rng.integers(len(PRODUCT_WORDS)))]
   brand = ''.join(_SYLLABLES[int(i)] for i in rng.integers(len(_SYLLABLES), size=int(rng.integers(2, 4))))
-  hue = float(rng.random())
-  main = _hsv(hue, rng.uniform(0.45, 1.0), rng.uniform(0.35, 0.98))
-  if rng.random() < 0.12:  # some packages are white or black
-    main = _hsv(hue, 0.05, 0.97) if rng.random() < 0.5 else _hsv(hue, 0.1, 0.12)
-  accent = _hsv(hue + rng.uniform(0.25, 0.75), rng.uniform(0.5, 1.0), rng.uniform(0.5, 1.0))
-  text = (250, 250, 245) if _luma(main) < 140 else (20, 20, 30)
+  colours = np.array([c for c, _ in _PALETTE])
+  weights = np.array([w for _, w in _PALETTE])
+  main_index = int(rng.choice(len(_PALETTE), p=weights / weights.sum()))
+  main = _jitter(colours[main_index], rng, 10)
+  dark = _luma(main) < 140
+  # The pattern uses a second palette colour or a tone of the main colour.
+  if rng.random() < 0.6:
+    others = [i for i in range(len(_PALETTE)) if i != main_index]
+    pattern_rgb = _jitter(colours[others[int(rng.integers(len(others)))]], rng, 10)
+  else:
+    pattern_rgb = tuple(int(np.clip(c * (1.35 if dark else 0.7) + (30 if dark else 0), 0, 255)) for c in main)
+  text = (250, 250, 245) if dark else (20, 20, 30)
   if rng.random() < 0.3:
-    text = _hsv(hue + 0.5, 0.9, 0.35 if _luma(main) >= 140 else 1.0)
-  logo = _hsv(hue + rng.uniform(0.3, 0.7), rng.uniform(0.6, 1.0), rng.uniform(0.6, 1.0))
+    text = _jitter(colours[int(rng.integers(len(_PALETTE)))], rng, 5)
+    if abs(_luma(text) - _luma(main)) < 90:
+      text = (250, 250, 245) if dark else (20, 20, 30)
+  logo_rgb = _jitter(colours[int(rng.integers(len(_PALETTE)))], rng, 10)
+  if np.abs(np.subtract(logo_rgb, main)).sum() < 90:
+    logo_rgb = text
   part = _hsv(rng.random(), rng.uniform(0.0, 0.9), rng.uniform(0.2, 0.95))
-  return ProductSpec(
-      class_id=int(class_id),
-      name=f'p{class_id:03d}_{word}',
-      brand=brand.upper(),
-      variant=VARIANTS[int(rng.integers(len(VARIANTS)))] + ' ' + word.upper(),
-      shape=shape,
-      aspect=float(rng.uniform(a_lo, a_hi)),
-      height_factor=float(rng.uniform(h_lo, h_hi)),
-      main_rgb=main,
-      accent_rgb=accent,
-      text_rgb=text,
-      logo_rgb=logo,
-      part_rgb=part,
-      pattern=PATTERNS[int(rng.integers(len(PATTERNS)))],
-      pattern_count=int(rng.integers(1, 4)),
+  variants = tuple(VARIANTS[int(i)] for i in rng.choice(len(VARIANTS), size=size, replace=False))
+  # Variant colours: well-separated hues, so variants are told apart by a
+  # person (and a trained network) although they cover little of the package.
+  # Same saturation and brightness, hues apart: the variant is in the hue.
+  hue0, step = rng.random(), rng.uniform(0.17, 0.3)
+  sat, val = rng.uniform(0.6, 0.95), rng.uniform(0.6, 0.95)
+  accents = tuple(_hsv(hue0 + k * step + rng.uniform(-0.03, 0.03), sat, val) for k in range(size))
+  marks = tuple(MARKS[int(i)] for i in rng.choice(len(MARKS), size=size, replace=size > len(MARKS)))
+  variant_style = ('band', 'badge', 'cap')[int(rng.choice(3, p=[0.5, 0.3, 0.2]))]
+  if variant_style == 'cap' and shape not in ('bottle', 'jar', 'pouch', 'carton'):
+    variant_style = 'band'
+  return _Family(
+      brand=brand.upper(), word=word, shape=shape,
+      aspect=float(rng.uniform(a_lo, a_hi)), height_factor=float(rng.uniform(h_lo, h_hi)),
+      main=main, pattern_rgb=pattern_rgb, text=text, logo_rgb=logo_rgb, part=part,
+      pattern=PATTERNS[int(rng.integers(len(PATTERNS)))], pattern_count=int(rng.integers(1, 4)),
       logo=LOGOS[int(rng.integers(len(LOGOS)))],
       vertical_text=shape in ('bottle', 'can', 'carton') and bool(rng.random() < 0.35),
+      variant_style=variant_style, variants=variants, accents=accents, marks=marks)
+
+
+def make_spec(seed: int, class_id: int) -> ProductSpec:
+  """The product class `class_id` of the catalogue `seed` (deterministic).
+
+  Consecutive class ids form brand families of FAMILY_SIZES variants; the
+  partition and each family's look depend on the seed only.
+  """
+  if class_id < 0:
+    raise ValueError(f'class_id must be >= 0, got {class_id}')
+  family, index, size = family_of(seed, class_id)
+  fam = _family(int(seed), family, size)
+  rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x9D0C, int(class_id)])
+  variant = fam.variants[index]
+  # Sizes of one line differ a little (a 1 L bottle next to the 500 ml one).
+  aspect = fam.aspect * float(rng.uniform(0.94, 1.06))
+  height = float(np.clip(fam.height_factor * rng.uniform(0.9, 1.08), 0.3, 1.0))
+  slug = re.sub(r'[^a-z0-9]', '', variant.lower())
+  return ProductSpec(
+      class_id=int(class_id),
+      name=f'p{class_id:03d}_{fam.brand.lower()}_{slug}',
+      brand=fam.brand,
+      variant=variant,
+      shape=fam.shape,
+      aspect=aspect,
+      height_factor=height,
+      main_rgb=fam.main,
+      accent_rgb=fam.accents[index],
+      text_rgb=fam.text,
+      logo_rgb=fam.logo_rgb,
+      part_rgb=fam.part,
+      pattern=fam.pattern,
+      pattern_count=fam.pattern_count,
+      logo=fam.logo,
+      vertical_text=fam.vertical_text,
+      family=family,
+      pattern_rgb=fam.pattern_rgb,
+      variant_style=fam.variant_style,
+      mark=fam.marks[index],
   )
 
 
@@ -200,17 +328,44 @@ def _draw_logo(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: fl
     draw.polygon(_logo_polygon(kind, cx, cy, r), fill=rgb)
 
 
+def _draw_mark(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float, rgb) -> None:
+  """A variant's small mark (flavour icon) of radius ~r."""
+  if kind == 'leaf':
+    t = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    pts = np.stack([0.5 * np.sin(t) * np.abs(np.sin(t / 2)) ** 0.2, -np.cos(t)], 1) * r
+    c, s = np.cos(0.6), np.sin(0.6)
+    draw.polygon([(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts], fill=rgb)
+  elif kind == 'drop':
+    draw.ellipse([cx - r * 0.7, cy - r * 0.2, cx + r * 0.7, cy + r], fill=rgb)
+    draw.polygon([(cx, cy - r), (cx - r * 0.62, cy + r * 0.15), (cx + r * 0.62, cy + r * 0.15)], fill=rgb)
+  elif kind == 'heart':
+    draw.ellipse([cx - r, cy - r * 0.8, cx, cy + r * 0.2], fill=rgb)
+    draw.ellipse([cx, cy - r * 0.8, cx + r, cy + r * 0.2], fill=rgb)
+    draw.polygon([(cx - r * 0.97, cy - r * 0.15), (cx + r * 0.97, cy - r * 0.15), (cx, cy + r)], fill=rgb)
+  elif kind == 'circle':
+    draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=rgb)
+  elif kind == 'ring':
+    draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=rgb, width=max(2, int(r * 0.35)))
+  else:
+    draw.polygon(_logo_polygon(kind, cx, cy, r), fill=rgb)
+
+
+def _contrast(rgb) -> tuple[int, int, int]:
+  return (20, 20, 30) if _luma(rgb) > 150 else (250, 250, 245)
+
+
 def _draw_label(canvas: Image.Image, rect, spec: ProductSpec) -> None:
-  """The printed face of the package (background, pattern, logo, text) in rect."""
+  """The printed face of the package in rect: family background, pattern, logo
+  and brand name, then the variant's name, colour and mark."""
   x0, y0, x1, y1 = rect
   w, h = x1 - x0, y1 - y0
   draw = ImageDraw.Draw(canvas)
   draw.rectangle(rect, fill=spec.main_rgb)
-  acc, n = spec.accent_rgb, spec.pattern_count
+  acc, n = spec.pattern_rgb, spec.pattern_count
   if spec.pattern == 'bands':
     for k in range(n):
-      yc = y0 + h * (0.18 + 0.7 * (k + 0.5) / n)
-      draw.rectangle([x0, yc - h * 0.035, x1, yc + h * 0.035], fill=acc)
+      yc = y0 + h * (0.18 + 0.5 * (k + 0.5) / n)
+      draw.rectangle([x0, yc - h * 0.03, x1, yc + h * 0.03], fill=acc)
   elif spec.pattern == 'diagonal':
     step = w / (1.5 + n)
     for k in range(-int(h / step) - 2, int(w / step) + 2):
@@ -227,29 +382,62 @@ def _draw_label(canvas: Image.Image, rect, spec: ProductSpec) -> None:
   elif spec.pattern == 'chevron':
     t = h * 0.06
     for k in range(n):
-      yc = y0 + h * (0.55 + 0.12 * k)
+      yc = y0 + h * (0.5 + 0.1 * k)
       draw.line([(x0, yc - w * 0.3), (x0 + w / 2, yc), (x1, yc - w * 0.3)], fill=acc, width=int(t))
   elif spec.pattern == 'frame':
     t = max(2, int(min(w, h) * 0.04 * n))
     draw.rectangle(rect, outline=acc, width=t)
-  bg = spec.accent_rgb if spec.pattern == 'split' else spec.main_rgb
+  var_rgb = spec.accent_rgb
+  style = spec.variant_style
   if spec.vertical_text:
-    # Name runs bottom-to-top along the tall, narrow face; logo on top.
-    name = _text_image(spec.brand, int(h * 0.62), int(w * 0.55), spec.text_rgb)
+    # Names run bottom-to-top along the tall, narrow face; logo on top.
+    name = _text_image(spec.brand, int(h * 0.6), int(w * 0.5), spec.text_rgb)
     if name is not None:
-      _paste_centered(canvas, name.rotate(90, expand=True), x0 + w * 0.42, y0 + h * 0.58)
-    var = _text_image(spec.variant, int(h * 0.55), int(w * 0.2), spec.text_rgb)
+      _paste_centered(canvas, name.rotate(90, expand=True), x0 + w * 0.38, y0 + h * 0.58)
+    vx = x0 + w * 0.8
+    if style == 'band':  # a vertical strip of the variant colour carries the variant name
+      draw.rectangle([x0 + w * 0.68, y0 + h * 0.36, x0 + w * 0.92, y1 - h * 0.12], fill=var_rgb)
+      vt = _contrast(var_rgb)
+    else:
+      vt = spec.text_rgb
+    var = _text_image(spec.variant, int(h * 0.5), int(w * 0.2), vt)
     if var is not None:
-      _paste_centered(canvas, var.rotate(90, expand=True), x0 + w * 0.82, y0 + h * 0.58)
+      _paste_centered(canvas, var.rotate(90, expand=True), vx, y0 + h * 0.62)
     r = min(w * 0.3, h * 0.1)
-    _draw_logo(draw, spec.logo, x0 + w / 2, y0 + h * 0.14, r, spec.logo_rgb, spec.main_rgb)
+    _draw_logo(draw, spec.logo, x0 + w / 2, y0 + h * 0.13, r, spec.logo_rgb, spec.main_rgb)
+    mr = min(w * 0.16, h * 0.05)
+    if style == 'badge':
+      draw.ellipse([vx - mr * 1.5, y0 + h * 0.27 - mr * 1.5, vx + mr * 1.5, y0 + h * 0.27 + mr * 1.5], fill=var_rgb)
+      _draw_mark(draw, spec.mark, vx, y0 + h * 0.27, mr, _contrast(var_rgb))
+    else:
+      _draw_mark(draw, spec.mark, vx, y0 + h * 0.3, mr, var_rgb if style == 'cap' else _contrast(var_rgb))
   else:
-    r = min(w * 0.2, h * 0.13)
-    _draw_logo(draw, spec.logo, x0 + w / 2, y0 + h * 0.08 + r, r, spec.logo_rgb, spec.main_rgb)
+    r = min(w * 0.2, h * 0.12)
+    _draw_logo(draw, spec.logo, x0 + w / 2, y0 + h * 0.06 + r, r, spec.logo_rgb, spec.main_rgb)
     name = _text_image(spec.brand, int(w * 0.86), int(h * 0.16), spec.text_rgb)
     _paste_centered(canvas, name, x0 + w / 2, y0 + h * 0.47)
-    var = _text_image(spec.variant, int(w * 0.8), int(h * 0.07), spec.text_rgb if bg == spec.main_rgb else (255, 255, 255))
-    _paste_centered(canvas, var, x0 + w / 2, y0 + h * 0.84)
+    band_top, band_bottom = y0 + h * 0.74, y0 + h * 0.85
+    mr = min(w * 0.08, h * 0.05)
+    if style == 'band':  # the variant name on a tab of the variant colour, a stripe of it below
+      draw.rectangle([x0 + w * 0.2, band_top, x0 + w * 0.8, band_bottom], fill=var_rgb)
+      draw.rectangle([x0, band_bottom + h * 0.03, x1, band_bottom + h * 0.05], fill=var_rgb)
+      vt = _contrast(var_rgb)
+      var = _text_image(spec.variant, int(w * 0.46), int(h * 0.08), vt)
+      _paste_centered(canvas, var, x0 + w * 0.5, (band_top + band_bottom) / 2)
+      _draw_mark(draw, spec.mark, x0 + w * 0.1, (band_top + band_bottom) / 2, mr, var_rgb)
+    else:
+      # A badge of the variant colour holding its mark (style 'badge'), or a
+      # mark in the variant colour next to the variant name (style 'cap',
+      # where the cap / lid / seal shows the colour).
+      bx, by = x0 + w * 0.8, y0 + h * 0.66
+      if style == 'badge':
+        br = min(w * 0.12, h * 0.08)
+        draw.ellipse([bx - br, by - br, bx + br, by + br], fill=var_rgb, outline=spec.text_rgb, width=max(1, int(br * 0.1)))
+        _draw_mark(draw, spec.mark, bx, by, br * 0.55, _contrast(var_rgb))
+      else:
+        _draw_mark(draw, spec.mark, bx, by, mr * 1.2, var_rgb)
+      var = _text_image(spec.variant, int(w * 0.7), int(h * 0.09), spec.text_rgb)
+      _paste_centered(canvas, var, x0 + w * 0.45, (band_top + band_bottom) / 2 + h * 0.02)
 
 
 def _cylinder_shading(width: int, strength: float) -> np.ndarray:
@@ -260,14 +448,46 @@ def _cylinder_shading(width: int, strength: float) -> np.ndarray:
   return (0.55 + 0.5 * prof + spec)[None, :, None]
 
 
-def draw_product(spec: ProductSpec, height: int = REFERENCE_HEIGHT) -> Image.Image:
-  """Canonical RGBA artwork of `spec`, `height` pixels tall, transparent outside."""
+def _turn_label(canvas: Image.Image, y0: int, y1: int, turn: float) -> Image.Image:
+  """A cylinder's label rows y0..y1 rotated by `turn` of the width (the print repeats around it)."""
+  shift = int(round(turn * canvas.width))
+  if shift == 0:
+    return canvas
+  arr = np.array(canvas)
+  arr[y0:y1 + 1] = np.roll(arr[y0:y1 + 1], shift, axis=1)
+  return Image.fromarray(arr, 'RGBA')
+
+
+def draw_product(spec: ProductSpec, height: int = REFERENCE_HEIGHT, turn: float = 0.0) -> Image.Image:
+  """Canonical RGBA artwork of `spec`, `height` pixels tall, transparent outside.
+
+  `turn`: for cans, bottles and jars, how far the package is rotated about
+  its axis (fraction of the width the label moves; 0 faces the camera).
+  """
+  return _finish(*_draw_unshaded(spec, height), turn)
+
+
+def _finish(img: Image.Image, label_rows, shade, turn: float) -> Image.Image:
+  """Turns the label of a round package, then shades it like a lit cylinder."""
+  if turn and label_rows is not None:
+    img = _turn_label(img, *label_rows, turn)
+  if shade is not None:
+    arr = np.asarray(img).astype(np.float32)
+    arr[..., :3] = np.clip(arr[..., :3] * _cylinder_shading(img.width, shade), 0, 255)
+    img = Image.fromarray(arr.astype(np.uint8), 'RGBA')
+  return img
+
+
+def _draw_unshaded(spec: ProductSpec, height: int):
+  """(RGBA artwork `height` tall before shading, label rows of a round package or None, shading strength or None)."""
   s = _SUPERSAMPLE
+  label_rows = None
   H = height * s
   W = max(4, int(round(height * spec.aspect)) * s)
   canvas = Image.new('RGBA', (W, H), (0, 0, 0, 0))
   draw = ImageDraw.Draw(canvas)
   shade = None
+  cap_rgb = spec.accent_rgb if spec.variant_style == 'cap' else spec.pattern_rgb
   if spec.shape == 'box':
     _draw_label(canvas, (0, 0, W - 1, H - 1), spec)
     draw.rectangle([0, 0, W - 1, int(H * 0.025)], fill=tuple(min(255, c + 50) for c in spec.main_rgb))
@@ -275,11 +495,13 @@ def draw_product(spec: ProductSpec, height: int = REFERENCE_HEIGHT) -> Image.Ima
   elif spec.shape == 'carton':
     gable = int(H * 0.16)
     _draw_label(canvas, (0, gable, W - 1, H - 1), spec)
-    draw.polygon([(0, gable), (W * 0.15, gable * 0.25), (W * 0.85, gable * 0.25), (W - 1, gable)], fill=spec.part_rgb)
-    draw.rectangle([W * 0.12, 0, W * 0.88, gable * 0.3], fill=spec.part_rgb)
+    gable_rgb = cap_rgb if spec.variant_style == 'cap' else spec.part_rgb
+    draw.polygon([(0, gable), (W * 0.15, gable * 0.25), (W * 0.85, gable * 0.25), (W - 1, gable)], fill=gable_rgb)
+    draw.rectangle([W * 0.12, 0, W * 0.88, gable * 0.3], fill=gable_rgb)
   elif spec.shape == 'can':
     e = int(W * 0.12)  # half-height of the elliptic ends
     _draw_label(canvas, (0, e, W - 1, H - 1 - e), spec)
+    label_rows = (e + s, H - 1 - e - s)
     mask = Image.new('L', (W, H), 0)
     md = ImageDraw.Draw(mask)
     md.rectangle([0, e, W - 1, H - 1 - e], fill=255)
@@ -304,18 +526,20 @@ def draw_product(spec: ProductSpec, height: int = REFERENCE_HEIGHT) -> Image.Ima
                   (W - 1, body_top), (0, body_top)], fill=liquid)
     draw.rectangle([(W - neck_w) / 2, cap_h - 1, (W + neck_w) / 2, cap_h + neck_h + 1], fill=liquid)
     cap_w = neck_w * 1.15
-    draw.rounded_rectangle([(W - cap_w) / 2, 0, (W + cap_w) / 2, cap_h], radius=cap_h * 0.2, fill=spec.accent_rgb)
+    draw.rounded_rectangle([(W - cap_w) / 2, 0, (W + cap_w) / 2, cap_h], radius=cap_h * 0.2, fill=cap_rgb)
     _draw_label(canvas, (0, int(H * 0.42), W - 1, int(H * 0.86)), spec)
+    label_rows = (int(H * 0.42) + s, int(H * 0.86) - s)
     shade = 0.35
   elif spec.shape == 'jar':
     lid_h = int(H * 0.16)
     draw.rounded_rectangle([0, lid_h - 2, W - 1, H - 1], radius=W * 0.08, fill=spec.part_rgb)
     lid_w = W * 0.86
-    draw.rectangle([(W - lid_w) / 2, 0, (W + lid_w) / 2, lid_h], fill=spec.accent_rgb)
+    draw.rectangle([(W - lid_w) / 2, 0, (W + lid_w) / 2, lid_h], fill=cap_rgb)
     for k in range(1, 9):  # lid ridges
       x = (W - lid_w) / 2 + lid_w * k / 9
-      draw.line([(x, 0), (x, lid_h)], fill=tuple(int(c * 0.7) for c in spec.accent_rgb), width=s)
+      draw.line([(x, 0), (x, lid_h)], fill=tuple(int(c * 0.7) for c in cap_rgb), width=s)
     _draw_label(canvas, (0, int(H * 0.3), W - 1, int(H * 0.9)), spec)
+    label_rows = (int(H * 0.3) + s, int(H * 0.9) - s)
     shade = 0.45
   elif spec.shape == 'pouch':
     seal = int(H * 0.07)
@@ -325,29 +549,36 @@ def draw_product(spec: ProductSpec, height: int = REFERENCE_HEIGHT) -> Image.Ima
     teeth = 12
     top = [(W * k / teeth, seal * (0.3 if k % 2 else 0.0)) for k in range(teeth + 1)]
     md.polygon(top + [(W - 1, H * 0.85), (W * 0.94, H - 1), (W * 0.06, H - 1), (0, H * 0.85)], fill=255)
-    ImageDraw.Draw(canvas).rectangle([0, 0, W - 1, seal], fill=spec.accent_rgb)
+    ImageDraw.Draw(canvas).rectangle([0, 0, W - 1, seal], fill=cap_rgb)
     body, canvas = canvas, Image.new('RGBA', (W, H), (0, 0, 0, 0))
     canvas.paste(body, (0, 0), mask)
     shade = 0.7
   else:
     raise ValueError(f'unknown shape {spec.shape!r}')
-  if shade is not None:
-    arr = np.asarray(canvas).astype(np.float32)
-    arr[..., :3] = np.clip(arr[..., :3] * _cylinder_shading(W, shade), 0, 255)
-    canvas = Image.fromarray(arr.astype(np.uint8), 'RGBA')
-  return canvas.resize((W // s, height), Image.LANCZOS)
+  if label_rows is not None:
+    label_rows = (label_rows[0] // s, label_rows[1] // s)
+  return canvas.resize((W // s, height), Image.LANCZOS), label_rows, shade
+
+
+TURNS = (-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3)  # label rotations of round packages on photos
+_ROUND_SHAPES = ('can', 'bottle', 'jar')
 
 
 @functools.lru_cache(maxsize=4096)
-def canonical_image(spec: ProductSpec) -> Image.Image:
-  """Cached canonical artwork of `spec` at REFERENCE_HEIGHT."""
-  return draw_product(spec, REFERENCE_HEIGHT)
+def _unshaded_reference(spec: ProductSpec):
+  return _draw_unshaded(spec, REFERENCE_HEIGHT)
 
 
-@functools.lru_cache(maxsize=4096)
-def _pyramid(spec: ProductSpec) -> tuple[Image.Image, ...]:
+@functools.lru_cache(maxsize=8192)
+def canonical_image(spec: ProductSpec, turn: float = 0.0) -> Image.Image:
+  """Cached canonical artwork of `spec` at REFERENCE_HEIGHT (label turned by `turn`)."""
+  return _finish(*_unshaded_reference(spec), turn)
+
+
+@functools.lru_cache(maxsize=8192)
+def _pyramid(spec: ProductSpec, turn: float = 0.0) -> tuple[Image.Image, ...]:
   """Canonical artwork at REFERENCE_HEIGHT, 1/2, 1/4, ...: small instances resize from a small level."""
-  levels = [canonical_image(spec)]
+  levels = [canonical_image(spec, turn)]
   while levels[-1].height >= 48 and levels[-1].width >= 8:
     prev = levels[-1]
     levels.append(prev.resize((prev.width // 2, prev.height // 2), Image.BOX))  # premultiplied alpha
@@ -357,12 +588,16 @@ def _pyramid(spec: ProductSpec) -> tuple[Image.Image, ...]:
 def render_instance(spec: ProductSpec, width: int, height: int, rng: np.random.Generator) -> Image.Image:
   """One photographed instance of `spec`: about width x height, RGBA.
 
-  Varies perspective/rotation, lighting (brightness, colour cast, gradient)
-  and blur; geometry never grows the image beyond ~8% of the request.
+  Varies the turn of round packages (the label moves around the can),
+  perspective/rotation, lighting (brightness, colour cast, gradient) and
+  blur; geometry never grows the image beyond ~8% of the request.
   """
   if width < 2 or height < 2:
     raise ValueError(f'instance size must be >= 2x2, got {width}x{height}')
-  levels = _pyramid(spec)
+  turn = 0.0
+  if spec.shape in _ROUND_SHAPES:
+    turn = TURNS[int(np.clip(np.round(rng.normal(0, 1.6)), -3, 3)) + 3]
+  levels = _pyramid(spec, turn)
   base = levels[0]
   for level in levels[1:]:  # the smallest level still at least as tall as the instance
     if level.height < height:
@@ -374,8 +609,8 @@ def render_instance(spec: ProductSpec, width: int, height: int, rng: np.random.G
   pad = max(1, int(0.04 * max(width, height)))
   padded = Image.new('RGBA', (width + 2 * pad, height + 2 * pad), (0, 0, 0, 0))
   padded.paste(img, (pad, pad))
-  tilt = rng.uniform(-0.05, 0.05) * height
-  angle = np.deg2rad(rng.normal(0, 1.2))
+  tilt = rng.uniform(-0.07, 0.07) * height
+  angle = np.deg2rad(rng.normal(0, 1.6))
   cx, cy = padded.width / 2, padded.height / 2
   corners = np.array([[pad, pad], [pad + width, pad + tilt / 2], [pad + width, pad + height - tilt / 2],
                       [pad, pad + height]], dtype=np.float64)
@@ -390,7 +625,7 @@ def render_instance(spec: ProductSpec, width: int, height: int, rng: np.random.G
   arr = np.asarray(img).astype(np.float32)
   h, w = arr.shape[:2]
   # Lighting: overall brightness, colour cast and a linear gradient.
-  gain = rng.uniform(0.72, 1.12) * (1 + rng.uniform(-0.05, 0.05, size=3))
+  gain = rng.uniform(0.72, 1.12) * (1 + rng.uniform(-0.08, 0.08, size=3))
   gx, gy = rng.uniform(-0.18, 0.18, size=2)
   xx = np.linspace(-0.5, 0.5, w, dtype=np.float32)[None, :]
   yy = np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None]

@@ -267,7 +267,17 @@ def render_photo(job: PhotoJob) -> tuple[bytes, list[Box]]:
   xx = np.linspace(-0.5, 0.5, W, dtype=np.float32)[None, :]
   yy = np.linspace(-0.5, 0.5, H, dtype=np.float32)[:, None]
   light *= 1 - 0.5 * (xx ** 2 + yy ** 2)  # vignette
-  canvas *= (light * np.float32(rng.uniform(0.85, 1.1)))[..., None]
+  canvas *= (light * np.float32(rng.uniform(0.8, 1.12)))[..., None]
+  # Camera colour rendering differs between photos: white balance (warm /
+  # cool, green / magenta tint) and saturation, so that the raw colours of
+  # one product vary from photo to photo.
+  temp, tint = rng.uniform(-0.2, 0.2), rng.uniform(-0.07, 0.07)
+  balance = np.array([1 + temp, 1 + tint, 1 - temp], dtype=np.float32)
+  canvas *= balance / balance.mean()
+  grey = canvas.mean(axis=2, keepdims=True)
+  canvas -= grey
+  canvas *= np.float32(rng.uniform(0.65, 1.2))
+  canvas += grey
   canvas += np.float32(rng.uniform(1.0, 4.0)) * rng.standard_normal(size=canvas.shape, dtype=np.float32)
   img = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8), 'RGB')
   if rng.random() < 0.3:

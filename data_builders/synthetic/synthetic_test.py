@@ -156,8 +156,11 @@ def test_every_rack_class_spans_several_photos(tiny_racks):
   assert min(len(p) for p in photos_of.values()) >= 2
 
 
-def test_rack_crops_of_a_class_look_alike(tiny_racks):
-  """Leave-one-out nearest neighbour on tiny raw-pixel crops finds the class far above chance."""
+def test_rack_crops_of_a_class_look_alike_and_families_more_so(tiny_racks):
+  """Leave-one-out nearest neighbour on tiny raw-pixel crops: the class well above
+  chance, the brand family more often still (variants of a family look alike),
+  and crops are nearer to their family's other variants than to other families."""
+  family = {s.name: s.family for s in products.make_catalogue(TINY_RACKS['seed'], TINY_RACKS['num_classes'])}
   feats, labels = [], []
   for xml in sorted(tiny_racks.glob('rack_*.xml')):
     img = Image.open(xml.with_suffix('.jpg')).convert('RGB')
@@ -166,10 +169,21 @@ def test_rack_crops_of_a_class_look_alike(tiny_racks):
       feats.append((crop - crop.mean()) / (crop.std() + 1e-6))
       labels.append(name)
   feats, labels = np.stack(feats), np.array(labels)
+  families = np.array([family[n] for n in labels])
+  assert len(set(families)) >= 2
   dist = ((feats[:, None] - feats[None]) ** 2).sum(-1)
   np.fill_diagonal(dist, np.inf)
-  accuracy = (labels[dist.argmin(1)] == labels).mean()
-  assert accuracy > 0.6, accuracy  # chance is ~1/num_classes
+  nearest = dist.argmin(1)
+  accuracy = (labels[nearest] == labels).mean()
+  family_accuracy = (families[nearest] == families).mean()
+  assert accuracy > 3 / TINY_RACKS['num_classes'], accuracy  # chance is ~1/num_classes
+  assert family_accuracy > 0.7 and family_accuracy > accuracy + 0.1, (family_accuracy, accuracy)
+  same_class = labels[:, None] == labels[None]
+  same_family = (families[:, None] == families[None]) & ~same_class
+  other_family = families[:, None] != families[None]
+  # Typical distances: same class < other variant of the family < other family.
+  d_class, d_family, d_other = (np.median(dist[m & np.isfinite(dist)]) for m in (same_class, same_family, other_family))
+  assert d_class < d_family < d_other, (d_class, d_family, d_other)
 
 
 def test_pack_archive(tiny_shelves, tmp_path):
@@ -203,8 +217,40 @@ def test_catalogue_is_a_function_of_seed_and_class_id():
   assert first[..., 3].max() == 255 and first[..., :3].std() > 10  # drawn, not blank
 
 
+def test_brand_families():
+  """Classes come in brand families that share everything but the variant's cues,
+  and different brands often share their dominant colour."""
+  catalogue = synthetic.make_catalogue(0, 60)
+  by_family = collections.defaultdict(list)
+  for spec in catalogue:
+    by_family[spec.family].append(spec)
+  ids = [s.class_id for s in catalogue]
+  assert [s.family for s in catalogue] == sorted(s.family for s in catalogue)  # consecutive ids
+  sizes = [len(v) for v in by_family.values()]
+  lo, hi = products.FAMILY_SIZES
+  assert all(lo <= n <= hi for n in sizes[:-1]) and 1 <= sizes[-1] <= hi  # the last may be cut off
+  assert len(by_family) >= 8 and max(sizes) >= 4
+  for members in by_family.values():
+    for key in ('brand', 'shape', 'main_rgb', 'logo', 'logo_rgb', 'pattern', 'pattern_rgb', 'text_rgb',
+                'vertical_text', 'variant_style'):
+      assert len({getattr(s, key) for s in members}) == 1, key
+    assert len({s.variant for s in members}) == len(members)
+    assert len({s.accent_rgb for s in members}) == len(members)
+    assert all(s.name.startswith(f'p{s.class_id:03d}_{s.brand.lower()}_') for s in members)
+    aspects = [s.aspect for s in members]
+    assert max(aspects) / min(aspects) < 1.15  # sizes of a line differ only a little
+  # Dominant colours come from a small shared palette: several brands per colour.
+  palette = np.array([c for c, _ in products._PALETTE])  # pylint: disable=protected-access
+  colour_of = [int(np.abs(palette - np.array(m[0].main_rgb)).sum(1).argmin()) for m in by_family.values()]
+  assert max(collections.Counter(colour_of).values()) >= 2
+  assert len(set(colour_of)) < len(by_family)
+  # A catalogue drawn from an offset continues the same families.
+  assert synthetic.make_catalogue(0, 3, class_offset=ids[10])[0] == catalogue[10]
+
+
 def test_instances_vary_but_stay_close_to_their_class():
-  spec_a, spec_b = products.make_spec(0, 1), products.make_spec(0, 2)
+  spec_a = products.make_spec(0, 1)
+  spec_b = next(s for s in synthetic.make_catalogue(0, 30) if s.family != spec_a.family and s.shape != spec_a.shape)
 
   def inst(spec, seed):
     img = products.render_instance(spec, 40, 64, np.random.default_rng(seed)).convert('RGB')
@@ -213,6 +259,19 @@ def test_instances_vary_but_stay_close_to_their_class():
   a1, a2, b1 = inst(spec_a, 0), inst(spec_a, 1), inst(spec_b, 0)
   assert np.abs(a1 - a2).mean() > 0.5  # instances differ ...
   assert np.abs(a1 - a2).mean() < np.abs(a1 - b1).mean()  # ... less than classes do
+
+
+def test_variants_of_a_family_differ_visibly():
+  """Canonical artwork of two variants of one brand: mostly equal, but not identical."""
+  catalogue = synthetic.make_catalogue(0, 60)
+  for a, b in zip(catalogue, catalogue[1:]):
+    if a.family != b.family:
+      continue
+    img_a = np.asarray(products.draw_product(a, 96), dtype=np.float32)
+    img_b = np.asarray(products.draw_product(b, 96), dtype=np.float32)
+    w = min(img_a.shape[1], img_b.shape[1])
+    diff = np.abs(img_a[:, :w, :3] - img_b[:, :w, :3]).max(-1) > 40
+    assert 0.005 < diff.mean() < 0.5, (a.name, b.name, diff.mean())
 
 
 @pytest.mark.parametrize('kwargs, match', [

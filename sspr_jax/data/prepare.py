@@ -4,7 +4,6 @@ With `config.data.source='synthetic'` the embedded shelf and rack photos are
 generated first (into WORKDIR/raw, once per set of generator settings).
 """
 import json
-import logging
 import os
 import pathlib
 
@@ -69,7 +68,6 @@ def build_datasets(data: ml_collections.ConfigDict, workdir: str,
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Builds both datasets and prints (and saves) a summary with counts."""
   from data_builders import build as build_lib  # pylint: disable=g-import-not-at-top
-  logging.getLogger().setLevel(logging.INFO)
   builders = build_datasets(config.data, workdir)
   summary = {}
   for name, builder in builders.items():

@@ -6,6 +6,7 @@ Backbones come from a sspr_jax checkpoint of any objective (Orbax alone reads
 it) or from random initialisation.
 """
 import dataclasses
+import functools
 import json
 import os
 from typing import Any
@@ -67,6 +68,18 @@ def load_backbone(workdir: str, step: int | None = None,
                   step)
 
 
+@functools.lru_cache(maxsize=8)
+def _features_fn(module: nn.Module):
+  """Jitted uint8 images -> float32 features, compiled once per architecture."""
+
+  @jax.jit
+  def features(variables, images):
+    x = augment.normalize(images)
+    return module.apply(variables, x, train=False).astype(jnp.float32)
+
+  return features
+
+
 def embed(backbone: Backbone, source, *, image_size: int = 256,
           batch_size: int = 64, keys=('label', 'origin', 'crop_id')) -> dict:
   """Features of every example of `source`, in dataset order.
@@ -81,11 +94,7 @@ def embed(backbone: Backbone, source, *, image_size: int = 256,
       shuffle=False, num_epochs=1, drop_remainder=False,
       resize='shorter_center_crop', keys=keys, shard_index=0, shard_count=1)
 
-  @jax.jit
-  def features(variables, images):
-    x = augment.normalize(images)
-    return backbone.module.apply(variables, x, train=False).astype(jnp.float32)
-
+  features = _features_fn(backbone.module)
   out = {k: [] for k in ('features',) + tuple(keys)}
   for batch in tqdm.tqdm(loader, total=-(-len(source) // batch_size),
                          desc=f'embed ({backbone.name})', unit='batch',

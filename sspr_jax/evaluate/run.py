@@ -67,13 +67,39 @@ def _report(results: list[dict], scores) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
-  logging.getLogger().setLevel(logging.INFO)
+def _rack_source(config, workdir):
+  return pipeline.open_source('rack_crops', split='train',
+                              data_dir=prepare.data_dir(config.data, workdir),
+                              config=config.data.rack_config)
+
+
+def periodic_evaluator(config: ml_collections.ConfigDict, workdir: str,
+                       backbone_module):
+  """`evaluate(state) -> metrics` for the trainer: gallery mAP and kNN of the
+  current backbone on the rack crops, the same code as the 'evaluate' mode."""
   ev = config.evaluate
   prepare.build_datasets(config.data, workdir, which=('rack_crops',))
-  source = pipeline.open_source('rack_crops', split='train',
-                                data_dir=prepare.data_dir(config.data, workdir),
-                                config=config.data.rack_config)
+  source = _rack_source(config, workdir)
+
+  def evaluate(state) -> dict:
+    backbone = embed_lib.Backbone(
+        'current', backbone_module,
+        {'params': state.params['backbone'],
+         'batch_stats': state.batch_stats['backbone']})
+    emb = embed_lib.embed(backbone, source, image_size=ev.image_size,
+                          batch_size=ev.batch_size)
+    metrics = evaluate_embeddings(emb, ('cosine',), ev.knn_k)
+    keep = ('full_map/cosine', 'average_map/cosine', 'full_top1/cosine',
+            'strict_knn_accuracy')
+    return {f'eval/{k}': metrics[k] for k in keep if k in metrics}
+
+  return evaluate
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
+  ev = config.evaluate
+  prepare.build_datasets(config.data, workdir, which=('rack_crops',))
+  source = _rack_source(config, workdir)
   scores = tuple(ev.scores)
   results = []
   for run_dir, backbone in _backbones(config, workdir):

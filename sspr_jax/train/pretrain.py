@@ -2,19 +2,24 @@
 import logging
 
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
 
 from sspr_jax.data import pipeline
 from sspr_jax.data import prepare
+from sspr_jax.evaluate import run as eval_run
 from sspr_jax.objectives import build_objective
 from sspr_jax.train import trainer
 
 
 def run(config: ml_collections.ConfigDict, workdir: str):
-  logging.getLogger().setLevel(logging.INFO)
   objective = build_objective(config)  # Fails fast on a bad objective/config.
-  if jax.process_index() == 0 or config.data.source == 'manual':
+  # Process 0 builds the dataset (a no-op once built); on several hosts the
+  # data_dir must be on storage that every host reads.
+  if jax.process_index() == 0:
     prepare.build_datasets(config.data, workdir, which=('sku110k_crops',))
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('sku110k_crops built')
   source = pipeline.open_source(
       'sku110k_crops', split=config.input.split,
       data_dir=prepare.data_dir(config.data, workdir),
@@ -29,7 +34,11 @@ def run(config: ml_collections.ConfigDict, workdir: str):
         seed=config.seed, resize=config.input.resize,
         worker_count=config.input.worker_count).iter_from(start_step)
 
+  evaluate = None
+  if config.get('eval_every_steps', 0):
+    evaluate = eval_run.periodic_evaluator(config, workdir,
+                                           objective.network.backbone)
   logging.info('Pre-training %s on %d crops (%s).', config.objective,
                len(source), config.input.split)
   return trainer.train(config, workdir, objective=objective, batches=batches,
-                       num_examples=len(source))
+                       num_examples=len(source), evaluate=evaluate)

@@ -124,7 +124,7 @@ class _Preemption:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, *, objective,
-          batches, num_examples: int) -> TrainState:
+          batches, num_examples: int, evaluate=None) -> TrainState:
   """Trains `objective` on `batches`, resuming from WORKDIR's latest checkpoint.
 
   Args:
@@ -137,6 +137,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, objective,
       (dicts with 'image' uint8 [B/processes, H, W, 3]) from that step on; a
       resumed run must see the batches an uninterrupted run would.
     num_examples: size of the training set (for epochs and the schedule).
+    evaluate: optional `evaluate(state) -> metrics`, run every
+      `config.eval_every_steps` steps (and at the end) and logged with the
+      train metrics.
   Returns:
     The final train state.
   """
@@ -195,6 +198,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, objective,
 
   log_every = config.get('log_every_steps', 50)
   ckpt_every = config.get('checkpoint_every_steps', 1000)
+  eval_every = config.get('eval_every_steps', 0)
   bar = tqdm.tqdm(total=total_steps, initial=start, unit='step',
                   disable=jax.process_index() != 0, dynamic_ncols=True)
   t0, seen = time.perf_counter(), 0
@@ -219,11 +223,16 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, objective,
             logging.warning('Embeddings collapsing at step %d: spread %.4f '
                             '(1 = spread out, 0 = all equal).', done, spread)
         bar.update(1)
+        if evaluate is not None and eval_every and (
+            done % eval_every == 0 or done == total_steps):
+          check_finite()
+          writer.write(done, evaluate(state))
         if done % ckpt_every == 0 or done == total_steps:
           save(done)
-        if preemption.requested:
-          logging.warning('SIGTERM: saving step %d and exiting.', done)
+        elif preemption.requested:
           save(done)
+        if preemption.requested:
+          logging.warning('SIGTERM: saved step %d, exiting.', done)
           break
   finally:
     bar.close()

@@ -163,3 +163,48 @@ def test_bad_config_key_on_command_line_names_it(tmp_path):
       cwd=REPO, capture_output=True, text=True, timeout=300)
   assert out.returncode != 0
   assert 'no_such_key' in out.stderr
+
+
+def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(crops, tmp_path):
+  # A huge learning rate blows the parameters up after the first update, so
+  # a later step's loss or gradients are NaN/Inf.
+  config = tiny_config('rotnet', total_steps=8, log_every_steps=1,
+                       checkpoint_every_steps=1, **{'optimizer.lr': 1e30})
+  with pytest.raises(trainer.NonFiniteError, match=r'NaN/Inf at step (\d+)') as e:
+    trainer.train(config, str(tmp_path), objective=build_objective(config),
+                  batches=_batches(crops, config), num_examples=len(crops))
+  bad_step = int(__import__('re').search(r'at step (\d+)', str(e.value)).group(1))
+  saved = sorted(int(s) for s in os.listdir(tmp_path / 'checkpoints') if s.isdigit())
+  assert saved and max(saved) <= bad_step  # Nothing after the bad step.
+  assert str(max(saved)) in str(e.value)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+  import signal
+  import time
+  workdir = tmp_path / 'run'
+  cmd = [sys.executable, 'main.py', '--config', 'configs/quickstart.py',
+         '--workdir', str(workdir), '--config.mode=pretrain',
+         '--config.total_steps=100000', '--config.log_every_steps=1',
+         '--config.checkpoint_every_steps=100000',
+         '--config.data.shelf_photos.train=2', '--config.data.shelf_photos.val=1',
+         '--config.data.shelf_photos.test=1', '--config.data.rack_photos=3',
+         '--config.data.num_classes=4', '--config.input.image_size=40',
+         '--config.moco.view_size=32', '--config.moco.queue_size=64',
+         '--config.batch_size=16']
+  proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  metrics = workdir / 'metrics.jsonl'
+  deadline = time.time() + 400
+  while time.time() < deadline and proc.poll() is None:
+    if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
+      break
+    time.sleep(0.5)
+  assert proc.poll() is None, proc.communicate()[1][-3000:]
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err[-3000:]
+  assert 'SIGTERM' in err
+  steps = [int(s) for s in os.listdir(workdir / 'checkpoints') if s.isdigit()]
+  logged = len(metrics.read_text().splitlines())
+  assert steps and max(steps) >= logged  # Saved at the step it stopped.
