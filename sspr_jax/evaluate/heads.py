@@ -64,6 +64,7 @@ training gets AP 0; AP is averaged per true class, then over classes.
 from __future__ import annotations
 
 import functools
+import time
 import warnings
 from typing import Any, Sequence
 
@@ -260,7 +261,6 @@ def _arch_program(key, x, y, train_masks, val_masks, alphas, test_x, *,
 def _cv_program(key, x, y, val_masks, alphas, test_x, *, archs, num_classes,
                 fan_in0, steps, solver, learning_rate):
   """All architectures x folds x alphas + refits; picks the best grid point."""
-  num_folds = val_masks.shape[0]
   train_masks = jnp.concatenate(
       [~val_masks, jnp.ones((1, x.shape[0]), bool)]).astype(jnp.float32)
   val_accs, probas, losses = [], [], []
@@ -277,7 +277,6 @@ def _cv_program(key, x, y, val_masks, alphas, test_x, *, archs, num_classes,
   best = jnp.argmax(mean_acc)  # first of ties, as GridSearchCV
   proba = jnp.concatenate(probas)  # [total grid, T, C]
   loss = jnp.concatenate(losses, axis=1)  # [F + 1, total grid]
-  del num_folds
   return {'val_accuracy': val_acc, 'mean_val_accuracy': mean_acc,
           'best': best, 'test_proba': proba[best], 'all_test_proba': proba,
           'final_loss': loss}
@@ -322,7 +321,6 @@ def cross_validate(train_x, train_y, test_x, *, head: str = 'mlp',
   ``cv_accuracy`` (the best mean validation accuracy), the fold info and
   ``seconds`` (wall time incl. compile).
   """
-  import time  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   train_x = np.asarray(train_x, np.float32)
   test_x = np.asarray(test_x, np.float32).reshape(-1, train_x.shape[1])
@@ -471,7 +469,6 @@ def sklearn_svc(train_x, train_y, test_x, test_y, folds=5, *, seed: int = 0,
   ``decision_function`` (consistent with ``predict``).
   """
   # pylint: disable=g-import-not-at-top
-  import time
   from sklearn.base import clone
   from sklearn.model_selection import GridSearchCV
   from sklearn.svm import SVC

@@ -18,6 +18,7 @@ from sspr_jax.data import prepare
 from sspr_jax.evaluate import embed as embed_lib
 from sspr_jax.evaluate import gallery
 from sspr_jax.evaluate import knn
+from sspr_jax.evaluate import plots
 from sspr_jax.evaluate import splits
 
 
@@ -101,19 +102,35 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   prepare.build_datasets(config.data, workdir, which=('rack_crops',))
   source = _rack_source(config, workdir)
   scores = tuple(ev.scores)
-  results = []
-  for run_dir, backbone in _backbones(config, workdir):
+  class_names = [str(n) for n in source.dataset_info.features['label'].names]
+  out_dir = os.path.join(workdir, 'evaluation')
+  os.makedirs(out_dir, exist_ok=True)
+  results, figures = [], []
+  for i, (run_dir, backbone) in enumerate(_backbones(config, workdir)):
     emb = embed_lib.embed(backbone, source, image_size=ev.image_size,
                           batch_size=ev.batch_size)
+    slug = f'{i:02d}_' + ''.join(c if c.isalnum() else '_' for c in backbone.name)
+    embed_lib.save(os.path.join(out_dir, f'{slug}.npz'), emb, class_names)
     metrics = evaluate_embeddings(emb, scores, ev.knn_k)
     results.append({'run': run_dir, 'name': backbone.name,
-                    'step': backbone.step, 'metrics': metrics})
+                    'step': backbone.step, 'metrics': metrics,
+                    'embeddings': f'evaluation/{slug}.npz'})
     logging.info('%s: full-gallery cosine mAP %.4f', backbone.name,
                  metrics['full_map/cosine'])
-  os.makedirs(workdir, exist_ok=True)
+    if i == 0:  # Figures of the first (latest pre-trained) backbone.
+      figures.append((f'Class similarity, {backbone.name}', plots.class_similarity(
+          emb['features'], emb['label'], os.path.join(out_dir, 'class_similarity.png'),
+          class_names)))
+      figures.append((f'Embedding map, {backbone.name}', plots.embedding_map(
+          emb['features'], emb['label'], os.path.join(out_dir, 'embedding_map.png'))))
+  curve = plots.scores_over_steps(results, os.path.join(out_dir, 'map_over_steps.png'))
+  if curve:
+    figures.insert(0, ('Full-gallery cosine mAP per checkpoint', curve))
   with open(os.path.join(workdir, 'eval_metrics.json'), 'w') as f:
     json.dump(results, f, indent=2)
   report = _report(results, scores)
+  report += ''.join(f'\n## {title}\n\n![{title}]({os.path.relpath(path, workdir)})\n'
+                    for title, path in figures)
   with open(os.path.join(workdir, 'report.md'), 'w') as f:
     f.write(report)
   print(report)

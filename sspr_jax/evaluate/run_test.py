@@ -43,7 +43,13 @@ def test_evaluate_mode_reports_checkpoint_and_random_baseline(
   assert [r['name'] for r in results] == ['simclr step 2', 'random init']
   report = (tmp_path / 'report.md').read_text()
   assert 'simclr step 2' in report and 'random init' in report
+  for png in ('map_over_steps.png', 'class_similarity.png', 'embedding_map.png'):
+    assert (tmp_path / 'evaluation' / png).stat().st_size > 1000
+    assert f'evaluation/{png}' in report
   saved = json.loads((tmp_path / 'eval_metrics.json').read_text())
+  npz = np.load(tmp_path / saved[0]['embeddings'])
+  assert set(npz.files) >= {'features', 'features_normalized', 'label', 'origin',
+                            'crop_id', 'class_names'}
   # The periodic evaluator saw the same final state as the checkpoint.
   np.testing.assert_allclose(saved[0]['metrics']['full_map/cosine'],
                              logged[-1]['eval/full_map/cosine'], rtol=1e-5)

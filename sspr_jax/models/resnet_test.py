@@ -152,3 +152,37 @@ def test_bfloat16_compute_with_float32_params():
   ref = resnet.get_backbone('resnet_tiny').apply(variables, x, train=False)
   np.testing.assert_allclose(out.astype(jnp.float32), ref, rtol=0.1,
                              atol=0.05)
+
+
+@pytest.mark.parametrize('shape', [(2, 9, 9, 3), (2, 7, 10, 2), (1, 4, 4, 1)])
+def test_max_pool_matches_nn_max_pool_and_torch_gradient(shape):
+  x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+  x = np.maximum(x, 0)  # ties (zeros) as after a ReLU
+  ref = lambda a: flax.linen.max_pool(a, (3, 3), (2, 2), ((1, 1), (1, 1)))
+  y, vjp = jax.vjp(lambda a: resnet.max_pool(a, 3, 2, 1), x)
+  np.testing.assert_array_equal(y, ref(x))
+  g = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
+  (dx,) = vjp(g)
+  # Expected: each window's gradient goes to its first maximum (row-major),
+  # torch's max_pool2d rule.
+  expected = np.zeros_like(x)
+  xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-np.inf)
+  for b, i, j, c in np.ndindex(*y.shape):
+    win = xp[b, 2 * i:2 * i + 3, 2 * j:2 * j + 3, c]
+    r, s = np.unravel_index(np.argmax(win), win.shape)
+    expected[b, 2 * i + r - 1, 2 * j + s - 1, c] += g[b, i, j, c]
+  np.testing.assert_allclose(dx, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_fast_max_pool_gives_the_same_network():
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 32, 32, 3)),
+                  jnp.float32)
+  fast = resnet.get_backbone('resnet_tiny')
+  slow = resnet.get_backbone('resnet_tiny', fast_max_pool=False)
+  variables = fast.init(jax.random.key(0), x, train=False)
+  loss = lambda m: lambda v: jnp.sum(m.apply(v, x, train=False) ** 2)
+  (a, ga), (b, gb) = (jax.value_and_grad(loss(m))(variables)
+                      for m in (fast, slow))
+  np.testing.assert_allclose(a, b, rtol=1e-6)
+  for u, v in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
+    np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
