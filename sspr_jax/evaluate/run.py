@@ -3,7 +3,8 @@ gallery mAP (full and average, every score) and kNN accuracy on the strict
 origin split; writes WORKDIR/eval_metrics.json and WORKDIR/report.md.
 
 Config (`config.evaluate`): runs (pre-training workdirs; empty = WORKDIR),
-all_steps (every saved checkpoint, else the latest), baselines ('random'),
+all_steps (every saved checkpoint, else the latest), baselines ('random',
+'imagenet_efficientnet_lite0', 'imagenet_resnet50:/path/to/resnet50.pth'),
 image_size, batch_size, scores, knn_k.
 """
 import json
@@ -36,18 +37,37 @@ def evaluate_embeddings(emb: dict, scores, knn_k: int) -> dict:
           for k, v in metrics.items()}
 
 
+BASELINES_HELP = ("'random', 'imagenet_efficientnet_lite0', "
+                  "'imagenet_resnet50:/path/to/resnet50.pth' (also resnet18/34)")
+
+
+def _parse_baseline(baseline: str) -> tuple[str, str | None]:
+  """'random' -> ('random', None); 'imagenet_resnet50:/p.pth' ->
+  ('resnet50', '/p.pth'); 'imagenet_efficientnet_lite0' -> (kind, None)."""
+  if baseline == 'random':
+    return 'random', None
+  name, _, path = baseline.partition(':')
+  kind = name[len('imagenet_'):] if name.startswith('imagenet_') else None
+  if kind not in embed_lib.IMAGENET_KINDS or (
+      kind.startswith('resnet') and not path):
+    raise ValueError(f'Unknown baseline {baseline!r}; valid: {BASELINES_HELP}.')
+  return kind, path or None
+
+
 def _backbones(config, workdir):
   """(run dir, Backbone) of every checkpoint asked for, then the baselines."""
   ev = config.evaluate
+  baselines = [_parse_baseline(b) for b in ev.baselines]  # Fail early.
   for run_dir in list(ev.runs) or [workdir]:
     steps = embed_lib.checkpoint_steps(run_dir)
     for step in (steps if ev.all_steps else steps[-1:]):
       yield run_dir, embed_lib.load_backbone(run_dir, step)
-  for baseline in ev.baselines:
-    if baseline != 'random':
-      raise ValueError(f"Unknown baseline {baseline!r}; valid: 'random'.")
-    yield 'baseline', embed_lib.random_backbone(config.model.backbone,
-                                                seed=config.get('seed', 0))
+  for kind, path in baselines:
+    if kind == 'random':
+      yield 'baseline', embed_lib.random_backbone(config.model.backbone,
+                                                  seed=config.get('seed', 0))
+    else:
+      yield 'baseline', embed_lib.imagenet_backbone(kind, path)
 
 
 def _report(results: list[dict], scores) -> str:

@@ -111,3 +111,37 @@ def test_pretrained_matches_torch_implementation(cat):
                              rtol=1e-4)
   np.testing.assert_allclose(np.asarray(features), want_features.numpy(),
                              atol=1e-4, rtol=1e-4)
+
+
+def test_imagenet_backbone_embeds_with_its_own_normalisation():
+  pytest.importorskip(efficientnet.WEIGHTS_PACKAGE)
+  data = pytest.importorskip('skimage.data')
+  from sspr_jax.evaluate import embed as embed_lib  # pylint: disable=g-import-not-at-top
+  backbone = embed_lib.imagenet_backbone('efficientnet_lite0')
+  assert backbone.normalize is not None
+  # Already 224 x 224, so the loader's resize + crop keeps the pixels.
+  images = [np.asarray(Image.fromarray(img).resize((224, 224), Image.BILINEAR))
+            for img in (data.chelsea(), data.coffee())]
+  source = [{'image': im, 'label': i, 'origin': b'o', 'crop_id': i}
+            for i, im in enumerate(images)]
+  emb = embed_lib.embed(backbone, source, image_size=224, batch_size=2)
+  x = (np.stack(images).astype(np.float32) / 255.0
+       - np.asarray(efficientnet.PREPROCESS_MEAN, np.float32)) / np.asarray(
+           efficientnet.PREPROCESS_STD, np.float32)
+  want = backbone.module.apply(backbone.variables, x)
+  assert emb['features'].shape == (2, 1280)
+  np.testing.assert_allclose(emb['features'], np.asarray(want), atol=1e-4,
+                             rtol=1e-4)
+
+
+def test_baseline_names():
+  from sspr_jax.evaluate import run as eval_run  # pylint: disable=g-import-not-at-top
+  parse = eval_run._parse_baseline  # pylint: disable=protected-access
+  assert parse('random') == ('random', None)
+  assert parse('imagenet_efficientnet_lite0') == ('efficientnet_lite0', None)
+  assert parse('imagenet_resnet50:/w/resnet50.pth') == ('resnet50',
+                                                        '/w/resnet50.pth')
+  for bad in ('imagenet', 'imagenet_resnet50', 'imagenet_vgg16:/x.pth',
+              'supervised'):
+    with pytest.raises(ValueError, match='Unknown baseline'):
+      parse(bad)

@@ -169,6 +169,11 @@ def test_imported_resnet18_matches_torch_forward(tmp_path, legacy):
   variables = torch_import.load_torchvision_resnet(path, 'resnet18')
   assert set(variables) == {'params', 'batch_stats'}
   assert 'fc' not in variables['params']
+  # The evaluation baseline hook reads the same file.
+  from sspr_jax.evaluate import embed as embed_lib  # pylint: disable=g-import-not-at-top
+  backbone = embed_lib.imagenet_backbone('resnet18', str(path))
+  assert backbone.normalize is None  # ImageNet mean/std, as torchvision.
+  jax.tree.map(np.testing.assert_array_equal, backbone.variables, variables)
 
   x = np.random.default_rng(0).standard_normal((2, 64, 64, 3)).astype(
       np.float32)
