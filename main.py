@@ -34,6 +34,9 @@ def main(argv):
   logging.getLogger('absl').setLevel(logging.WARNING)
   if _DISTRIBUTED.value:
     import jax  # pylint: disable=g-import-not-at-top
+    # CPU-only hosts need a cross-process collectives backend (GPU/TPU have
+    # their own); gloo ships with jaxlib.
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
     jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
                                _PROCESS_ID.value)
   modes.run(_CONFIG.value, _WORKDIR.value)

@@ -325,7 +325,7 @@ class Step:
         n = k.shape[0]
         self.queue[self.ptr:self.ptr + n] = F.normalize(k, dim=1)
         self.ptr = (self.ptr + n) % self.queue.shape[0]
-    return float(loss)
+    return float(loss.detach())
 
 
 # ----------------------------------------------------------------------------
@@ -505,10 +505,11 @@ def parse_args(argv):
   args = p.parse_args(argv)
   args.objectives = [o for o in args.objectives.split(',') if o]
   args.variants = [v for v in args.variants.split(',') if v]
-  args.cases = []
-  for case in p.parse_args(argv).cases.split(','):
+  cases = []
+  for case in args.cases.split(','):
     backbone, size, steps = case.split(':')
-    args.cases.append((backbone, int(size), int(steps)))
+    cases.append((backbone, int(size), int(steps)))
+  args.cases = cases
   return args
 
 

@@ -18,12 +18,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 import tqdm
 
 from sspr_jax.data import augment
 from sspr_jax.data import pipeline
 from sspr_jax.models import resnet
+from sspr_jax.train import checkpoint as checkpoint_lib
 from sspr_jax.models import torch_import
 
 
@@ -97,7 +97,7 @@ def load_backbone(workdir: str, step: int | None = None,
   with open(os.path.join(path, 'meta', 'metadata')) as f:
     meta = json.load(f)
   config = ml_collections.ConfigDict(meta['config'])
-  state = ocp.StandardCheckpointer().restore(os.path.join(path, 'state'))
+  state = checkpoint_lib.load_state(os.path.join(path, 'state'))
   variables = {'params': state['params']['backbone'],
                'batch_stats': state['batch_stats']['backbone']}
   module = resnet.get_backbone(config.model.backbone)

@@ -14,7 +14,10 @@ Both of torch's serialisations are understood:
 Unpickling is restricted (like ``torch.load(weights_only=True)``): only
 tensors, storages, ``OrderedDict`` and plain Python containers are rebuilt;
 anything else raises ``pickle.UnpicklingError`` naming the class. Tensors come
-back as numpy arrays (C-contiguous copies, their strides honoured).
+back as numpy arrays (C-contiguous copies, their strides honoured); dtypes:
+float64/32/16, bfloat16 (``ml_dtypes``), int64/32/16/8, uint8, bool, complex.
+Not supported: tar checkpoints (torch < 0.4), ``_rebuild_tensor_v3`` tensors
+(float8 and other dtypes without a typed storage), quantized/sparse tensors.
 
 ``load_torchvision_resnet`` maps a torchvision ResNet ``state_dict`` onto the
 variables of ``sspr_jax.models.resnet`` (``fc`` dropped).
@@ -127,6 +130,15 @@ class _Unpickler(pickle.Unpickler):
     return self._load_storage(*pid[1:])
 
 
+def _plain_load(f) -> Any:
+  """Unpickles one plain object (no tensors) with the same restrictions."""
+
+  def no_storage(*args):
+    raise pickle.UnpicklingError(f'Unexpected storage {args!r}.')
+
+  return _Unpickler(f, no_storage).load()
+
+
 def _storage_dtype(storage_type) -> np.dtype:
   if isinstance(storage_type, _StorageType):
     return storage_type.dtype
@@ -160,7 +172,7 @@ def _load_zip(path: str) -> Any:
 def _load_legacy(path: str) -> Any:
   with open(path, 'rb') as f:
     try:
-      magic = pickle.load(f)
+      magic = _plain_load(f)
     except Exception:  # pylint: disable=broad-except
       magic = None
     if magic != _LEGACY_MAGIC:
@@ -169,10 +181,10 @@ def _load_legacy(path: str) -> Any:
                          'is not supported.')
       raise ValueError(f'{path!r}: neither a torch zip nor a legacy torch '
                        'checkpoint (bad magic number).')
-    protocol = pickle.load(f)
+    protocol = _plain_load(f)
     if protocol != 1001:
       raise ValueError(f'{path!r}: unsupported legacy protocol {protocol}.')
-    little = pickle.load(f).get('little_endian', True)
+    little = _plain_load(f).get('little_endian', True)
     # The raw bytes follow the object pickle: tensors are rebuilt afterwards.
     dtypes: dict[str, np.dtype] = {}
 
@@ -192,7 +204,7 @@ def _load_legacy(path: str) -> Any:
 
     obj = _LegacyUnpickler(f, load_storage).load()
     storages: dict[str, np.ndarray] = {}
-    for key in pickle.load(f):
+    for key in _plain_load(f):
       (numel,) = struct.unpack('<q' if little else '>q', f.read(8))
       dtype = dtypes[key].newbyteorder('<' if little else '>')
       raw = f.read(numel * dtype.itemsize)

@@ -51,3 +51,19 @@ class Checkpoints:
   def close(self):
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def load_state(state_dir: str, device: jax.Device | None = None):
+  """The saved state tree at `<workdir>/checkpoints/<step>/state`, on `device`.
+
+  Works whatever topology saved it (several processes or devices): Orbax
+  needs target shardings for that, so they come from the checkpoint's own
+  metadata and point at one local device.
+  """
+  checkpointer = ocp.StandardCheckpointer()
+  metadata = checkpointer.metadata(state_dir)
+  tree = getattr(metadata, 'item_metadata', metadata)
+  sharding = jax.sharding.SingleDeviceSharding(device or jax.local_devices()[0])
+  target = jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
+  return checkpointer.restore(state_dir, target)
