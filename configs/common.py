@@ -77,4 +77,7 @@ def evaluate_config(image_size: int = 256) -> ml_collections.ConfigDict:
       batch_size=64,
       scores=['cosine', 'inner_product', 'euclidean', 'euclidean_normalized'],
       knn_k=20,
+      heads=['mlp'],          # few-label heads: 'linear', 'mlp', 'svc'
+      head_splits=['standard', 'strict'],
+      head_steps=200,         # L-BFGS iterations per fit
   ))

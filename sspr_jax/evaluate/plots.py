@@ -92,3 +92,14 @@ def embedding_map(features: np.ndarray, labels: np.ndarray, path: str,
   ax.set_xticks([])
   ax.set_yticks([])
   return _save(fig, path)
+
+
+def confusion_matrix(confusion: np.ndarray, path: str) -> str:
+  """Row-normalised confusion matrix (true class down, predicted across)."""
+  rows = confusion.sum(1, keepdims=True)
+  fig, ax = plt.subplots(figsize=(6, 5))
+  im = ax.imshow(confusion / np.maximum(rows, 1), cmap='Blues', vmin=0, vmax=1)
+  fig.colorbar(im, ax=ax, shrink=0.8, label='fraction of the true class')
+  ax.set_xlabel('predicted class')
+  ax.set_ylabel('true class')
+  return _save(fig, path)

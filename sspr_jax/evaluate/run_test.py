@@ -12,6 +12,10 @@ from sspr_jax.train import trainer
 from sspr_jax.train.trainer_test import _batches, tiny_config
 
 
+def saved_metrics(workdir):
+  return [r['metrics'] for r in json.loads((workdir / 'eval_metrics.json').read_text())]
+
+
 def _config(tiny_raw_data, tiny_datasets, **overrides):
   config = tiny_config('simclr', **overrides)
   config.data.update(dict(
@@ -21,6 +25,7 @@ def _config(tiny_raw_data, tiny_datasets, **overrides):
       sku110k_config='128', rack_config='native'))
   config.evaluate.image_size = 32
   config.evaluate.batch_size = 16
+  config.evaluate.update(dict(heads=['linear'], head_steps=20))
   return config
 
 
@@ -43,7 +48,10 @@ def test_evaluate_mode_reports_checkpoint_and_random_baseline(
   assert [r['name'] for r in results] == ['simclr step 2', 'random init']
   report = (tmp_path / 'report.md').read_text()
   assert 'simclr step 2' in report and 'random init' in report
-  for png in ('map_over_steps.png', 'class_similarity.png', 'embedding_map.png'):
+  assert 0 <= saved_metrics(tmp_path)[0]['standard/linear/accuracy'] <= 1
+  assert 'strict/linear/map' in saved_metrics(tmp_path)[0]
+  for png in ('map_over_steps.png', 'class_similarity.png', 'embedding_map.png',
+              'confusion_strict_linear.png'):
     assert (tmp_path / 'evaluation' / png).stat().st_size > 1000
     assert f'evaluation/{png}' in report
   saved = json.loads((tmp_path / 'eval_metrics.json').read_text())
