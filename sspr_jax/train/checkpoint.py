@@ -3,6 +3,7 @@
 Each step directory holds `state` (a pytree saved with StandardSave, restorable
 with Orbax alone) and `meta` (JSON: the config and a few numbers).
 """
+import logging
 import os
 from typing import Any
 
@@ -31,6 +32,29 @@ class Checkpoints:
         step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
             meta=ocp.args.JsonSave(meta or {})), force=True)
+
+  def restore_latest_good(self, abstract_state: Any):
+    """(state, meta, step) of the newest checkpoint that restores.
+
+    A checkpoint that fails to restore (truncated or corrupted files, e.g. a
+    machine that died mid-write) is moved aside to `<step>.corrupt` with a
+    warning naming it, and the previous one is tried. Returns (None, None,
+    None) when there is no checkpoint at all.
+    """
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        state, meta = self.restore(abstract_state, step)
+        return state, meta, step
+      except Exception as e:  # pylint: disable=broad-except
+        bad = os.path.join(self.directory, str(step))
+        logging.warning('Checkpoint step %d in %s does not restore (%s: %s); '
+                        'moved to %s.corrupt, falling back to the previous one.',
+                        step, self.directory, type(e).__name__,
+                        str(e).splitlines()[0][:300] if str(e) else '', bad)
+        if jax.process_index() == 0:
+          os.replace(bad, bad + '.corrupt')
+        self._manager.reload()
+    return None, None, None
 
   def restore(self, abstract_state: Any, step: int | None = None):
     """Restores (state, meta) at `step` (default latest) onto `abstract_state`'s

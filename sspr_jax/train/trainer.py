@@ -13,7 +13,6 @@ The trainer knows objectives only through this contract (see
 Metrics may include 'spread' (collapse monitor of normalised embeddings).
 """
 import functools
-import itertools
 import logging
 import math
 import signal
@@ -155,14 +154,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, objective,
 
   checkpoints = checkpoint_lib.Checkpoints(
       workdir, max_to_keep=config.get('keep_checkpoints', 3))
-  start = int(checkpoints.latest_step() or 0)
-  if start >= total_steps:
-    logging.info('Already trained for %d steps; nothing to do.', total_steps)
-    checkpoints.close()
-    return None
-  it = iter(batches(start))
-  first = next(it)
-  it = itertools.chain([first], it)
 
   @functools.partial(jax.jit, out_shardings=replicated)
   def init(rng, images):
@@ -171,10 +162,19 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, objective,
                       batch_stats=batch_stats, opt_state=tx.init(params),
                       extra=extra, nonfinite_step=jnp.full((), -1, jnp.int32))
 
-  state = init(init_rng, pipeline.shard_batch(first, mesh)['image'])
-  if start:
-    state, _ = checkpoints.restore(state, start)
+  # Shapes come from the first batch; a resumed run restores onto them.
+  probe = next(iter(batches(0)))
+  state = init(init_rng, pipeline.shard_batch(probe, mesh)['image'])
+  restored, _, start = checkpoints.restore_latest_good(state)
+  if restored is not None:
+    state = restored
     logging.info('Resumed from %s at step %d.', checkpoints.directory, start)
+  start = int(start or 0)
+  if start >= total_steps:
+    logging.info('Already trained for %d steps; nothing to do.', total_steps)
+    checkpoints.close()
+    return state
+  it = iter(batches(start))
 
   step_fn = jax.jit(
       make_train_step(objective, tx, schedule, train_rng),

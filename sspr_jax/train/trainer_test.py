@@ -82,20 +82,39 @@ def test_loss_falls_on_embedded_data(objective, overrides, crops, tmp_path):
   assert os.path.isdir(tmp_path / 'checkpoints' / str(config.total_steps))
 
 
-def test_resumed_run_equals_uninterrupted_run(crops, tmp_path):
-  config = tiny_config('moco', total_steps=6, checkpoint_every_steps=2)
-  straight = trainer.train(
-      config, str(tmp_path / 'a'), objective=build_objective(config),
-      batches=_batches(crops, config), num_examples=len(crops))
+RESUME_CONFIG = dict(total_steps=6, checkpoint_every_steps=2)
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(crops, tmp_path_factory):
+  config = tiny_config('moco', **RESUME_CONFIG)
+  return trainer.train(
+      config, str(tmp_path_factory.mktemp('straight')),
+      objective=build_objective(config), batches=_batches(crops, config),
+      num_examples=len(crops))
+
+
+@pytest.mark.parametrize('corrupt_latest', [False, True])
+def test_resumed_run_equals_uninterrupted_run(corrupt_latest, crops,
+                                              uninterrupted, tmp_path, caplog):
+  config = tiny_config('moco', **RESUME_CONFIG)
   with pytest.raises(KeyboardInterrupt):
-    trainer.train(config, str(tmp_path / 'b'), objective=build_objective(config),
+    trainer.train(config, str(tmp_path), objective=build_objective(config),
                   batches=_batches(crops, config, stop_after=5),
                   num_examples=len(crops))
-  assert sorted(os.listdir(tmp_path / 'b' / 'checkpoints')) == ['2', '4']
+  checkpoints = tmp_path / 'checkpoints'
+  assert sorted(os.listdir(checkpoints)) == ['2', '4']
+  if corrupt_latest:  # E.g. the machine died while step 4 was being written.
+    for f in (checkpoints / '4' / 'state').rglob('*'):
+      if f.is_file() and f.stat().st_size > 100:
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
   resumed = trainer.train(
-      config, str(tmp_path / 'b'), objective=build_objective(config),
+      config, str(tmp_path), objective=build_objective(config),
       batches=_batches(crops, config), num_examples=len(crops))
-  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
+  if corrupt_latest:
+    assert 'Checkpoint step 4' in caplog.text and 'does not restore' in caplog.text
+    assert (checkpoints / '4.corrupt').is_dir()  # Kept aside, not deleted.
+  for a, b in zip(jax.tree.leaves(uninterrupted), jax.tree.leaves(resumed)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
