@@ -4,6 +4,7 @@ The config's `mode` names what runs (see `sspr_jax/modes.py`); overrides go
 through ml-collections, e.g. `--config.data.seed=1`.
 """
 import logging
+import sys
 
 from absl import app
 from absl import flags
@@ -42,6 +43,20 @@ def main(argv):
   modes.run(_CONFIG.value, _WORKDIR.value)
 
 
+def _parse_flags(argv):
+  """absl flag parsing, with a plain message for a misspelt config override."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as e:
+    key = str(e).strip('"\'')
+    bad = [a for a in argv if a.startswith('--config.') and key in a]
+    sys.exit(f'Unknown config key {key!r} in {" ".join(bad) or "an override"}; '
+             'see the config file for the valid keys.')
+  except flags.Error as e:  # Wrong type, missing --workdir, unknown flag...
+    sys.exit(f'{e}\nUsage: python main.py --config configs/<x>.py --workdir DIR '
+             '[--config.key=value ...]')
+
+
 if __name__ == '__main__':
   flags.mark_flags_as_required(['config', 'workdir'])
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
