@@ -22,7 +22,8 @@ Bad input rules (counted per split in `info.metadata['counts']`, and logged with
 file names): boxes reaching outside the photo are clipped (`clipped_boxes`) or,
 with `clip=False`, skipped (`skipped_outside_boxes`); empty/inverted boxes after
 clipping (`skipped_empty_boxes`) and boxes with a side below `min_side`
-(`skipped_small_boxes`) are skipped; missing photos (`missing_photos`) and
+(`skipped_small_boxes`) are skipped, and so is a box that repeats an earlier
+box of the same photo (`skipped_duplicate_boxes`); missing photos (`missing_photos`) and
 photos PIL cannot fully decode (`unreadable_photos`: corrupt or truncated) are
 skipped with their boxes (`boxes_in_skipped_photos`). When the annotated photo
 size differs from the decoded one, the decoded size wins (`size_mismatch_photos`).
@@ -63,7 +64,8 @@ _ENCODINGS = ('jpeg', 'png')
 COUNT_KEYS = ('photos', 'boxes', 'crops', 'clipped_boxes', 'skipped_outside_boxes',
               'skipped_empty_boxes', 'skipped_small_boxes', 'missing_photos',
               'unreadable_photos', 'boxes_in_skipped_photos', 'size_mismatch_photos',
-              'converted_to_rgb_photos', 'unannotated_photos')
+              'converted_to_rgb_photos', 'unannotated_photos',
+              'skipped_duplicate_boxes')
 
 
 @dataclasses.dataclass(eq=False)
@@ -288,6 +290,15 @@ def crop_photo(task: PhotoTask, options: CropOptions,
     skipped_outside = np.zeros_like(outside)
   small = ~empty & ~skipped_outside & (np.minimum(box_w, box_h) < options.min_side)
   keep = ~(empty | skipped_outside | small)
+  # The same box twice in one photo would give two identical crops: in a
+  # labeled gallery each would be the other's perfect match. Keep the first.
+  duplicate = np.zeros_like(keep)
+  seen = set()
+  for i in np.flatnonzero(keep):
+    key = tuple(clipped[i].tolist())
+    duplicate[i] = key in seen
+    seen.add(key)
+  keep &= ~duplicate
   was_clipped = keep & outside
 
   # JPEG DCT-domain downscaling: decode the photo smaller when every kept crop
@@ -317,7 +328,8 @@ def crop_photo(task: PhotoTask, options: CropOptions,
       ('clipped_boxes', was_clipped, 'reaches outside the photo, clipped'),
       ('skipped_outside_boxes', skipped_outside, 'reaches outside the photo, skipped'),
       ('skipped_empty_boxes', empty, 'is empty or inverted, skipped'),
-      ('skipped_small_boxes', small, f'has a side < {options.min_side}, skipped')):
+      ('skipped_small_boxes', small, f'has a side < {options.min_side}, skipped'),
+      ('skipped_duplicate_boxes', duplicate, 'repeats an earlier box, skipped')):
     for i in np.flatnonzero(mask):
       counts[kind] += 1
       events.append((kind, f'{task.source}: box {i} {raw[i].tolist()} {what} '

@@ -14,6 +14,7 @@ import ml_collections
 
 from sspr_jax.data import augment
 from sspr_jax.models import resnet
+from sspr_jax.objectives import common
 from sspr_jax.objectives import monitor
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -101,6 +102,18 @@ class Objective:
   def spread(features: jax.Array) -> jax.Array:
     """Collapse monitor of the backbone features (1 spread, 0 collapsed)."""
     return monitor.embedding_spread(features.reshape(-1, features.shape[-1]))
+
+
+class Classification(Objective):
+  """A pretext classification task: head logits against `views['labels']`."""
+
+  def loss(self, params, batch_stats, extra, views, rng):
+    del rng
+    features, logits, batch_stats = self.apply(params, batch_stats,
+                                               views['images'])
+    loss, metrics = common.classification_loss(logits, views['labels'])
+    metrics['spread'] = self.spread(features)
+    return loss, (metrics, batch_stats, extra)
 
 
 def contrastive_views(settings, rng: jax.Array, images: jax.Array) -> dict:

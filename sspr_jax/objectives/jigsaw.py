@@ -47,7 +47,7 @@ def loss_and_metrics(
   return classification_loss(logits, labels)
 
 
-class Jigsaw(base.Objective):
+class Jigsaw(base.Classification):
   """Views: h-flip, random grayscale, 3x3 jittered tiles in a permuted order.
 
   The host stores images at `input.image_size` (thesis: resize 256); the
@@ -77,11 +77,3 @@ class Jigsaw(base.Objective):
     tiles, labels = shuffle_tiles(augment.normalize(tiles),
                                   jnp.asarray(self.permutations), k_perm)
     return {'images': tiles, 'labels': labels}
-
-  def loss(self, params, batch_stats, extra, views, rng):
-    del rng
-    features, logits, batch_stats = self.apply(params, batch_stats,
-                                               views['images'])
-    loss, metrics = loss_and_metrics(logits, views['labels'])
-    metrics['spread'] = self.spread(features)
-    return loss, (metrics, batch_stats, extra)

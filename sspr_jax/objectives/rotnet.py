@@ -41,7 +41,7 @@ def loss_and_metrics(
   return classification_loss(logits, labels)
 
 
-class RotNet(base.Objective):
+class RotNet(base.Classification):
   """Views: RandomResizedCrop + h-flip, then the 4 rotations; head C -> 4."""
 
   name = 'rotnet'
@@ -57,11 +57,3 @@ class RotNet(base.Objective):
     x = augment.normalize(augment.horizontal_flip(k_flip, x))
     x, labels = rotate_batch(x)
     return {'images': x, 'labels': labels}
-
-  def loss(self, params, batch_stats, extra, views, rng):
-    del rng
-    features, logits, batch_stats = self.apply(params, batch_stats,
-                                               views['images'])
-    loss, metrics = loss_and_metrics(logits, views['labels'])
-    metrics['spread'] = self.spread(features)
-    return loss, (metrics, batch_stats, extra)
