@@ -6,12 +6,18 @@ generated first (into WORKDIR/raw, once per set of generator settings).
 import json
 import os
 import pathlib
+import shutil
 
 import ml_collections
 
 
-def _generate(data: ml_collections.ConfigDict, raw_dir: pathlib.Path):
-  """Generates the embedded photos unless the same settings already did."""
+def _generate(data: ml_collections.ConfigDict, raw_dir: pathlib.Path,
+              datasets_dir: pathlib.Path):
+  """Generates the embedded photos unless the same settings already did.
+
+  New photos make datasets built from the old ones stale: those are removed
+  from `datasets_dir` so that they are built again.
+  """
   from data_builders import synthetic  # pylint: disable=g-import-not-at-top
   settings = {'seed': data.seed, 'shelf_photos': dict(data.shelf_photos),
               'rack_photos': data.rack_photos, 'num_classes': data.num_classes}
@@ -28,6 +34,8 @@ def _generate(data: ml_collections.ConfigDict, raw_dir: pathlib.Path):
     racks_dir = synthetic.generate_racks(
         raw_dir, seed=data.seed, num_photos=data.rack_photos,
         num_classes=data.num_classes)
+    for name in ('sku110k_crops', 'rack_crops'):
+      shutil.rmtree(datasets_dir / name, ignore_errors=True)
     marker.write_text(json.dumps(settings))
   return archive_dir, racks_dir
 
@@ -39,7 +47,8 @@ def data_dir(data: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
 def manual_dirs(data: ml_collections.ConfigDict, workdir: str):
   """(sku110k manual_dir, rack manual_dir), generating synthetic data if asked."""
   if data.source == 'synthetic':
-    return _generate(data, pathlib.Path(workdir) / 'raw')
+    return _generate(data, pathlib.Path(workdir) / 'raw',
+                     data_dir(data, workdir))
   if data.source != 'manual':
     raise ValueError(f"Unknown config.data.source {data.source!r}; valid: "
                      "'synthetic', 'manual'.")
