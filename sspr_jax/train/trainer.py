@@ -13,6 +13,7 @@ The trainer knows objectives only through this contract (see
 Metrics may include 'spread' (collapse monitor of normalised embeddings).
 """
 import functools
+import itertools
 import logging
 import math
 import signal
@@ -163,7 +164,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, objective,
                       extra=extra, nonfinite_step=jnp.full((), -1, jnp.int32))
 
   # Shapes come from the first batch; a resumed run restores onto them.
-  probe = next(iter(batches(0)))
+  it = iter(batches(0))
+  probe = next(it)
   state = init(init_rng, pipeline.shard_batch(probe, mesh)['image'])
   restored, _, start = checkpoints.restore_latest_good(state)
   if restored is not None:
@@ -174,7 +176,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, objective,
     logging.info('Already trained for %d steps; nothing to do.', total_steps)
     checkpoints.close()
     return state
-  it = iter(batches(start))
+  # A fresh run goes on with the probe's iterator (no second loader, no
+  # second set of worker processes); a resumed one starts where it stopped.
+  it = itertools.chain([probe], it) if start == 0 else iter(batches(start))
 
   step_fn = jax.jit(
       make_train_step(objective, tx, schedule, train_rng),
