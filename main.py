@@ -4,12 +4,14 @@ The config's `mode` names what runs (see `sspr_jax/modes.py`); overrides go
 through ml-collections, e.g. `--config.data.seed=1`.
 """
 import logging
+import re
 import sys
 
 from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from sspr_jax import config_check
 from sspr_jax import modes
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -40,7 +42,41 @@ def main(argv):
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
     jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
                                _PROCESS_ID.value)
-  modes.run(_CONFIG.value, _WORKDIR.value)
+  try:
+    modes.run(_CONFIG.value, _WORKDIR.value)
+  except config_check.ConfigError as e:  # Checked before anything ran.
+    sys.exit(f'{e}\nSee the config file (and docs/failure_guide.md).')
+
+
+def _unknown_key_message(error: Exception, argv) -> str:
+  """'Unknown config key ...' naming the override, from ml-collections' error.
+
+  Its KeyError (sometimes inside an AttributeError) reads `'bach_size'` then
+  an optional line `Did you mean "batch_size" instead of "bach_size"?`, or
+  `Attribute ... does not exist ... Attempting to lookup: batch_size.x`.
+  """
+  text = error
+  while isinstance(text, BaseException) and text.args:
+    text = text.args[0]
+  first, _, hint = str(text).strip().partition('\n')
+  quoted = re.fullmatch(r"""['"]([^'"]+)['"]""", first.strip())
+  lookup = re.search(r'Attempting to lookup: (\S+)', first)
+  if quoted:
+    key = quoted.group(1)
+  elif lookup:
+    key, hint = lookup.group(1), first
+  else:
+    key = first.strip()
+  def names_key(arg):  # --config.moco.queue_sise=8 names 'queue_sise'.
+    path = arg.split('=', 1)[0][len('--config.'):]
+    return key in path.split('.') or path.endswith(key)
+
+  bad = [a for a in argv if a.startswith('--config.') and names_key(a)]
+  hint = hint.strip().rstrip('.?') + ('?' if hint.strip().endswith('?') else '.')
+  return ' '.join(
+      [f'Unknown config key {key!r} in {" ".join(bad) or "an override"}.']
+      + ([hint] if hint not in ('.', '?') else [])
+      + ['See the config file for the valid keys.'])
 
 
 def _parse_flags(argv):
@@ -48,10 +84,7 @@ def _parse_flags(argv):
   try:
     return flags.FLAGS(argv)
   except (AttributeError, KeyError) as e:
-    key = str(e).strip('"\'')
-    bad = [a for a in argv if a.startswith('--config.') and key in a]
-    sys.exit(f'Unknown config key {key!r} in {" ".join(bad) or "an override"}; '
-             'see the config file for the valid keys.')
+    sys.exit(_unknown_key_message(e, argv))
   except flags.Error as e:  # Wrong type, missing --workdir, unknown flag...
     sys.exit(f'{e}\nUsage: python main.py --config configs/<x>.py --workdir DIR '
              '[--config.key=value ...]')

@@ -169,7 +169,8 @@ def make_cv_data(n_train: int = 852, n_test: int = 298, num_classes: int = 187,
 
 
 def cv_compare(n_train: int = 852, n_test: int = 298, num_classes: int = 187, *,
-               steps: int = 200, sklearn: bool = True, repeats: int = 1, seed: int = 0) -> dict:
+               steps: int = 200, sklearn: bool = True, repeats: int = 1, seed: int = 0,
+               seeds: int = 0) -> dict:
     """Jitted CV grid (heads.cross_validate) vs. sklearn GridSearchCV, same folds."""
     import warnings
 
@@ -208,6 +209,41 @@ def cv_compare(n_train: int = 852, n_test: int = 298, num_classes: int = 187, *,
                     "sklearn_fit_s_per_grid_point": [float(v) for v in search.cv_results_["mean_fit_time"]],
                     "speedup": out["sklearn_s"] / out["jax_s"],
                     "speedup_incl_compile": out["sklearn_s"] / out["jax_first_call_s"]})
+    if seeds:
+        out.update(seed_spread(train_x, train_y, test_x, test_y, cv["best"], seeds, steps,
+                               sklearn=sklearn))
+    return out
+
+
+def seed_spread(train_x, train_y, test_x, test_y, best: dict, seeds: int, steps: int,
+                sklearn: bool = True) -> dict:
+    """Test accuracy of the chosen grid point refit with `seeds` random starts.
+
+    One refit per side is a single draw: the MLP's optimum depends on its
+    start, so the accuracy difference is compared with this spread.
+    """
+    import warnings
+
+    import jax
+
+    from sspr_jax.evaluate import heads
+
+    hidden, alpha = tuple(best["hidden"]), float(best["alpha"])
+    out = {"seeds": seeds, "jax_seed_accuracies": [], "sklearn_seed_accuracies": []}
+    for s in range(seeds):
+        params, classes = heads.fit_head(train_x, train_y, hidden=hidden, alpha=alpha,
+                                         seed=s, steps=steps)
+        proba = np.asarray(jax.jit(heads.predict_proba)(params, test_x))
+        out["jax_seed_accuracies"].append(float(np.mean(classes[proba.argmax(1)] == test_y)))
+        if sklearn:
+            from sklearn.neural_network import MLPClassifier
+
+            clf = MLPClassifier(hidden_layer_sizes=hidden, alpha=alpha, solver="lbfgs",
+                                max_iter=steps, random_state=s)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                clf.fit(train_x, train_y)
+            out["sklearn_seed_accuracies"].append(float(clf.score(test_x, test_y)))
     return out
 
 
@@ -224,6 +260,12 @@ def print_cv(r: dict) -> None:
               f"| {r['sklearn_test_accuracy']:.4f} | {r['sklearn_test_map']:.4f} | {r['sklearn_s']:.1f} |")
         print(f"speed-up {r['speedup']:.1f}x ({r['speedup_incl_compile']:.1f}x incl. compile); "
               f"test accuracy difference {100 * (r['jax_test_accuracy'] - r['sklearn_test_accuracy']):+.2f} points")
+    for side in ("jax", "sklearn"):
+        accs = r.get(f"{side}_seed_accuracies")
+        if accs:
+            print(f"{side}: refit of the chosen point with {len(accs)} seeds: test accuracy "
+                  f"mean {100 * np.mean(accs):.2f}, std {100 * np.std(accs):.2f}, "
+                  f"range {100 * min(accs):.2f}-{100 * max(accs):.2f}")
     print(json.dumps(r, default=str))
 
 
@@ -239,9 +281,12 @@ def main(argv=None) -> None:
     parser.add_argument("--cv-steps", type=int, default=200)
     parser.add_argument("--cv-sklearn", type=int, default=1, help="0 skips sklearn GridSearchCV")
     parser.add_argument("--cv-repeats", type=int, default=1)
+    parser.add_argument("--cv-seeds", type=int, default=3,
+                        help="refits of the chosen grid point per side (seed spread)")
     args = parser.parse_args(argv)
     if args.section in ("all", "cv"):
-        print_cv(cv_compare(steps=args.cv_steps, sklearn=bool(args.cv_sklearn), repeats=args.cv_repeats))
+        print_cv(cv_compare(steps=args.cv_steps, sklearn=bool(args.cv_sklearn), repeats=args.cv_repeats,
+                            seeds=args.cv_seeds))
     if args.section == "cv":
         return
 

@@ -49,7 +49,7 @@ def pretrain_config(objective: str) -> ml_collections.ConfigDict:
       scale_lr_by_batch=False, decay_bn_and_bias=False, trust_coefficient=0.001))
   c.schedule = ml_collections.ConfigDict(dict(
       name='step', warmup_epochs=0.0, warmup_fraction=0.0,
-      decay_epochs=[30, 60, 90], decay_factor=0.1))
+      decay_epochs=(30, 60, 90), decay_factor=0.1))
   c.log_every_steps = 50
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3
@@ -70,14 +70,16 @@ def contrastive_settings(**overrides) -> ml_collections.ConfigDict:
 def evaluate_config(image_size: int = 256) -> ml_collections.ConfigDict:
   """Gallery evaluation on `rack_crops` (thesis: shorter side 256, crop 256)."""
   return ml_collections.ConfigDict(dict(
-      runs=[],                # pre-training workdirs; empty = WORKDIR
-      all_steps=False,        # every saved checkpoint, else the latest
-      baselines=['random'],
+      # Comma-separated pre-training workdirs or RUN/checkpoints/STEP folders;
+      # empty = WORKDIR (or only the baselines if it has no checkpoints).
+      checkpoints='',
+      all_steps=False,        # every saved checkpoint of a workdir, else the latest
+      baselines=('random',),
       image_size=image_size,
       batch_size=64,
-      scores=['cosine', 'inner_product', 'euclidean', 'euclidean_normalized'],
+      scores=('cosine', 'inner_product', 'euclidean', 'euclidean_normalized'),
       knn_k=20,
-      heads=['mlp'],          # few-label heads: 'linear', 'mlp', 'svc'
-      head_splits=['standard', 'strict'],
+      heads=('mlp',),         # few-label heads: 'linear', 'mlp', 'svc'
+      head_splits=('standard', 'strict'),
       head_steps=200,         # L-BFGS iterations per fit
   ))

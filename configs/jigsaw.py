@@ -21,7 +21,7 @@ def get_config():
   c.input.image_size = 256
   c.optimizer.lr = 0.1
   c.schedule.warmup_epochs = 5.0
-  c.schedule.decay_epochs = [30, 60, 90, 100]
+  c.schedule.decay_epochs = (30, 60, 90, 100)
   c.jigsaw = ml_collections.ConfigDict(dict(
       num_permutations=2000, permutation_seed=0, grayscale_p=0.66, jitter=21,
       tile_dim=1000))

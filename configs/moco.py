@@ -20,7 +20,7 @@ def get_config():
   c.num_epochs = 100
   c.model.zero_init_residual = True
   c.optimizer.update(lr=0.03, nesterov=True)
-  c.schedule.decay_epochs = [60, 80]
+  c.schedule.decay_epochs = (60, 80)
   c.moco = common.contrastive_settings(color_strength=0.5)
   c.moco.update(dict(queue_size=65536, momentum=0.999, temperature=0.2))
   return c

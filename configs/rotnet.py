@@ -17,6 +17,6 @@ def get_config():
   c.batch_size = 32
   c.num_epochs = 105
   c.optimizer.lr = 0.1
-  c.schedule.decay_epochs = [30, 60, 90, 100]
+  c.schedule.decay_epochs = (30, 60, 90, 100)
   c.rotnet = ml_collections.ConfigDict(dict(view_size=224, crop_scale=(0.08, 1.0)))
   return c

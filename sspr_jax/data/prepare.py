@@ -44,25 +44,37 @@ def data_dir(data: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
   return pathlib.Path(data.data_dir or os.path.join(workdir, 'tfds'))
 
 
-def manual_dirs(data: ml_collections.ConfigDict, workdir: str):
-  """(sku110k manual_dir, rack manual_dir), generating synthetic data if asked."""
+_MANUAL_DIR_KEYS = {'sku110k_crops': 'sku110k_manual_dir',
+                    'rack_crops': 'rack_manual_dir'}
+
+
+def manual_dirs(data: ml_collections.ConfigDict, workdir: str,
+                which=tuple(_MANUAL_DIR_KEYS)):
+  """(sku110k manual_dir, rack manual_dir), generating synthetic data if asked.
+
+  With `source='manual'` only the folders of the datasets in `which` are
+  required; the others may be '' (returned as None).
+  """
   if data.source == 'synthetic':
     return _generate(data, pathlib.Path(workdir) / 'raw',
                      data_dir(data, workdir))
   if data.source != 'manual':
     raise ValueError(f"Unknown config.data.source {data.source!r}; valid: "
                      "'synthetic', 'manual'.")
-  for key in ('sku110k_manual_dir', 'rack_manual_dir'):
+  for name in which:
+    key = _MANUAL_DIR_KEYS[name]
     if not data[key]:
-      raise ValueError(f"config.data.source='manual' needs config.data.{key}.")
-  return pathlib.Path(data.sku110k_manual_dir), pathlib.Path(data.rack_manual_dir)
+      raise ValueError(f"config.data.source='manual' needs config.data.{key} "
+                       f'(the raw photos of {name}).')
+  return tuple(pathlib.Path(data[k]) if data[k] else None
+               for k in _MANUAL_DIR_KEYS.values())
 
 
 def build_datasets(data: ml_collections.ConfigDict, workdir: str,
                    which=('sku110k_crops', 'rack_crops')) -> dict:
   """Builds (or reuses) the datasets; returns {name: tfds builder}."""
   from data_builders import build as build_lib  # pylint: disable=g-import-not-at-top
-  sku_dir, rack_dir = manual_dirs(data, workdir)
+  sku_dir, rack_dir = manual_dirs(data, workdir, which)
   out = data_dir(data, workdir)
   plan = {'sku110k_crops': (data.sku110k_config, sku_dir),
           'rack_crops': (data.rack_config, rack_dir)}

@@ -24,6 +24,7 @@ from sspr_jax.data import augment
 from sspr_jax.data import pipeline
 from sspr_jax.models import resnet
 from sspr_jax.train import checkpoint as checkpoint_lib
+from sspr_jax.train import mesh as mesh_lib
 from sspr_jax.models import torch_import
 
 
@@ -39,6 +40,7 @@ class Backbone:
   variables: Any
   step: int | None = None
   normalize: Callable[[jax.Array], jax.Array] | None = None
+  architecture: str | None = None  # `resnet.get_backbone` name, if one
 
 
 def random_backbone(architecture: str, seed: int = 0, name: str = 'random init'
@@ -46,7 +48,7 @@ def random_backbone(architecture: str, seed: int = 0, name: str = 'random init'
   module = resnet.get_backbone(architecture)
   variables = jax.jit(module.init, static_argnames='train')(
       jax.random.key(seed), jnp.zeros((1, 64, 64, 3)), train=False)
-  return Backbone(name, module, variables)
+  return Backbone(name, module, variables, architecture=architecture)
 
 
 IMAGENET_KINDS = ('resnet18', 'resnet34', 'resnet50', 'efficientnet_lite0')
@@ -73,7 +75,8 @@ def imagenet_backbone(kind: str, path: str | None = None) -> Backbone:
       raise ValueError(f'ImageNet {kind} needs the path of a torchvision '
                        f"state_dict: 'imagenet_{kind}:/path/to/{kind}.pth'.")
     variables = torch_import.load_torchvision_resnet(path, kind)
-    return Backbone(f'ImageNet {kind}', resnet.get_backbone(kind), variables)
+    return Backbone(f'ImageNet {kind}', resnet.get_backbone(kind), variables,
+                    architecture=kind)
   raise ValueError(f'Unknown ImageNet backbone {kind!r}; known: '
                    f'{", ".join(IMAGENET_KINDS)}.')
 
@@ -102,52 +105,116 @@ def load_backbone(workdir: str, step: int | None = None,
                'batch_stats': state['batch_stats']['backbone']}
   module = resnet.get_backbone(config.model.backbone)
   return Backbone(name or f'{config.objective} step {step}', module, variables,
-                  step)
+                  step, architecture=config.model.backbone)
 
 
 @functools.lru_cache(maxsize=8)
-def _features_fn(module: nn.Module, normalize=None):
-  """Jitted uint8 images -> float32 features, compiled once per architecture."""
+def _features_fn(module: nn.Module, normalize, mesh):
+  """Jitted uint8 images -> float32 features, compiled once per architecture.
+
+  Images and features are split over the mesh's data axis, the variables
+  replicated: each device embeds its slice of the batch.
+  """
   normalize = normalize or augment.normalize
 
-  @jax.jit
   def features(variables, images):
     x = normalize(images)
     return module.apply(variables, x, train=False).astype(jnp.float32)
 
-  return features
+  return jax.jit(features,
+                 in_shardings=(mesh_lib.replicated(mesh),
+                               mesh_lib.batch_sharding(mesh)),
+                 out_shardings=mesh_lib.batch_sharding(mesh))
+
+
+def _local_rows(x: jax.Array) -> list[jax.Array]:
+  """This process's row blocks of a batch-sharded array, in batch order."""
+  shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
+  return [s.data for s in shards]
 
 
 def embed(backbone: Backbone, source, *, image_size: int = 256,
-          batch_size: int = 64, keys=('label', 'origin', 'crop_id')) -> dict:
+          batch_size: int = 64, keys=('label', 'origin', 'crop_id'),
+          mesh=None) -> dict:
   """Features of every example of `source`, in dataset order.
 
-  Returns numpy arrays: 'features' [N, C], 'features_normalized' (L2) and the
-  requested `keys` of each example.
+  The batches are split over all devices of `mesh` (default: every device of
+  every process); with several processes each reads its own shard of the
+  dataset and every process returns all N rows. `batch_size` is per process,
+  rounded up to a multiple of its device count. Returns numpy arrays:
+  'features' [N, C], 'features_normalized' (L2) and the requested `keys` of
+  each example.
   """
-  if len(source) == 0:
-    raise ValueError('Cannot embed an empty dataset.')
+  num_examples = len(source)
+  if num_examples == 0:
+    raise ValueError('Cannot embed an empty dataset '
+                     f'({getattr(source, "name", type(source).__name__)}).')
+  mesh = mesh or mesh_lib.data_mesh()
+  local_devices = mesh.local_mesh.size
+  batch_size = -(-batch_size // local_devices) * local_devices
+  processes, process = jax.process_count(), jax.process_index()
+  # Strided shards (pipeline.make_loader): process p reads p, p + P, ...
+  num_batches = -(-(-(-num_examples // processes)) // batch_size)
   loader = pipeline.make_loader(
       source, batch_size=batch_size, image_size=image_size, seed=0,
       shuffle=False, num_epochs=1, drop_remainder=False,
-      resize='shorter_center_crop', keys=keys, shard_index=0, shard_count=1)
+      resize='shorter_center_crop', keys=keys, shard_index=process,
+      shard_count=processes)
 
-  features = _features_fn(backbone.module, backbone.normalize)
-  out = {k: [] for k in ('features',) + tuple(keys)}
-  for batch in tqdm.tqdm(loader, total=-(-len(source) // batch_size),
-                         desc=f'embed ({backbone.name})', unit='batch',
-                         leave=False):
-    n = len(batch['image'])
-    images = batch['image']
-    if n < batch_size:  # Pad the last batch: one compiled shape for all.
-      images = np.concatenate(
-          [images, np.zeros((batch_size - n,) + images.shape[1:], images.dtype)])
-    out['features'].append(np.asarray(features(backbone.variables, images))[:n])
-    for k in keys:
-      out[k].append(batch[k])
-  result = {k: np.concatenate(v) for k, v in out.items()}
+  features = _features_fn(backbone.module, backbone.normalize, mesh)
+  variables = jax.device_put(backbone.variables, mesh_lib.replicated(mesh))
+  sharding = mesh_lib.batch_sharding(mesh)
+  parts, out, batches = [], {k: [] for k in keys}, iter(loader)
+  for _ in tqdm.trange(num_batches, desc=f'embed ({backbone.name})',
+                       unit='batch', leave=False):
+    # Every process runs every step (one SPMD program), a shard that has run
+    # out with an empty batch.
+    batch = next(batches, None)
+    images = np.zeros((batch_size, image_size, image_size, 3), np.uint8)
+    if batch is not None:
+      images[:len(batch['image'])] = batch['image']
+      for k in keys:
+        out[k].append(batch[k])
+    global_images = jax.make_array_from_process_local_data(sharding, images)
+    # No host sync here: features stay on device until the loop ends.
+    parts.extend(_local_rows(features(variables, global_images)))
+  local = {'features': np.concatenate(jax.device_get(parts))}
+  local.update({k: np.concatenate(v) for k, v in out.items()})
+  shard_size = len(range(process, num_examples, processes))
+  result = {k: v[:shard_size] for k, v in local.items()}
+  if processes > 1:
+    result = _gather_processes(result, num_examples)
   norms = np.linalg.norm(result['features'], axis=1, keepdims=True)
   result['features_normalized'] = result['features'] / np.maximum(norms, 1e-12)
+  return result
+
+
+def _gather_processes(local: dict, num_examples: int) -> dict:
+  """Every process's strided shard -> all rows in dataset order, everywhere."""
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  processes = jax.process_count()
+  rows = -(-num_examples // processes)
+
+  def allgather(x):  # [rows, ...] per process -> [rows * P, ...] in dataset order
+    gathered = np.asarray(multihost_utils.process_allgather(x))
+    # [P, rows, ...]: row k of process p is example p + k * P.
+    return gathered.swapaxes(0, 1).reshape((rows * processes,) + x.shape[1:])
+
+  result = {}
+  for key, value in local.items():
+    text = value.dtype.kind == 'S'
+    if text:  # Fixed-width bytes travel as uint8 [n, widest in any process].
+      width = int(allgather(np.full((rows,), value.dtype.itemsize, np.int32)).max())
+      value = value.astype(f'S{width}').view(np.uint8).reshape(len(value), width)
+    elif value.dtype.kind not in 'biuf':
+      raise ValueError(f'Cannot gather field {key!r} of dtype {value.dtype} '
+                       'across processes.')
+    padded = np.zeros((rows,) + value.shape[1:], value.dtype)
+    padded[:len(value)] = value
+    gathered = allgather(padded)[:num_examples]
+    if text:
+      gathered = np.ascontiguousarray(gathered).view(f'S{width}')[:, 0]
+    result[key] = gathered
   return result
 
 

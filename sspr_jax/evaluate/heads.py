@@ -75,6 +75,7 @@ import optax
 from sklearn.model_selection import KFold
 from sklearn.model_selection import StratifiedKFold
 
+from sspr_jax.evaluate import checks
 from sspr_jax.evaluate import splits as splits_lib
 
 MLP_HIDDEN = ((32,), (64,), (128,), (128, 64))  # thesis
@@ -323,7 +324,13 @@ def cross_validate(train_x, train_y, test_x, *, head: str = 'mlp',
   """
   start = time.perf_counter()
   train_x = np.asarray(train_x, np.float32)
+  checks.check_matrix(train_x, 'train embeddings')
   test_x = np.asarray(test_x, np.float32).reshape(-1, train_x.shape[1])
+  checks.check_finite(train_x, 'train embeddings')
+  checks.check_finite(test_x, 'test embeddings')
+  if np.shape(train_y) != (len(train_x),):
+    raise ValueError(f'train labels must be [{len(train_x)}] (train embeddings '
+                     f'rows), got shape {np.shape(train_y)}')
   classes, y = np.unique(np.asarray(train_y), return_inverse=True)
   if val_masks is None:
     val_masks, info = stratified_folds(y, folds, shuffle=shuffle, seed=seed)
@@ -413,6 +420,11 @@ def classification_metrics(y_true, scores, classes) -> dict[str, Any]:
   ``precision``/``recall`` (0 where undefined, sklearn ``zero_division=0``).
   ``map``: rank AP averaged per true class, then over classes;
   ``map_per_sample``: plain mean.
+
+  Test rows of a class absent from ``classes`` (no train row of it, e.g. a
+  class whose only crops fell in the test part) cannot be predicted: they
+  count as errors in ``accuracy``, get AP 0 (and so lower ``map``), and are
+  reported as ``num_unseen`` (rows) and ``unseen_labels``.
   """
   y_true = np.asarray(y_true)
   scores = np.asarray(scores, np.float64)
@@ -435,7 +447,10 @@ def classification_metrics(y_true, scores, classes) -> dict[str, Any]:
   ap = rank_ap(scores, col)
   _, true_ids = np.unique(y_true, return_inverse=True)
   per_class = np.bincount(true_ids, weights=ap) / np.bincount(true_ids)
+  unseen = col < 0
   return {
+      'num_unseen': int(unseen.sum()),
+      'unseen_labels': np.unique(y_true[unseen]),
       'accuracy': float(np.mean(pred == y_true)) if len(y_true) else float('nan'),
       'map': float(per_class.mean()) if len(y_true) else float('nan'),
       'map_per_sample': float(ap.mean()) if len(y_true) else float('nan'),
@@ -544,9 +559,24 @@ def few_label_eval(embeddings, labels, origins=None, *, split: str = 'strict',
   'grid', 'confusion', 'labels', 'precision', 'recall', 'seconds', ...}}``;
   large per-sample arrays (test scores, AP, predictions) only with
   ``keep_details``.
+
+  Classes with one crop: the strict split leaves them out (one photo); the
+  standard split puts the crop in train or test.  Test rows whose class has
+  no train row cannot be predicted: they count as errors (accuracy, AP 0)
+  and are reported as ``num_test_unseen`` (and per head ``num_unseen``,
+  ``unseen_labels``).  Raises ValueError for empty or non-finite embeddings
+  and for labels/origins not of one entry per row.
   """
   x = np.asarray(embeddings, np.float32)
   labels = np.asarray(labels)
+  checks.check_matrix(x, 'embeddings')
+  if labels.shape != (len(x),):
+    raise ValueError(f'labels must be [{len(x)}] (embeddings rows), got shape '
+                     f'{labels.shape}')
+  if origins is not None and np.shape(origins) != (len(x),):
+    raise ValueError(f'origins must be [{len(x)}] (embeddings rows), got shape '
+                     f'{np.shape(origins)}')
+  checks.check_finite(x, 'embeddings')
   if split == 'strict':
     if origins is None:
       raise ValueError("split='strict' needs origins")
@@ -559,7 +589,9 @@ def few_label_eval(embeddings, labels, origins=None, *, split: str = 'strict',
     x = _normalise(x)
   result: dict[str, Any] = {
       'split': split, 'num_train': int(len(train)), 'num_test': int(len(test)),
-      'num_classes': int(len(np.unique(labels[train]))), 'metrics': {}}
+      'num_classes': int(len(np.unique(labels[train]))),
+      'num_test_unseen': int(np.sum(~np.isin(labels[test], labels[train]))),
+      'metrics': {}}
   if not len(test) or not len(train):
     return result
   bulky = ('ap', 'predictions', 'test_proba', 'all_test_proba')

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sspr_jax.evaluate import checks
+
 
 def _normalise(x: jax.Array) -> jax.Array:
     return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
@@ -44,11 +46,21 @@ def knn_class_scores(
     temperature: float = 0.07,
     chunk_size: int = 256,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Summed vote weights ``[num_test, num_classes]`` and the class labels (columns)."""
-    train = _normalise(jnp.asarray(train_embeddings, jnp.float32))
-    test = _normalise(jnp.asarray(test_embeddings, jnp.float32))
+    """Summed vote weights ``[num_test, num_classes]`` and the class labels (columns).
+
+    Raises ValueError for empty train or test embeddings, rows holding NaN or
+    inf (how many, and the first), and ``k < 1``.
+    """
+    train = jnp.asarray(train_embeddings, jnp.float32)
+    test = jnp.asarray(test_embeddings, jnp.float32)
     if train.ndim != 2 or test.ndim != 2 or train.shape[1] != test.shape[1]:
         raise ValueError(f"embeddings must be [N, D] with equal D, got {train.shape} and {test.shape}")
+    for x, name in ((train, "train embeddings"), (test, "test embeddings")):
+        checks.check_matrix(x, name)
+        checks.check_finite(x, name)
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    train, test = _normalise(train), _normalise(test)
     classes, train_ids = np.unique(np.asarray(train_labels), return_inverse=True)
     if len(train_ids) != train.shape[0]:
         raise ValueError(f"{len(train_ids)} train labels for {train.shape[0]} train embeddings")
@@ -70,6 +82,16 @@ def knn_predict(train_embeddings, train_labels, test_embeddings, **kwargs) -> np
 
 
 def knn_accuracy(train_embeddings, train_labels, test_embeddings, test_labels, **kwargs) -> float:
-    """Fraction of test embeddings whose predicted label is right."""
+    """Fraction of test embeddings whose predicted label is right.
+
+    A test label absent from the train labels cannot be predicted: its rows
+    count as errors.
+    """
+    test_labels = np.asarray(test_labels)
+    if test_labels.shape != (np.shape(test_embeddings)[0],):
+        raise ValueError(
+            f"test labels must be [N] with N = {np.shape(test_embeddings)[0]} (test embeddings rows), "
+            f"got shape {test_labels.shape}"
+        )
     predictions = knn_predict(train_embeddings, train_labels, test_embeddings, **kwargs)
-    return float(np.mean(predictions == np.asarray(test_labels)))
+    return float(np.mean(predictions == test_labels))

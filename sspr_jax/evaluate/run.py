@@ -2,10 +2,14 @@
 gallery mAP (full and average, every score) and kNN accuracy on the strict
 origin split; writes WORKDIR/eval_metrics.json and WORKDIR/report.md.
 
-Config (`config.evaluate`): runs (pre-training workdirs; empty = WORKDIR),
-all_steps (every saved checkpoint, else the latest), baselines ('random',
+Config (`config.evaluate`): checkpoints (comma-separated pre-training
+workdirs or checkpoint step folders `RUN/checkpoints/STEP`; empty = WORKDIR,
+or only the baselines when WORKDIR has no checkpoints), all_steps (every saved
+checkpoint of a workdir, else the latest), baselines ('random',
 'imagenet_efficientnet_lite0', 'imagenet_resnet50:/path/to/resnet50.pth'),
-image_size, batch_size, scores, knn_k.
+image_size, batch_size, scores, knn_k, heads. `config.dataset` (optional, see
+configs/evaluate.py) names the labeled gallery: 'synthetic', a folder of
+labeled rack photos, or a TFDS data dir holding a built `rack_crops`.
 """
 import json
 import logging
@@ -69,18 +73,81 @@ def _parse_baseline(baseline: str) -> tuple[str, str | None]:
   return kind, path or None
 
 
-def _backbones(config, workdir):
-  """(run dir, Backbone) of every checkpoint asked for, then the baselines."""
-  ev = config.evaluate
-  baselines = [_parse_baseline(b) for b in ev.baselines]  # Fail early.
-  for run_dir in list(ev.runs) or [workdir]:
-    steps = embed_lib.checkpoint_steps(run_dir)
-    for step in (steps if ev.all_steps else steps[-1:]):
-      yield run_dir, embed_lib.load_backbone(run_dir, step)
+def names(value) -> list[str]:
+  """'a,b', ('a', 'b') or ('a,b',) -> ['a', 'b'] (blanks dropped).
+
+  ml_collections reads `--config.evaluate.heads=linear,mlp` into the tuple
+  ('linear,mlp',); commas inside entries split them too.
+  """
+  if isinstance(value, str):
+    value = (value,)
+  return [n.strip() for v in value for n in str(v).split(',') if n.strip()]
+
+
+def settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config.evaluate` with its name lists as lists of names.
+
+  The names themselves are checked by `sspr_jax.config_check` before a mode
+  runs.
+  """
+  ev = ml_collections.ConfigDict(config.evaluate.to_dict(), type_safe=False)
+  for key in ('checkpoints', 'baselines', 'scores', 'heads', 'head_splits'):
+    ev[key] = names(ev[key])
+  return ev
+
+
+def _run_and_steps(path: str, all_steps: bool) -> tuple[str, list[int]]:
+  """A workdir, its checkpoints folder, or one step folder -> (run, steps)."""
+  path = os.path.abspath(os.path.expanduser(path))
+  name, parent = os.path.basename(path), os.path.dirname(path)
+  if name.isdigit() and os.path.basename(parent) == 'checkpoints':
+    if not os.path.isdir(path):
+      raise FileNotFoundError(f'No checkpoint folder {path!r}.')
+    return os.path.dirname(parent), [int(name)]
+  if name == 'checkpoints':
+    path = parent
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f'Checkpoint path {path!r} does not exist.')
+  steps = embed_lib.checkpoint_steps(path)
+  if not steps:
+    raise FileNotFoundError(f'No checkpoint in {path!r}/checkpoints.')
+  return path, steps if all_steps else steps[-1:]
+
+
+def _plan(config, workdir) -> tuple[list, list]:
+  """([(run dir, steps)], [(baseline kind, path)]), checked before any work."""
+  ev = settings(config)
+  baselines = [_parse_baseline(b) for b in ev.baselines]
+  paths = ev.checkpoints
+  if not paths:
+    if os.path.isdir(os.path.join(workdir, 'checkpoints')):
+      paths = [workdir]
+    elif baselines:
+      logging.warning('No checkpoints given and none in %s: evaluating the '
+                      'baselines only.', workdir)
+    else:
+      raise ValueError('Nothing to evaluate: config.evaluate.checkpoints is '
+                       f'empty, {workdir!r} has no checkpoints and '
+                       'config.evaluate.baselines is empty.')
+  return [_run_and_steps(p, ev.all_steps) for p in paths], baselines
+
+
+def _backbones(config, runs, baselines):
+  """(run dir, Backbone) of every checkpoint asked for, then the baselines.
+
+  The random baseline has the architecture of the first checkpoint (else
+  `config.model.backbone`).
+  """
+  architecture = None
+  for run_dir, steps in runs:
+    for step in steps:
+      backbone = embed_lib.load_backbone(run_dir, step)
+      architecture = architecture or backbone.architecture
+      yield run_dir, backbone
   for kind, path in baselines:
     if kind == 'random':
-      yield 'baseline', embed_lib.random_backbone(config.model.backbone,
-                                                  seed=config.get('seed', 0))
+      yield 'baseline', embed_lib.random_backbone(
+          architecture or config.model.backbone, seed=config.get('seed', 0))
     else:
       yield 'baseline', embed_lib.imagenet_backbone(kind, path)
 
@@ -107,18 +174,52 @@ def _report(results: list[dict], scores, ev) -> str:
   return '\n'.join(lines) + '\n'
 
 
+def gallery_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config.data` with `config.dataset` (if any) applied.
+
+  'synthetic': the embedded rack photos; a folder holding a built
+  `rack_crops/` dataset: that TFDS data dir; any other folder: labeled rack
+  photos (Pascal VOC XML + photos, or class folders) to build from.
+  """
+  data = ml_collections.ConfigDict(config.data.to_dict())
+  dataset = config.get('dataset') or ''
+  if not dataset:
+    return data
+  if dataset == 'synthetic':
+    data.source = 'synthetic'
+    return data
+  path = os.path.abspath(os.path.expanduser(dataset))
+  if not os.path.isdir(path):
+    raise FileNotFoundError(
+        f"config.dataset={dataset!r}: no such folder (valid: 'synthetic', a "
+        'folder of labeled rack photos, or a TFDS data dir with rack_crops/).')
+  data.source = 'manual'
+  if os.path.isdir(os.path.join(path, 'rack_crops')):
+    data.data_dir = path
+    data.rack_manual_dir = data.rack_manual_dir or path
+  else:
+    data.rack_manual_dir = path
+  return data
+
+
 def _rack_source(config, workdir):
-  return pipeline.open_source('rack_crops', split='train',
-                              data_dir=prepare.data_dir(config.data, workdir),
-                              config=config.data.rack_config)
+  data = gallery_data(config)
+  prepare.build_datasets(data, workdir, which=('rack_crops',))
+  source = pipeline.open_source('rack_crops', split='train',
+                                data_dir=prepare.data_dir(data, workdir),
+                                config=data.rack_config)
+  if len(source) == 0:
+    raise ValueError(f'The labeled gallery rack_crops in '
+                     f'{prepare.data_dir(data, workdir)} has no crops: check '
+                     'the rack photos and their annotations (data_summary).')
+  return source
 
 
 def periodic_evaluator(config: ml_collections.ConfigDict, workdir: str,
                        backbone_module):
   """`evaluate(state) -> metrics` for the trainer: gallery mAP and kNN of the
   current backbone on the rack crops, the same code as the 'evaluate' mode."""
-  ev = config.evaluate
-  prepare.build_datasets(config.data, workdir, which=('rack_crops',))
+  ev = settings(config)
   source = _rack_source(config, workdir)
 
   def evaluate(state) -> dict:
@@ -137,15 +238,15 @@ def periodic_evaluator(config: ml_collections.ConfigDict, workdir: str,
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
-  ev = config.evaluate
-  prepare.build_datasets(config.data, workdir, which=('rack_crops',))
+  ev = settings(config)
+  runs, baselines = _plan(config, workdir)  # Bad paths fail before the build.
   source = _rack_source(config, workdir)
   scores = tuple(ev.scores)
   class_names = [str(n) for n in source.dataset_info.features['label'].names]
   out_dir = os.path.join(workdir, 'evaluation')
   os.makedirs(out_dir, exist_ok=True)
   results, figures = [], []
-  for i, (run_dir, backbone) in enumerate(_backbones(config, workdir)):
+  for i, (run_dir, backbone) in enumerate(_backbones(config, runs, baselines)):
     emb = embed_lib.embed(backbone, source, image_size=ev.image_size,
                           batch_size=ev.batch_size)
     slug = f'{i:02d}_' + ''.join(c if c.isalnum() else '_' for c in backbone.name)
@@ -156,8 +257,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
     results.append({'run': run_dir, 'name': backbone.name,
                     'step': backbone.step, 'metrics': metrics,
                     'embeddings': f'evaluation/{slug}.npz'})
-    logging.info('%s: full-gallery cosine mAP %.4f', backbone.name,
-                 metrics['full_map/cosine'])
+    logging.info('%s: full-gallery %s mAP %.4f', backbone.name, scores[0],
+                 metrics[f'full_map/{scores[0]}'])
     if i == 0:  # Figures of the first (latest pre-trained) backbone.
       figures.append((f'Class similarity, {backbone.name}', plots.class_similarity(
           emb['features'], emb['label'], os.path.join(out_dir, 'class_similarity.png'),

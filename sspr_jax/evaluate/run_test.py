@@ -25,7 +25,7 @@ def _config(tiny_raw_data, tiny_datasets, **overrides):
       sku110k_config='128', rack_config='native'))
   config.evaluate.image_size = 32
   config.evaluate.batch_size = 16
-  config.evaluate.update(dict(heads=['linear'], head_steps=20))
+  config.evaluate.update(dict(heads=('linear',), head_steps=20))
   return config
 
 
@@ -73,3 +73,52 @@ def test_evaluate_mode_reports_checkpoint_and_random_baseline(
                              rtol=1e-6)
   np.testing.assert_allclose(np.linalg.norm(emb['features_normalized'], axis=1),
                              1.0, rtol=1e-5)
+
+
+def test_evaluate_config_takes_checkpoints_and_dataset_flags(
+    tiny_raw_data, tiny_datasets, tmp_path):
+  """configs/evaluate.py: a step folder and a folder of VOC rack photos."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  import pytest  # pylint: disable=g-import-not-at-top
+  from configs import evaluate as evaluate_config  # pylint: disable=g-import-not-at-top
+  from sspr_jax.train.trainer_test import REPO  # pylint: disable=g-import-not-at-top
+
+  run_dir = tmp_path / 'run'
+  config = _config(tiny_raw_data, tiny_datasets, total_steps=2)
+  crops = pipeline.open_source('sku110k_crops', split='train',
+                               data_dir=tiny_datasets, config='128')
+  trainer.train(config, str(run_dir), objective=build_objective(config),
+                batches=_batches(crops, config), num_examples=len(crops))
+  workdir = tmp_path / 'eval'
+  cmd = [sys.executable, 'main.py', '--config', 'configs/evaluate.py',
+         '--workdir', str(workdir),
+         f'--config.checkpoints={run_dir}/checkpoints/2',
+         f'--config.dataset={tiny_raw_data["racks"]}',
+         '--config.evaluate.image_size=32', '--config.evaluate.heads=',
+         '--config.evaluate.scores=cosine,euclidean']
+  out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
+                       timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  saved = json.loads((workdir / 'eval_metrics.json').read_text())
+  assert [r['name'] for r in saved] == ['simclr step 2', 'random init']
+  assert saved[0]['run'] == str(run_dir)
+  # The gallery was built from the rack photos into the evaluation workdir.
+  assert (workdir / 'tfds' / 'rack_crops').is_dir()
+  # The random baseline has the checkpoint's architecture (same width).
+  widths = {np.load(workdir / r['embeddings'])['features'].shape[1] for r in saved}
+  assert len(widths) == 1
+
+  ev = evaluate_config.get_config()
+  ev.evaluate.update(dict(image_size=32, heads=(), scores=('cosine',)))
+  ev.checkpoints = str(tmp_path / 'missing_run')
+  with pytest.raises(FileNotFoundError, match='missing_run'):
+    eval_run.run(ev, str(workdir))
+  ev.checkpoints, ev.dataset = '', str(tmp_path / 'no_racks_here')
+  with pytest.raises(FileNotFoundError, match='no_racks_here'):
+    eval_run.run(ev, str(workdir))
+  # No checkpoints anywhere: the baselines alone, on the built TFDS data dir.
+  ev.dataset = str(workdir / 'tfds')
+  ev.model.backbone = 'resnet_tiny'
+  results = eval_run.run(ev, str(tmp_path / 'baselines_only'))
+  assert [r['name'] for r in results] == ['random init']

@@ -60,6 +60,8 @@ def standard_split(
     With ``stratify=True`` every class needs >= 2 crops (scikit-learn's rule).
     """
     labels = np.asarray(labels)
+    if labels.ndim != 1 or not len(labels):
+        raise ValueError(f"labels must be a non-empty 1-d array, got shape {labels.shape}: nothing to split")
     train, test = train_test_split(
         np.arange(len(labels)),
         test_size=test_size,

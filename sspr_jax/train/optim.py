@@ -16,6 +16,8 @@ import ml_collections
 import optax
 
 Schedule = Callable[[Any], Any]
+OPTIMIZERS = ('sgd', 'lars')
+SCHEDULES = ('step', 'cosine', 'constant')
 
 
 def decay_mask(params) -> Any:

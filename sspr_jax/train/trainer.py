@@ -142,6 +142,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, objective,
       train metrics.
   Returns:
     The final train state.
+  Raises:
+    NonFiniteError: a step's loss or gradients were NaN/Inf.
+    checkpoint.CheckpointWriteError: a checkpoint write failed (disk full,
+      no permission); the message names the step and the directory, earlier
+      checkpoints are intact and a rerun resumes from the latest of them.
   """
   mesh = mesh_lib.data_mesh()
   mesh_lib.check_global_batch(config.batch_size, mesh)
@@ -206,6 +211,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, objective,
   bar = tqdm.tqdm(total=total_steps, initial=start, unit='step',
                   disable=jax.process_index() != 0, dynamic_ncols=True)
   t0, seen = time.perf_counter(), 0
+  failed = True
   try:
     with _Preemption() as preemption:
       for step in range(start, total_steps):
@@ -238,8 +244,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, objective,
         if preemption.requested:
           logging.warning('SIGTERM: saved step %d, exiting.', done)
           break
+    failed = False
   finally:
     bar.close()
     writer.close()
-    checkpoints.close()
+    # Waits for the last asynchronous write: a failed one raises
+    # CheckpointWriteError, unless another error is already on its way out.
+    checkpoints.close(raise_errors=not failed)
   return state

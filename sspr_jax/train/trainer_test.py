@@ -12,6 +12,7 @@ import pytest
 from configs import common
 from sspr_jax.data import pipeline
 from sspr_jax.objectives import build_objective
+from sspr_jax.train import checkpoint as checkpoint_lib
 from sspr_jax.train import metrics_writer
 from sspr_jax.train import trainer
 
@@ -121,6 +122,60 @@ def test_resumed_run_equals_uninterrupted_run(corrupt_latest, crops,
   if corrupt_latest:
     assert 'Checkpoint step 4' in caplog.text and 'does not restore' in caplog.text
     assert (checkpoints / '4.corrupt').is_dir()  # Kept aside, not deleted.
+  for a, b in zip(jax.tree.leaves(uninterrupted), jax.tree.leaves(resumed)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def _fill_disk_at(batches, checkpoints, step):
+  """`batches`, but once checkpoint `step` is complete no file may grow past
+  half the size of its largest file (RLIMIT_FSIZE): the next checkpoint
+  write fails with a real OS error, as on a full disk."""
+  import resource  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+
+  def faulty(start):
+    for i, batch in enumerate(batches(start)):
+      if start + i == step:
+        deadline = time.time() + 120
+        while not (checkpoints / str(step)).is_dir():  # Written asynchronously.
+          assert time.time() < deadline, 'checkpoint was never written'
+          time.sleep(0.05)
+        largest = max(f.stat().st_size for f in (checkpoints / str(step)).rglob('*')
+                      if f.is_file())
+        assert largest // 2 > 16 * 1024  # Metrics and small files still fit.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (
+            largest // 2, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+      yield batch
+  return faulty
+
+
+def test_failed_checkpoint_write_stops_with_clear_error_and_rerun_resumes(
+    crops, uninterrupted, tmp_path, caplog):
+  resource = pytest.importorskip('resource')
+  config = tiny_config('moco', **RESUME_CONFIG)  # Saves steps 2, 4 and 6.
+  checkpoints = tmp_path / 'checkpoints'
+  limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+  try:
+    with pytest.raises(checkpoint_lib.CheckpointWriteError) as e:
+      trainer.train(config, str(tmp_path), objective=build_objective(config),
+                    batches=_fill_disk_at(_batches(crops, config), checkpoints, 2),
+                    num_examples=len(crops))
+  finally:
+    resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+  # Step 4 was written in the background; its failure surfaced at step 6's save.
+  message = str(e.value)
+  assert f'Writing checkpoint step 4 to {checkpoints} failed' in message
+  assert 'File too large' in message  # The OS error (EFBIG), spelt out.
+  assert 'latest good: step 2' in message and 'Free disk space' in message
+  assert sorted(s for s in os.listdir(checkpoints) if s.isdigit()) == ['2']
+  # The fault removed, the same run resumes from step 2 and ends as an
+  # uninterrupted run; the failed write's leftover is gone.
+  caplog.set_level('INFO')
+  resumed = trainer.train(
+      config, str(tmp_path), objective=build_objective(config),
+      batches=_batches(crops, config), num_examples=len(crops))
+  assert f'Resumed from {checkpoints} at step 2.' in caplog.text
+  assert sorted(os.listdir(checkpoints)) == ['2', '4', '6']
   for a, b in zip(jax.tree.leaves(uninterrupted), jax.tree.leaves(resumed)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
