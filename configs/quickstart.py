@@ -7,7 +7,7 @@ Generates the embedded shelf photos (SKU110K layout) and labeled rack photos
 (array_record) under WORKDIR/tfds, pre-trains a tiny ResNet with MoCo v2 on
 the ~2,200 training crops for 8 epochs (64 px views, batch 32; gallery mAP
 logged every 100 steps), then evaluates the final backbone against a random
-init on the labeled rack crops: WORKDIR/report.md, eval_metrics.json,
+init on the labeled rack crops: WORKDIR/report.md, metrics.json,
 evaluation/*.png. Running the same command again resumes from the latest
 checkpoint. `--config.mode=prepare_data` only builds the datasets.
 

@@ -20,8 +20,9 @@ Objective (sklearn ``MLPClassifier._backprop``):
 ``mean cross-entropy + 0.5 * alpha * sum_layers ||W||_F^2 / n_samples``
 (biases are not penalised; ``n_samples`` = the fold's train size).  For the
 linear head this is exactly sklearn ``LogisticRegression(C=1/alpha)``'s
-objective divided by ``n_samples``.  Solvers: ``optax.lbfgs`` (zoom line
-search; the default) or ``optax.adam``.  sklearn stops L-BFGS at ``tol`` or
+objective divided by ``n_samples``.  Solvers: ``optax.lbfgs`` with a
+backtracking line search (``'lbfgs'``, the default: cheapest under vmap) or
+the strong-Wolfe zoom search (``'lbfgs_zoom'``), or ``optax.adam``.  sklearn stops L-BFGS at ``tol`` or
 200 iterations; here every problem runs ``steps`` iterations (default 200).
 
 Cross-validation as one program: the folds are 0/1 masks over the train
@@ -87,7 +88,7 @@ SVC_GRID = (
     {'kernel': ['linear', 'rbf'], 'C': list(SVC_C)},
     {'kernel': ['poly'], 'degree': [2, 3, 4, 5, 10], 'C': list(SVC_C)},
 )
-SOLVERS = ('lbfgs', 'adam')
+SOLVERS = ('lbfgs', 'lbfgs_zoom', 'adam')
 
 Params = list  # [{'w': [fan_in, fan_out], 'b': [fan_out]}, ...]
 
@@ -172,9 +173,21 @@ def fit(params: Params, x, y, weights, alpha, *, steps: int = 200,
                                        None, length=steps)
     return params, values
 
-  opt = optax.lbfgs(memory_size=memory_size)
-  # The zoom line search stores the value and gradient of the accepted point
-  # in the state, so each iteration needs only the line search's evaluations.
+  if solver == 'lbfgs_zoom':  # Strong-Wolfe line search.
+    linesearch = optax.scale_by_zoom_linesearch(max_linesearch_steps=20)
+  else:
+    # Backtracking (Armijo): the first trial is min(2 x the last accepted
+    # step, 1), halved until accepted. Under vmap every line-search
+    # iteration evaluates all problems until the slowest accepts, and the
+    # zoom search's branches are all computed: 100 vs 165 ms per iteration
+    # for the 12 fits of one architecture, same final objective (+0.5 %).
+    # (Never increasing the step was 74 ms but stalled some fits.)
+    linesearch = optax.scale_by_backtracking_linesearch(
+        max_backtracking_steps=15, increase_factor=2.0, decrease_factor=0.5,
+        store_grad=True)
+  opt = optax.lbfgs(memory_size=memory_size, linesearch=linesearch)
+  # Both line searches store the value and gradient of the accepted point in
+  # the state, so each iteration needs only the line search's evaluations.
   # (optax.value_and_grad_from_state reads them too, but through lax.cond,
   # which vmap turns into computing both branches: one extra evaluation.)
   def lbfgs_step(carry, _):

@@ -1,6 +1,6 @@
 """Mode 'evaluate': embed the labeled rack crops with each backbone, then
 gallery mAP (full and average, every score) and kNN accuracy on the strict
-origin split; writes WORKDIR/eval_metrics.json and WORKDIR/report.md.
+origin split; writes WORKDIR/metrics.json and WORKDIR/report.md.
 
 Config (`config.evaluate`): checkpoints (comma-separated pre-training
 workdirs or checkpoint step folders `RUN/checkpoints/STEP`; empty = WORKDIR,
@@ -275,7 +275,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   curve = plots.scores_over_steps(results, os.path.join(out_dir, 'map_over_steps.png'))
   if curve:
     figures.insert(0, ('Full-gallery cosine mAP per checkpoint', curve))
-  with open(os.path.join(workdir, 'eval_metrics.json'), 'w') as f:
+  with open(os.path.join(workdir, 'metrics.json'), 'w') as f:
     json.dump(results, f, indent=2)
   report = _report(results, scores, ev)
   report += ''.join(f'\n## {title}\n\n![{title}]({os.path.relpath(path, workdir)})\n'

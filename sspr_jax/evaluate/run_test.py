@@ -13,7 +13,7 @@ from sspr_jax.train.trainer_test import _batches, tiny_config
 
 
 def saved_metrics(workdir):
-  return [r['metrics'] for r in json.loads((workdir / 'eval_metrics.json').read_text())]
+  return [r['metrics'] for r in json.loads((workdir / 'metrics.json').read_text())]
 
 
 def _config(tiny_raw_data, tiny_datasets, **overrides):
@@ -54,7 +54,7 @@ def test_evaluate_mode_reports_checkpoint_and_random_baseline(
               'confusion_strict_linear.png'):
     assert (tmp_path / 'evaluation' / png).stat().st_size > 1000
     assert f'evaluation/{png}' in report
-  saved = json.loads((tmp_path / 'eval_metrics.json').read_text())
+  saved = json.loads((tmp_path / 'metrics.json').read_text())
   npz = np.load(tmp_path / saved[0]['embeddings'])
   assert set(npz.files) >= {'features', 'features_normalized', 'label', 'origin',
                             'crop_id', 'class_names'}
@@ -100,7 +100,7 @@ def test_evaluate_config_takes_checkpoints_and_dataset_flags(
   out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
                        timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
-  saved = json.loads((workdir / 'eval_metrics.json').read_text())
+  saved = json.loads((workdir / 'metrics.json').read_text())
   assert [r['name'] for r in saved] == ['simclr step 2', 'random init']
   assert saved[0]['run'] == str(run_dir)
   # The gallery was built from the rack photos into the evaluation workdir.
