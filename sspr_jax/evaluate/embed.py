@@ -127,6 +127,22 @@ def _features_fn(module: nn.Module, normalize, mesh):
                  out_shardings=mesh_lib.batch_sharding(mesh))
 
 
+def _replicate(variables, mesh):
+  """Variables replicated over `mesh`. With several processes, arrays local
+  to one device (a checkpoint restored per process) go through the host:
+  device_put takes a host value as the same on every process."""
+  sharding = mesh_lib.replicated(mesh)
+  if jax.process_count() == 1:
+    return jax.device_put(variables, sharding)
+
+  def put(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      return jax.device_put(x, sharding)  # Already global.
+    return jax.device_put(np.asarray(x), sharding)
+
+  return jax.tree.map(put, variables)
+
+
 def _local_rows(x: jax.Array) -> list[jax.Array]:
   """This process's row blocks of a batch-sharded array, in batch order."""
   shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
@@ -162,7 +178,7 @@ def embed(backbone: Backbone, source, *, image_size: int = 256,
       shard_count=processes)
 
   features = _features_fn(backbone.module, backbone.normalize, mesh)
-  variables = jax.device_put(backbone.variables, mesh_lib.replicated(mesh))
+  variables = _replicate(backbone.variables, mesh)
   sharding = mesh_lib.batch_sharding(mesh)
   parts, out, batches = [], {k: [] for k in keys}, iter(loader)
   for _ in tqdm.trange(num_batches, desc=f'embed ({backbone.name})',

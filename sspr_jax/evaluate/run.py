@@ -15,6 +15,8 @@ import json
 import logging
 import os
 
+import jax
+from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
@@ -204,7 +206,11 @@ def gallery_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
 
 def _rack_source(config, workdir):
   data = gallery_data(config)
-  prepare.build_datasets(data, workdir, which=('rack_crops',))
+  # Process 0 builds (a no-op once built); the others wait, then read it.
+  if jax.process_index() == 0:
+    prepare.build_datasets(data, workdir, which=('rack_crops',))
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('rack_crops built')
   source = pipeline.open_source('rack_crops', split='train',
                                 data_dir=prepare.data_dir(data, workdir),
                                 config=data.rack_config)
@@ -244,13 +250,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   scores = tuple(ev.scores)
   class_names = [str(n) for n in source.dataset_info.features['label'].names]
   out_dir = os.path.join(workdir, 'evaluation')
-  os.makedirs(out_dir, exist_ok=True)
+  # Every process computes the same metrics; process 0 writes the files.
+  writes = jax.process_index() == 0
+  if writes:
+    os.makedirs(out_dir, exist_ok=True)
   results, figures = [], []
   for i, (run_dir, backbone) in enumerate(_backbones(config, runs, baselines)):
     emb = embed_lib.embed(backbone, source, image_size=ev.image_size,
                           batch_size=ev.batch_size)
     slug = f'{i:02d}_' + ''.join(c if c.isalnum() else '_' for c in backbone.name)
-    embed_lib.save(os.path.join(out_dir, f'{slug}.npz'), emb, class_names)
+    if writes:
+      embed_lib.save(os.path.join(out_dir, f'{slug}.npz'), emb, class_names)
     details = {}
     metrics = evaluate_embeddings(emb, scores, ev.knn_k, ev.heads,
                                   ev.head_splits, ev.head_steps, details)
@@ -259,7 +269,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
                     'embeddings': f'evaluation/{slug}.npz'})
     logging.info('%s: full-gallery %s mAP %.4f', backbone.name, scores[0],
                  metrics[f'full_map/{scores[0]}'])
-    if i == 0:  # Figures of the first (latest pre-trained) backbone.
+    if i == 0 and writes:  # Figures of the first (latest pre-trained) backbone.
       figures.append((f'Class similarity, {backbone.name}', plots.class_similarity(
           emb['features'], emb['label'], os.path.join(out_dir, 'class_similarity.png'),
           class_names)))
@@ -272,6 +282,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
                           f'{backbone.name}', plots.confusion_matrix(
                               np.asarray(result[head]['confusion']),
                               os.path.join(out_dir, f'confusion_{split}_{head}.png'))))
+  if not writes:
+    return results
   curve = plots.scores_over_steps(results, os.path.join(out_dir, 'map_over_steps.png'))
   if curve:
     figures.insert(0, ('Full-gallery cosine mAP per checkpoint', curve))

@@ -1,6 +1,7 @@
 """Two real JAX processes (jax.distributed on 127.0.0.1, gloo CPU collectives)
 train like one process that sees the same global batches; each reads its own
 shard, and their checkpoint restores in one process."""
+import json
 import os
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from sspr_jax.data import pipeline
+from sspr_jax.evaluate import run as eval_run
 from sspr_jax.objectives import build_objective
 from sspr_jax.train import checkpoint as checkpoint_lib
 from sspr_jax.train import metrics_writer
@@ -52,6 +54,11 @@ def _config_file(tmp_path, objective) -> str:
 def test_two_processes_match_one_process(objective, tiny_raw_data, tiny_datasets,
                                          tmp_path):
   overrides = _overrides(objective, tiny_raw_data, tiny_datasets)
+  if objective == 'moco':  # Also the periodic and the final evaluation.
+    overrides.update({
+        'mode': 'pretrain,evaluate', 'eval_every_steps': STEPS,
+        'evaluate.image_size': 32, 'evaluate.heads': '',
+        'evaluate.scores': 'cosine', 'evaluate.baselines': ''})
   workdir = tmp_path / 'two'
   port = _free_port()
   cmd = [sys.executable, 'main.py', '--config', _config_file(tmp_path, objective),
@@ -69,7 +76,8 @@ def test_two_processes_match_one_process(objective, tiny_raw_data, tiny_datasets
   # One process, one device: the global batch is shard 0's batch followed by
   # shard 1's, as make_array_from_process_local_data lays them out.
   config = tiny_config(objective, **{k: v for k, v in overrides.items()
-                                     if k not in ('mode', 'objective')})
+                                     if k not in ('mode', 'objective')
+                                     and not k.startswith('evaluate.')})
   crops = pipeline.open_source('sku110k_crops', split='train',
                                data_dir=tiny_datasets, config='128')
   half = config.batch_size // 2
@@ -90,7 +98,8 @@ def test_two_processes_match_one_process(objective, tiny_raw_data, tiny_datasets
   # that another reduction order's rounding grows (SimCLR's sharp softmax
   # amplifies it), so later steps and the parameters get a looser tolerance.
   # A real difference (per-process BN or negatives) shows at step 1.
-  losses = {name: [m['loss'] for m in metrics_writer.read_metrics(str(tmp_path / name))]
+  losses = {name: [m['loss'] for m in metrics_writer.read_metrics(str(tmp_path / name))
+                   if 'loss' in m]
             for name in ('one', 'two')}
   assert len(losses['one']) == len(losses['two']) == STEPS
   np.testing.assert_allclose(losses['two'][:2], losses['one'][:2], rtol=1e-5)
@@ -106,3 +115,22 @@ def test_two_processes_match_one_process(objective, tiny_raw_data, tiny_datasets
     for x, y in zip(a, b):
       np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-2,
                                  atol=1e-3, err_msg=name)
+
+  if objective == 'moco':
+    # Both processes embedded their shards of the gallery (one SPMD
+    # program); the periodic metric of the final state equals the evaluate
+    # mode's on the final checkpoint, and process 0 alone wrote the report.
+    logged = [m for m in metrics_writer.read_metrics(str(workdir))
+              if 'eval/full_map/cosine' in m]
+    assert len(logged) == 1
+    report = json.loads((workdir / 'metrics.json').read_text())
+    assert [r['name'] for r in report] == [f'moco step {STEPS}']
+    np.testing.assert_allclose(report[0]['metrics']['full_map/cosine'],
+                               logged[0]['eval/full_map/cosine'], rtol=1e-6)
+    assert (workdir / 'report.md').is_file()
+    # And it matches one process evaluating the one-process run's state.
+    config.evaluate.update(dict(image_size=32, heads=(), scores=('cosine',)))
+    evaluate = eval_run.periodic_evaluator(config, str(tmp_path / 'one'),
+                                           build_objective(config).network.backbone)
+    np.testing.assert_allclose(evaluate(single)['eval/full_map/cosine'],
+                               logged[0]['eval/full_map/cosine'], atol=0.02)
