@@ -72,8 +72,19 @@ def manual_dirs(data: ml_collections.ConfigDict, workdir: str,
 
 def build_datasets(data: ml_collections.ConfigDict, workdir: str,
                    which=('sku110k_crops', 'rack_crops')) -> dict:
-  """Builds (or reuses) the datasets; returns {name: tfds builder}."""
+  """Builds (or reuses) the datasets; returns {name: tfds builder}.
+
+  With several JAX processes, process 0 generates and builds while the others
+  wait; they then open what it built (on several hosts the data dir must be
+  on storage that every host reads).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   from data_builders import build as build_lib  # pylint: disable=g-import-not-at-top
+  barrier = f'{",".join(which)} built'
+  shared = jax.process_count() > 1
+  if shared and jax.process_index() != 0:
+    multihost_utils.sync_global_devices(barrier)
   sku_dir, rack_dir = manual_dirs(data, workdir, which)
   out = data_dir(data, workdir)
   plan = {'sku110k_crops': (data.sku110k_config, sku_dir),
@@ -83,6 +94,8 @@ def build_datasets(data: ml_collections.ConfigDict, workdir: str,
     config, manual_dir = plan[name]
     builders[name] = build_lib.build(name, config=config, manual_dir=manual_dir,
                                      data_dir=out)
+  if shared and jax.process_index() == 0:
+    multihost_utils.sync_global_devices(barrier)
   return builders
 
 

@@ -169,8 +169,10 @@ def embed(backbone: Backbone, source, *, image_size: int = 256,
   local_devices = mesh.local_mesh.size
   batch_size = -(-batch_size // local_devices) * local_devices
   processes, process = jax.process_count(), jax.process_index()
-  # Strided shards (pipeline.make_loader): process p reads p, p + P, ...
-  num_batches = -(-(-(-num_examples // processes)) // batch_size)
+  # Strided shards (pipeline.make_loader): process p reads p, p + P, ...;
+  # every process steps as often as the largest shard needs.
+  largest_shard = -(-num_examples // processes)
+  num_batches = -(-largest_shard // batch_size)
   loader = pipeline.make_loader(
       source, batch_size=batch_size, image_size=image_size, seed=0,
       shuffle=False, num_epochs=1, drop_remainder=False,

@@ -16,7 +16,6 @@ import logging
 import os
 
 import jax
-from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
@@ -116,9 +115,9 @@ def _run_and_steps(path: str, all_steps: bool) -> tuple[str, list[int]]:
   return path, steps if all_steps else steps[-1:]
 
 
-def _plan(config, workdir) -> tuple[list, list]:
-  """([(run dir, steps)], [(baseline kind, path)]), checked before any work."""
-  ev = settings(config)
+def _plan(ev, workdir) -> tuple[list, list]:
+  """([(run dir, steps)], [(baseline kind, path)]) of `settings(config)`,
+  checked before any work."""
   baselines = [_parse_baseline(b) for b in ev.baselines]
   paths = ev.checkpoints
   if not paths:
@@ -206,17 +205,13 @@ def gallery_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
 
 def _rack_source(config, workdir):
   data = gallery_data(config)
-  # Process 0 builds (a no-op once built); the others wait, then read it.
-  if jax.process_index() == 0:
-    prepare.build_datasets(data, workdir, which=('rack_crops',))
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices('rack_crops built')
-  source = pipeline.open_source('rack_crops', split='train',
-                                data_dir=prepare.data_dir(data, workdir),
+  prepare.build_datasets(data, workdir, which=('rack_crops',))
+  data_dir = prepare.data_dir(data, workdir)
+  source = pipeline.open_source('rack_crops', split='train', data_dir=data_dir,
                                 config=data.rack_config)
   if len(source) == 0:
-    raise ValueError(f'The labeled gallery rack_crops in '
-                     f'{prepare.data_dir(data, workdir)} has no crops: check '
+    raise ValueError(f'The labeled gallery rack_crops in {data_dir} has no '
+                     'crops: check '
                      'the rack photos and their annotations (data_summary).')
   return source
 
@@ -245,7 +240,7 @@ def periodic_evaluator(config: ml_collections.ConfigDict, workdir: str,
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   ev = settings(config)
-  runs, baselines = _plan(config, workdir)  # Bad paths fail before the build.
+  runs, baselines = _plan(ev, workdir)  # Bad paths fail before the build.
   source = _rack_source(config, workdir)
   scores = tuple(ev.scores)
   class_names = [str(n) for n in source.dataset_info.features['label'].names]

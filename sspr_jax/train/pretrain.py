@@ -2,7 +2,6 @@
 import logging
 
 import jax
-from jax.experimental import multihost_utils
 import ml_collections
 
 from sspr_jax.data import pipeline
@@ -14,12 +13,7 @@ from sspr_jax.train import trainer
 
 def run(config: ml_collections.ConfigDict, workdir: str):
   objective = build_objective(config)  # Fails fast on a bad objective/config.
-  # Process 0 builds the dataset (a no-op once built); on several hosts the
-  # data_dir must be on storage that every host reads.
-  if jax.process_index() == 0:
-    prepare.build_datasets(config.data, workdir, which=('sku110k_crops',))
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices('sku110k_crops built')
+  prepare.build_datasets(config.data, workdir, which=('sku110k_crops',))
   source = pipeline.open_source(
       'sku110k_crops', split=config.input.split,
       data_dir=prepare.data_dir(config.data, workdir),
