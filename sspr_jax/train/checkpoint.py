@@ -160,6 +160,13 @@ class Checkpoints:
         raise
       logging.error('%s', e)
     finally:
+      # Orbax (0.12) removes a failed write's leftover tmp folders in a
+      # background thread started by the constructor, and its close() does
+      # not wait for it: without this the thread outlives close().
+      wait_for_cleanup = getattr(
+          self._manager, '_maybe_await_cleanup_tmp_directory', None)
+      if wait_for_cleanup is not None:
+        wait_for_cleanup()
       self._manager.close()
 
 

@@ -9,6 +9,7 @@ the write fails instead of killing the process.
 import contextlib
 import errno
 import os
+import threading
 
 import jax
 import numpy as np
@@ -42,6 +43,7 @@ def _entries(checkpoints):
   return sorted(os.listdir(checkpoints.directory))
 
 
+@pytest.mark.isolated  # Process-wide file size limit; see conftest.
 def test_failed_background_write_names_its_step_and_keeps_earlier(tmp_path):
   checkpoints = checkpoint_lib.Checkpoints(str(tmp_path))
   checkpoints.save(2, _state(2))
@@ -72,6 +74,7 @@ def test_failed_background_write_names_its_step_and_keeps_earlier(tmp_path):
   assert _entries(checkpoints) == ['2', '4']
 
 
+@pytest.mark.isolated  # Process-wide file size limit; see conftest.
 def test_failed_last_write_is_raised_by_close(tmp_path):
   checkpoints = checkpoint_lib.Checkpoints(str(tmp_path))
   with file_size_limit():
@@ -84,6 +87,7 @@ def test_failed_last_write_is_raised_by_close(tmp_path):
   rerun.close()
 
 
+@pytest.mark.isolated  # Process-wide file size limit; see conftest.
 def test_failed_write_while_another_error_propagates_is_logged(tmp_path, caplog):
   checkpoints = checkpoint_lib.Checkpoints(str(tmp_path))
   with file_size_limit():
@@ -113,3 +117,20 @@ def test_write_that_cannot_start_names_step_and_os_error(tmp_path, monkeypatch):
   monkeypatch.undo()
   checkpoints.close()
   assert _entries(checkpoints) == ['2']
+
+
+def test_close_waits_for_the_cleanup_of_a_failed_writes_leftover(tmp_path):
+  # A write killed or failed mid-way leaves a tmp folder; the next manager
+  # removes it in a background thread, which close() must not leave running.
+  leftover = tmp_path / 'checkpoints' / '4.orbax-checkpoint-tmp' / 'state'
+  leftover.mkdir(parents=True)
+  for i in range(200):
+    (leftover / f'part{i}').write_bytes(b'x' * 1000)
+  before = set(threading.enumerate())
+  checkpoints = checkpoint_lib.Checkpoints(str(tmp_path))
+  assert checkpoints.latest_step() is None
+  checkpoints.close()
+  assert _entries(checkpoints) == []
+  # Orbax's worker threads; idle executor threads ('asyncio_0') exit on their own.
+  assert [t.name for t in set(threading.enumerate()) - before
+          if type(t).__name__ == '_SignalingThread'] == []

@@ -149,6 +149,7 @@ def _fill_disk_at(batches, checkpoints, step):
   return faulty
 
 
+@pytest.mark.isolated  # Process-wide file size limit; see conftest.
 def test_failed_checkpoint_write_stops_with_clear_error_and_rerun_resumes(
     crops, uninterrupted, tmp_path, caplog):
   resource = pytest.importorskip('resource')
