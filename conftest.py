@@ -22,6 +22,13 @@ def pytest_configure(config):
       'markers', 'isolated: run the test alone in a fresh pytest process.')
 
 
+def _shorten(text: str, head: int = 15000, tail: int = 5000) -> str:
+  # The failing assertion comes first, captured logs after it.
+  if len(text) <= head + tail:
+    return text
+  return f'{text[:head]}\n[... {len(text) - head - tail} characters ...]\n{text[-tail:]}'
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item, nextitem):  # pylint: disable=unused-argument
   """Runs `@pytest.mark.isolated` tests in a child pytest process.
@@ -48,7 +55,7 @@ def pytest_runtest_protocol(item, nextitem):  # pylint: disable=unused-argument
         env=dict(os.environ, **{_IN_ISOLATED_RUN: '1'}), check=False)
   finally:
     shutil.rmtree(basetemp, ignore_errors=True)
-  output = f'{child.stdout[-20000:]}\n{child.stderr[-5000:]}'
+  output = _shorten(child.stdout) + '\n' + _shorten(child.stderr)
   summary = child.stdout.strip().splitlines()[-1] if child.stdout.strip() else ''
   if child.returncode == 0 and summary.startswith('1 passed'):
     outcome, longrepr = 'passed', None
