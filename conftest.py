@@ -68,11 +68,12 @@ def pytest_runtest_protocol(item, nextitem):  # pylint: disable=unused-argument
     outcome = 'failed'
     longrepr = f'Isolated run exited with {child.returncode}:\n{output}'
   keywords = {name: 1 for name in item.keywords}
+  duration = time.time() - start
   for when in ('setup', 'call', 'teardown'):
+    call = when == 'call'  # Setup and teardown ran in the child.
     report = TestReport(
-        item.nodeid, item.location, keywords,
-        outcome if when == 'call' else 'passed',
-        longrepr if when == 'call' else None, when, duration=time.time() - start if when == 'call' else 0.0)
+        item.nodeid, item.location, keywords, outcome if call else 'passed',
+        longrepr if call else None, when, duration=duration if call else 0.0)
     item.ihook.pytest_runtest_logreport(report=report)
   item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
   return True

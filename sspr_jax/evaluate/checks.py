@@ -20,9 +20,7 @@ def _finite_rows(x: jax.Array) -> jax.Array:
 
 
 def nonfinite_message(x, name: str = "embeddings") -> str | None:
-    """``'<name> contain NaN or inf in K of N rows (first: row i); ...'`` or None.
-
-    """
+    """``'<name> contain NaN or inf in K of N rows (first: row i); ...'`` or None."""
     rows = np.asarray(_finite_rows(x if isinstance(x, jax.Array) else jnp.asarray(x, jnp.float32)))
     if rows.all():
         return None
