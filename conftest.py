@@ -1,5 +1,6 @@
 """Shared pytest fixtures (tiny generated shelf/rack data and built datasets)
 and the `isolated` marker."""
+
 import os
 import shutil
 import subprocess
@@ -19,7 +20,8 @@ _IN_ISOLATED_RUN = 'SSPR_JAX_ISOLATED_TEST'
 
 def pytest_configure(config):
   config.addinivalue_line(
-      'markers', 'isolated: run the test alone in a fresh pytest process.')
+    'markers', 'isolated: run the test alone in a fresh pytest process.'
+  )
 
 
 def _shorten(text: str, head: int = 15000, tail: int = 5000) -> str:
@@ -42,27 +44,52 @@ def pytest_runtest_protocol(item, nextitem):  # pylint: disable=unused-argument
   dies with its threads and reports unraisables with CPython's own hook.
   """
   if item.get_closest_marker('isolated') is None or os.environ.get(
-      _IN_ISOLATED_RUN):
+    _IN_ISOLATED_RUN
+  ):
     return None
   item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
   basetemp = tempfile.mkdtemp(prefix='isolated-')
   start = time.time()
   try:
     child = subprocess.run(
-        [sys.executable, '-m', 'pytest', '-q', '-rs', '-p', 'no:cacheprovider',
-         '-p', 'no:unraisableexception', '--basetemp', basetemp, item.nodeid],
-        cwd=str(item.config.rootpath), capture_output=True, text=True,
-        env=dict(os.environ, **{_IN_ISOLATED_RUN: '1'}), check=False)
+      [
+        sys.executable,
+        '-m',
+        'pytest',
+        '-q',
+        '-rs',
+        '-p',
+        'no:cacheprovider',
+        '-p',
+        'no:unraisableexception',
+        '--basetemp',
+        basetemp,
+        item.nodeid,
+      ],
+      cwd=str(item.config.rootpath),
+      capture_output=True,
+      text=True,
+      env=dict(os.environ, **{_IN_ISOLATED_RUN: '1'}),
+      check=False,
+    )
   finally:
     shutil.rmtree(basetemp, ignore_errors=True)
   output = _shorten(child.stdout) + '\n' + _shorten(child.stderr)
-  summary = child.stdout.strip().splitlines()[-1] if child.stdout.strip() else ''
+  summary = (
+    child.stdout.strip().splitlines()[-1] if child.stdout.strip() else ''
+  )
   if child.returncode == 0 and summary.startswith('1 passed'):
     outcome, longrepr = 'passed', None
   elif child.returncode == 0 and summary.startswith('1 skipped'):
     outcome = 'skipped'
-    reason = next((line.split(': ', 1)[-1] for line in child.stdout.splitlines()
-                   if line.startswith('SKIPPED')), 'skipped in the isolated run')
+    reason = next(
+      (
+        line.split(': ', 1)[-1]
+        for line in child.stdout.splitlines()
+        if line.startswith('SKIPPED')
+      ),
+      'skipped in the isolated run',
+    )
     longrepr = (str(item.path), item.location[1] + 1, reason)
   else:
     outcome = 'failed'
@@ -72,22 +99,36 @@ def pytest_runtest_protocol(item, nextitem):  # pylint: disable=unused-argument
   for when in ('setup', 'call', 'teardown'):
     call = when == 'call'  # Setup and teardown ran in the child.
     report = TestReport(
-        item.nodeid, item.location, keywords, outcome if call else 'passed',
-        longrepr if call else None, when, duration=duration if call else 0.0)
+      item.nodeid,
+      item.location,
+      keywords,
+      outcome if call else 'passed',
+      longrepr if call else None,
+      when,
+      duration=duration if call else 0.0,
+    )
     item.ihook.pytest_runtest_logreport(report=report)
-  item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+  item.ihook.pytest_runtest_logfinish(
+    nodeid=item.nodeid, location=item.location
+  )
   return True
 
-TINY_SHELVES = dict(photos_per_split={'train': 2, 'val': 1, 'test': 1},
-                    photo_size=(320, 240), boxes_per_photo=(50, 60))
-TINY_RACKS = dict(num_photos=6, num_classes=8, photo_size=(320, 240),
-                  boxes_per_photo=(50, 60))
+
+TINY_SHELVES = dict(
+  photos_per_split={'train': 2, 'val': 1, 'test': 1},
+  photo_size=(320, 240),
+  boxes_per_photo=(50, 60),
+)
+TINY_RACKS = dict(
+  num_photos=6, num_classes=8, photo_size=(320, 240), boxes_per_photo=(50, 60)
+)
 
 
 @pytest.fixture(scope='session')
 def tiny_raw_data(tmp_path_factory):
   """Generated shelf photos (SKU110K layout, packed) and VOC rack photos."""
   from data_builders import synthetic
+
   out = tmp_path_factory.mktemp('raw')
   shelves = synthetic.generate_shelves(out / 'sku110k', seed=0, **TINY_SHELVES)
   archive = synthetic.pack_archive(shelves)
@@ -99,9 +140,18 @@ def tiny_raw_data(tmp_path_factory):
 def tiny_datasets(tiny_raw_data, tmp_path_factory):
   """`sku110k_crops` (stored shorter side 128) and `rack_crops` built once."""
   from data_builders.build import build
+
   data_dir = tmp_path_factory.mktemp('tfds')
-  build('sku110k_crops', config='128', manual_dir=tiny_raw_data['archive'].parent,
-        data_dir=data_dir)
-  build('rack_crops', config='native', manual_dir=tiny_raw_data['racks'],
-        data_dir=data_dir)
+  build(
+    'sku110k_crops',
+    config='128',
+    manual_dir=tiny_raw_data['archive'].parent,
+    data_dir=data_dir,
+  )
+  build(
+    'rack_crops',
+    config='native',
+    manual_dir=tiny_raw_data['racks'],
+    data_dir=data_dir,
+  )
   return data_dir

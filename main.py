@@ -3,6 +3,7 @@
 The config's `mode` names what runs (see `sspr_jax/modes.py`); overrides go
 through ml-collections, e.g. `--config.data.seed=1`.
 """
+
 import logging
 import re
 import sys
@@ -15,16 +16,24 @@ from sspr_jax import config_check
 from sspr_jax import modes
 
 _CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Experiment config file (configs/*.py).', lock_config=True)
+  'config', None, 'Experiment config file (configs/*.py).', lock_config=True
+)
 _WORKDIR = flags.DEFINE_string(
-    'workdir', None, 'Directory for datasets, checkpoints, metrics and reports.')
+  'workdir', None, 'Directory for datasets, checkpoints, metrics and reports.'
+)
 _DISTRIBUTED = flags.DEFINE_bool(
-    'distributed', False, 'Call jax.distributed.initialize() first, for runs '
-    'over several hosts/processes (TPU pods, SLURM and Open MPI are detected '
-    'automatically; elsewhere give the three flags below).')
+  'distributed',
+  False,
+  'Call jax.distributed.initialize() first, for runs '
+  'over several hosts/processes (TPU pods, SLURM and Open MPI are detected '
+  'automatically; elsewhere give the three flags below).',
+)
 _COORDINATOR = flags.DEFINE_string(
-    'coordinator_address', None, 'host:port of process 0 (with --distributed).')
-_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'With --distributed.')
+  'coordinator_address', None, 'host:port of process 0 (with --distributed).'
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+  'num_processes', None, 'With --distributed.'
+)
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'With --distributed.')
 
 
@@ -37,11 +46,13 @@ def main(argv):
   logging.getLogger('absl').setLevel(logging.WARNING)
   if _DISTRIBUTED.value:
     import jax  # pylint: disable=g-import-not-at-top
+
     # CPU-only hosts need a cross-process collectives backend (GPU/TPU have
     # their own); gloo ships with jaxlib.
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
-                               _PROCESS_ID.value)
+    jax.distributed.initialize(
+      _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
+    )
   try:
     modes.run(_CONFIG.value, _WORKDIR.value)
   except config_check.ConfigError as e:  # Checked before anything ran.
@@ -67,16 +78,20 @@ def _unknown_key_message(error: Exception, argv) -> str:
     key, hint = lookup.group(1), first
   else:
     key = first.strip()
+
   def names_key(arg):  # --config.moco.queue_sise=8 names 'queue_sise'.
-    path = arg.split('=', 1)[0][len('--config.'):]
+    path = arg.split('=', 1)[0][len('--config.') :]
     return key in path.split('.') or path.endswith(key)
 
   bad = [a for a in argv if a.startswith('--config.') and names_key(a)]
-  hint = hint.strip().rstrip('.?') + ('?' if hint.strip().endswith('?') else '.')
+  hint = hint.strip().rstrip('.?') + (
+    '?' if hint.strip().endswith('?') else '.'
+  )
   return ' '.join(
-      [f'Unknown config key {key!r} in {" ".join(bad) or "an override"}.']
-      + ([hint] if hint not in ('.', '?') else [])
-      + ['See the config file for the valid keys.'])
+    [f'Unknown config key {key!r} in {" ".join(bad) or "an override"}.']
+    + ([hint] if hint not in ('.', '?') else [])
+    + ['See the config file for the valid keys.']
+  )
 
 
 def _parse_flags(argv):
@@ -86,8 +101,10 @@ def _parse_flags(argv):
   except (AttributeError, KeyError) as e:
     sys.exit(_unknown_key_message(e, argv))
   except flags.Error as e:  # Wrong type, missing --workdir, unknown flag...
-    sys.exit(f'{e}\nUsage: python main.py --config configs/<x>.py --workdir DIR '
-             '[--config.key=value ...]')
+    sys.exit(
+      f'{e}\nUsage: python main.py --config configs/<x>.py --workdir DIR '
+      '[--config.key=value ...]'
+    )
 
 
 if __name__ == '__main__':

@@ -37,76 +37,82 @@ import numpy as np
 DIM = 2048
 
 
-def make_gallery(n: int, dim: int = DIM, crops_per_class: float = 4.0, seed: int = 0):
-    """Random embeddings with class structure, mAP far from 0 and 1."""
-    rng = np.random.default_rng(seed)
-    num_classes = max(1, int(round(n / crops_per_class)))
-    labels = rng.integers(0, num_classes, size=n)
-    centres = rng.standard_normal((num_classes, dim), dtype=np.float32)
-    emb = rng.standard_normal((n, dim), dtype=np.float32)
-    emb += 0.2 * centres[labels]
-    return emb, labels
+def make_gallery(
+  n: int, dim: int = DIM, crops_per_class: float = 4.0, seed: int = 0
+):
+  """Random embeddings with class structure, mAP far from 0 and 1."""
+  rng = np.random.default_rng(seed)
+  num_classes = max(1, int(round(n / crops_per_class)))
+  labels = rng.integers(0, num_classes, size=n)
+  centres = rng.standard_normal((num_classes, dim), dtype=np.float32)
+  emb = rng.standard_normal((n, dim), dtype=np.float32)
+  emb += 0.2 * centres[labels]
+  return emb, labels
 
 
 def sklearn_per_query(emb: np.ndarray, labels: np.ndarray, num_queries: int):
-    """The thesis's way: scores via numpy, then sklearn AP per query in a loop."""
-    from sklearn.metrics import average_precision_score
+  """The thesis's way: scores via numpy, then sklearn AP per query in a loop."""
+  from sklearn.metrics import average_precision_score
 
-    normed = emb / np.linalg.norm(emb, axis=1, keepdims=True)
-    aps = np.full(num_queries, np.nan)
-    everything = np.arange(len(labels))
-    t0 = time.perf_counter()
-    scores_block = normed[:num_queries] @ normed.T  # one BLAS matmul, not per query
-    matmul_s = time.perf_counter() - t0
-    for i in range(num_queries):
-        scores = scores_block[i]
-        others = everything != i
-        y_true = labels[others] == labels[i]
-        if y_true.any():
-            aps[i] = average_precision_score(y_true, scores[others])
-    return aps, matmul_s
+  normed = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+  aps = np.full(num_queries, np.nan)
+  everything = np.arange(len(labels))
+  t0 = time.perf_counter()
+  scores_block = (
+    normed[:num_queries] @ normed.T
+  )  # one BLAS matmul, not per query
+  matmul_s = time.perf_counter() - t0
+  for i in range(num_queries):
+    scores = scores_block[i]
+    others = everything != i
+    y_true = labels[others] == labels[i]
+    if y_true.any():
+      aps[i] = average_precision_score(y_true, scores[others])
+  return aps, matmul_s
 
 
 def compare(n: int, sklearn_queries: int, repeats: int) -> dict:
-    import jax
+  import jax
 
-    from sspr_jax.evaluate import gallery
+  from sspr_jax.evaluate import gallery
 
-    emb, labels = make_gallery(n)
+  emb, labels = make_gallery(n)
+  t0 = time.perf_counter()
+  rows = gallery.full_gallery_per_query(emb, labels, score='cosine')
+  compile_and_run = time.perf_counter() - t0
+  jax_times = []
+  for _ in range(repeats):
     t0 = time.perf_counter()
-    rows = gallery.full_gallery_per_query(emb, labels, score="cosine")
-    compile_and_run = time.perf_counter() - t0
-    jax_times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = gallery.full_gallery_map(emb, labels, score="cosine")
-        jax_times.append(time.perf_counter() - t0)
-    jax_time = float(np.median(jax_times))
+    result = gallery.full_gallery_map(emb, labels, score='cosine')
+    jax_times.append(time.perf_counter() - t0)
+  jax_time = float(np.median(jax_times))
 
-    q = min(sklearn_queries, n)
-    t0 = time.perf_counter()
-    ref_ap, matmul_s = sklearn_per_query(emb, labels, q)
-    sk_time = (time.perf_counter() - t0) * n / q
-    keep = ~np.isnan(ref_ap)
-    max_diff = float(np.max(np.abs(ref_ap[keep] - rows["ap"][:q][keep])))
-    out = {
-        "n": n,
-        "map_jax": result["map"],
-        "map_per_query_jax": result["map_per_query"],
-        "jax_s": jax_time,
-        "jax_first_call_s": compile_and_run,
-        "sklearn_s": sk_time,
-        "sklearn_queries": q,
-        "numpy_matmul_s": matmul_s * n / q,
-        "speedup": sk_time / jax_time,
-        "max_abs_ap_diff": max_diff,
-        "top1": result["top1"],
-        "devices": str(jax.devices()),
-    }
-    if q == n:  # the whole reference: compare the class-balanced mAP too
-        classes = labels[keep]
-        out["map_sklearn"] = float(np.mean([ref_ap[keep][classes == c].mean() for c in np.unique(classes)]))
-    return out
+  q = min(sklearn_queries, n)
+  t0 = time.perf_counter()
+  ref_ap, matmul_s = sklearn_per_query(emb, labels, q)
+  sk_time = (time.perf_counter() - t0) * n / q
+  keep = ~np.isnan(ref_ap)
+  max_diff = float(np.max(np.abs(ref_ap[keep] - rows['ap'][:q][keep])))
+  out = {
+    'n': n,
+    'map_jax': result['map'],
+    'map_per_query_jax': result['map_per_query'],
+    'jax_s': jax_time,
+    'jax_first_call_s': compile_and_run,
+    'sklearn_s': sk_time,
+    'sklearn_queries': q,
+    'numpy_matmul_s': matmul_s * n / q,
+    'speedup': sk_time / jax_time,
+    'max_abs_ap_diff': max_diff,
+    'top1': result['top1'],
+    'devices': str(jax.devices()),
+  }
+  if q == n:  # the whole reference: compare the class-balanced mAP too
+    classes = labels[keep]
+    out['map_sklearn'] = float(
+      np.mean([ref_ap[keep][classes == c].mean() for c in np.unique(classes)])
+    )
+  return out
 
 
 _PROBE = r"""
@@ -142,170 +148,303 @@ print(json.dumps({"n": n, "chunk": chunk, "queries_run": chunk * chunks,
 
 
 def memory_probe(n: int, chunks: int) -> dict:
-    """Peak RSS of a child process that evaluates the first chunks of an N-gallery."""
-    import os
+  """Peak RSS of a child process that evaluates the first chunks of an N-gallery."""
+  import os
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    proc = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(n), str(chunks), here],
-        capture_output=True, text=True, check=True,
+  here = os.path.dirname(os.path.abspath(__file__))
+  proc = subprocess.run(
+    [sys.executable, '-c', _PROBE, str(n), str(chunks), here],
+    capture_output=True,
+    text=True,
+    check=True,
+  )
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def make_cv_data(
+  n_train: int = 852,
+  n_test: int = 298,
+  num_classes: int = 187,
+  dim: int = DIM,
+  signal: float = 0.3,
+  seed: int = 0,
+):
+  """L2-normalised clustered embeddings; every class in both parts."""
+  rng = np.random.default_rng(seed)
+  train_y = np.concatenate(
+    [
+      np.arange(num_classes),
+      rng.integers(0, num_classes, n_train - num_classes),
+    ]
+  )
+  test_y = np.concatenate(
+    [np.arange(num_classes), rng.integers(0, num_classes, n_test - num_classes)]
+  )
+  centres = rng.standard_normal((num_classes, dim), dtype=np.float32)
+
+  def draw(y):
+    x = (
+      rng.standard_normal((len(y), dim), dtype=np.float32) + signal * centres[y]
     )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+  return draw(train_y), train_y, draw(test_y), test_y
 
 
-def make_cv_data(n_train: int = 852, n_test: int = 298, num_classes: int = 187,
-                 dim: int = DIM, signal: float = 0.3, seed: int = 0):
-    """L2-normalised clustered embeddings; every class in both parts."""
-    rng = np.random.default_rng(seed)
-    train_y = np.concatenate([np.arange(num_classes), rng.integers(0, num_classes, n_train - num_classes)])
-    test_y = np.concatenate([np.arange(num_classes), rng.integers(0, num_classes, n_test - num_classes)])
-    centres = rng.standard_normal((num_classes, dim), dtype=np.float32)
+def cv_compare(
+  n_train: int = 852,
+  n_test: int = 298,
+  num_classes: int = 187,
+  *,
+  steps: int = 200,
+  sklearn: bool = True,
+  repeats: int = 1,
+  seed: int = 0,
+  seeds: int = 0,
+) -> dict:
+  """Jitted CV grid (heads.cross_validate) vs. sklearn GridSearchCV, same folds."""
+  import warnings
 
-    def draw(y):
-        x = rng.standard_normal((len(y), dim), dtype=np.float32) + signal * centres[y]
-        return x / np.linalg.norm(x, axis=1, keepdims=True)
+  import jax
 
-    return draw(train_y), train_y, draw(test_y), test_y
+  from sspr_jax.evaluate import heads
+
+  train_x, train_y, test_x, test_y = make_cv_data(
+    n_train, n_test, num_classes, seed=seed
+  )
+  masks, info = heads.stratified_folds(train_y, 5)
+  out = {
+    'n_train': n_train,
+    'n_test': n_test,
+    'num_classes': num_classes,
+    'steps': steps,
+    'classes_below_folds': info['classes_below_folds'],
+    'devices': str(jax.devices()),
+  }
+  runs = []
+  for _ in range(1 + repeats):  # first call compiles
+    cv = heads.cross_validate(
+      train_x,
+      train_y,
+      test_x,
+      head='mlp',
+      val_masks=masks,
+      steps=steps,
+      seed=seed,
+    )
+    runs.append(cv['seconds'])
+  m = heads.classification_metrics(test_y, cv['test_proba'], cv['classes'])
+  out.update(
+    {
+      'jax_first_call_s': runs[0],
+      'jax_s': float(np.median(runs[1:])) if repeats else runs[0],
+      'jax_best': cv['best'],
+      'jax_cv_accuracy': cv['cv_accuracy'],
+      'jax_test_accuracy': m['accuracy'],
+      'jax_test_map': m['map'],
+    }
+  )
+  if sklearn:
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.neural_network import MLPClassifier
+
+    grid = {
+      'hidden_layer_sizes': list(heads.MLP_HIDDEN),
+      'alpha': list(heads.MLP_ALPHAS),
+    }
+    search = GridSearchCV(
+      MLPClassifier(solver='lbfgs', random_state=seed),
+      grid,
+      cv=[(np.flatnonzero(~v), np.flatnonzero(v)) for v in masks],
+    )
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')  # ConvergenceWarning, small classes
+      search.fit(train_x, train_y)
+    out['sklearn_s'] = time.perf_counter() - t0
+    sm = heads.classification_metrics(
+      test_y, search.predict_proba(test_x), search.classes_
+    )
+    out.update(
+      {
+        'sklearn_best': search.best_params_,
+        'sklearn_cv_accuracy': float(search.best_score_),
+        'sklearn_test_accuracy': sm['accuracy'],
+        'sklearn_test_map': sm['map'],
+        'sklearn_fit_s_per_grid_point': [
+          float(v) for v in search.cv_results_['mean_fit_time']
+        ],
+        'speedup': out['sklearn_s'] / out['jax_s'],
+        'speedup_incl_compile': out['sklearn_s'] / out['jax_first_call_s'],
+      }
+    )
+  if seeds:
+    out.update(
+      seed_spread(
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        cv['best'],
+        seeds,
+        steps,
+        sklearn=sklearn,
+      )
+    )
+  return out
 
 
-def cv_compare(n_train: int = 852, n_test: int = 298, num_classes: int = 187, *,
-               steps: int = 200, sklearn: bool = True, repeats: int = 1, seed: int = 0,
-               seeds: int = 0) -> dict:
-    """Jitted CV grid (heads.cross_validate) vs. sklearn GridSearchCV, same folds."""
-    import warnings
+def seed_spread(
+  train_x,
+  train_y,
+  test_x,
+  test_y,
+  best: dict,
+  seeds: int,
+  steps: int,
+  sklearn: bool = True,
+) -> dict:
+  """Test accuracy of the chosen grid point refit with `seeds` random starts.
 
-    import jax
+  One refit per side is a single draw: the MLP's optimum depends on its
+  start, so the accuracy difference is compared with this spread.
+  """
+  import warnings
 
-    from sspr_jax.evaluate import heads
+  import jax
 
-    train_x, train_y, test_x, test_y = make_cv_data(n_train, n_test, num_classes, seed=seed)
-    masks, info = heads.stratified_folds(train_y, 5)
-    out = {"n_train": n_train, "n_test": n_test, "num_classes": num_classes, "steps": steps,
-           "classes_below_folds": info["classes_below_folds"], "devices": str(jax.devices())}
-    runs = []
-    for _ in range(1 + repeats):  # first call compiles
-        cv = heads.cross_validate(train_x, train_y, test_x, head="mlp", val_masks=masks,
-                                  steps=steps, seed=seed)
-        runs.append(cv["seconds"])
-    m = heads.classification_metrics(test_y, cv["test_proba"], cv["classes"])
-    out.update({"jax_first_call_s": runs[0], "jax_s": float(np.median(runs[1:])) if repeats else runs[0],
-                "jax_best": cv["best"], "jax_cv_accuracy": cv["cv_accuracy"],
-                "jax_test_accuracy": m["accuracy"], "jax_test_map": m["map"]})
+  from sspr_jax.evaluate import heads
+
+  hidden, alpha = tuple(best['hidden']), float(best['alpha'])
+  out = {
+    'seeds': seeds,
+    'jax_seed_accuracies': [],
+    'sklearn_seed_accuracies': [],
+  }
+  for s in range(seeds):
+    params, classes = heads.fit_head(
+      train_x, train_y, hidden=hidden, alpha=alpha, seed=s, steps=steps
+    )
+    proba = np.asarray(jax.jit(heads.predict_proba)(params, test_x))
+    out['jax_seed_accuracies'].append(
+      float(np.mean(classes[proba.argmax(1)] == test_y))
+    )
     if sklearn:
-        from sklearn.model_selection import GridSearchCV
-        from sklearn.neural_network import MLPClassifier
+      from sklearn.neural_network import MLPClassifier
 
-        grid = {"hidden_layer_sizes": list(heads.MLP_HIDDEN), "alpha": list(heads.MLP_ALPHAS)}
-        search = GridSearchCV(MLPClassifier(solver="lbfgs", random_state=seed), grid,
-                              cv=[(np.flatnonzero(~v), np.flatnonzero(v)) for v in masks])
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # ConvergenceWarning, small classes
-            search.fit(train_x, train_y)
-        out["sklearn_s"] = time.perf_counter() - t0
-        sm = heads.classification_metrics(test_y, search.predict_proba(test_x), search.classes_)
-        out.update({"sklearn_best": search.best_params_, "sklearn_cv_accuracy": float(search.best_score_),
-                    "sklearn_test_accuracy": sm["accuracy"], "sklearn_test_map": sm["map"],
-                    "sklearn_fit_s_per_grid_point": [float(v) for v in search.cv_results_["mean_fit_time"]],
-                    "speedup": out["sklearn_s"] / out["jax_s"],
-                    "speedup_incl_compile": out["sklearn_s"] / out["jax_first_call_s"]})
-    if seeds:
-        out.update(seed_spread(train_x, train_y, test_x, test_y, cv["best"], seeds, steps,
-                               sklearn=sklearn))
-    return out
-
-
-def seed_spread(train_x, train_y, test_x, test_y, best: dict, seeds: int, steps: int,
-                sklearn: bool = True) -> dict:
-    """Test accuracy of the chosen grid point refit with `seeds` random starts.
-
-    One refit per side is a single draw: the MLP's optimum depends on its
-    start, so the accuracy difference is compared with this spread.
-    """
-    import warnings
-
-    import jax
-
-    from sspr_jax.evaluate import heads
-
-    hidden, alpha = tuple(best["hidden"]), float(best["alpha"])
-    out = {"seeds": seeds, "jax_seed_accuracies": [], "sklearn_seed_accuracies": []}
-    for s in range(seeds):
-        params, classes = heads.fit_head(train_x, train_y, hidden=hidden, alpha=alpha,
-                                         seed=s, steps=steps)
-        proba = np.asarray(jax.jit(heads.predict_proba)(params, test_x))
-        out["jax_seed_accuracies"].append(float(np.mean(classes[proba.argmax(1)] == test_y)))
-        if sklearn:
-            from sklearn.neural_network import MLPClassifier
-
-            clf = MLPClassifier(hidden_layer_sizes=hidden, alpha=alpha, solver="lbfgs",
-                                max_iter=steps, random_state=s)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                clf.fit(train_x, train_y)
-            out["sklearn_seed_accuracies"].append(float(clf.score(test_x, test_y)))
-    return out
+      clf = MLPClassifier(
+        hidden_layer_sizes=hidden,
+        alpha=alpha,
+        solver='lbfgs',
+        max_iter=steps,
+        random_state=s,
+      )
+      with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        clf.fit(train_x, train_y)
+      out['sklearn_seed_accuracies'].append(float(clf.score(test_x, test_y)))
+  return out
 
 
 def print_cv(r: dict) -> None:
-    print(f"\nFew-label CV, MLP thesis grid (8 points x 5 folds + refit), {r['n_train']} train / "
-          f"{r['n_test']} test, {r['num_classes']} classes, D = {DIM}, {r['devices']}")
-    print("| | best grid point | CV acc | test acc | test rank mAP | seconds |")
-    print("|---|---|---|---|---|---|")
-    print(f"| jax ({r['steps']} L-BFGS steps) | {r['jax_best']} | {r['jax_cv_accuracy']:.4f} "
-          f"| {r['jax_test_accuracy']:.4f} | {r['jax_test_map']:.4f} "
-          f"| {r['jax_s']:.1f} (1st call incl. compile {r['jax_first_call_s']:.1f}) |")
-    if "sklearn_s" in r:
-        print(f"| sklearn GridSearchCV | {r['sklearn_best']} | {r['sklearn_cv_accuracy']:.4f} "
-              f"| {r['sklearn_test_accuracy']:.4f} | {r['sklearn_test_map']:.4f} | {r['sklearn_s']:.1f} |")
-        print(f"speed-up {r['speedup']:.1f}x ({r['speedup_incl_compile']:.1f}x incl. compile); "
-              f"test accuracy difference {100 * (r['jax_test_accuracy'] - r['sklearn_test_accuracy']):+.2f} points")
-    for side in ("jax", "sklearn"):
-        accs = r.get(f"{side}_seed_accuracies")
-        if accs:
-            print(f"{side}: refit of the chosen point with {len(accs)} seeds: test accuracy "
-                  f"mean {100 * np.mean(accs):.2f}, std {100 * np.std(accs):.2f}, "
-                  f"range {100 * min(accs):.2f}-{100 * max(accs):.2f}")
-    print(json.dumps(r, default=str))
+  print(
+    f'\nFew-label CV, MLP thesis grid (8 points x 5 folds + refit), {r["n_train"]} train / '
+    f'{r["n_test"]} test, {r["num_classes"]} classes, D = {DIM}, {r["devices"]}'
+  )
+  print('| | best grid point | CV acc | test acc | test rank mAP | seconds |')
+  print('|---|---|---|---|---|---|')
+  print(
+    f'| jax ({r["steps"]} L-BFGS steps) | {r["jax_best"]} | {r["jax_cv_accuracy"]:.4f} '
+    f'| {r["jax_test_accuracy"]:.4f} | {r["jax_test_map"]:.4f} '
+    f'| {r["jax_s"]:.1f} (1st call incl. compile {r["jax_first_call_s"]:.1f}) |'
+  )
+  if 'sklearn_s' in r:
+    print(
+      f'| sklearn GridSearchCV | {r["sklearn_best"]} | {r["sklearn_cv_accuracy"]:.4f} '
+      f'| {r["sklearn_test_accuracy"]:.4f} | {r["sklearn_test_map"]:.4f} | {r["sklearn_s"]:.1f} |'
+    )
+    print(
+      f'speed-up {r["speedup"]:.1f}x ({r["speedup_incl_compile"]:.1f}x incl. compile); '
+      f'test accuracy difference {100 * (r["jax_test_accuracy"] - r["sklearn_test_accuracy"]):+.2f} points'
+    )
+  for side in ('jax', 'sklearn'):
+    accs = r.get(f'{side}_seed_accuracies')
+    if accs:
+      print(
+        f'{side}: refit of the chosen point with {len(accs)} seeds: test accuracy '
+        f'mean {100 * np.mean(accs):.2f}, std {100 * np.std(accs):.2f}, '
+        f'range {100 * min(accs):.2f}-{100 * max(accs):.2f}'
+      )
+  print(json.dumps(r, default=str))
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="*", default=[1643, 20000])
-    parser.add_argument("--sklearn-queries", type=int, default=2000,
-                        help="queries the sklearn loop runs (time extrapolated to N)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--memory-n", type=int, default=100_000, help="0 skips the probe")
-    parser.add_argument("--memory-chunks", type=int, default=3)
-    parser.add_argument("--section", choices=("all", "gallery", "cv"), default="all")
-    parser.add_argument("--cv-steps", type=int, default=200)
-    parser.add_argument("--cv-sklearn", type=int, default=1, help="0 skips sklearn GridSearchCV")
-    parser.add_argument("--cv-repeats", type=int, default=1)
-    parser.add_argument("--cv-seeds", type=int, default=3,
-                        help="refits of the chosen grid point per side (seed spread)")
-    args = parser.parse_args(argv)
-    if args.section in ("all", "cv"):
-        print_cv(cv_compare(steps=args.cv_steps, sklearn=bool(args.cv_sklearn), repeats=args.cv_repeats,
-                            seeds=args.cv_seeds))
-    if args.section == "cv":
-        return
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--sizes', type=int, nargs='*', default=[1643, 20000])
+  parser.add_argument(
+    '--sklearn-queries',
+    type=int,
+    default=2000,
+    help='queries the sklearn loop runs (time extrapolated to N)',
+  )
+  parser.add_argument('--repeats', type=int, default=3)
+  parser.add_argument(
+    '--memory-n', type=int, default=100_000, help='0 skips the probe'
+  )
+  parser.add_argument('--memory-chunks', type=int, default=3)
+  parser.add_argument(
+    '--section', choices=('all', 'gallery', 'cv'), default='all'
+  )
+  parser.add_argument('--cv-steps', type=int, default=200)
+  parser.add_argument(
+    '--cv-sklearn', type=int, default=1, help='0 skips sklearn GridSearchCV'
+  )
+  parser.add_argument('--cv-repeats', type=int, default=1)
+  parser.add_argument(
+    '--cv-seeds',
+    type=int,
+    default=3,
+    help='refits of the chosen grid point per side (seed spread)',
+  )
+  args = parser.parse_args(argv)
+  if args.section in ('all', 'cv'):
+    print_cv(
+      cv_compare(
+        steps=args.cv_steps,
+        sklearn=bool(args.cv_sklearn),
+        repeats=args.cv_repeats,
+        seeds=args.cv_seeds,
+      )
+    )
+  if args.section == 'cv':
+    return
 
-    print("| N | mAP jax | mAP sklearn | max |AP diff| | jax s (1st call) | sklearn loop s "
-          "| of which numpy scores matmul s | speed-up | top-1 |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for n in args.sizes:
-        r = compare(n, args.sklearn_queries, args.repeats)
-        sk = f"{r['sklearn_s']:.2f}" + ("" if r["sklearn_queries"] == n else f" (extrap. from {r['sklearn_queries']} queries)")
-        print(f"| {n:,} | {r['map_jax']:.6f} | {r.get('map_sklearn', float('nan')):.6f} | {r['max_abs_ap_diff']:.1e} "
-              f"| {r['jax_s']:.2f} ({r['jax_first_call_s']:.2f}) | {sk} | {r['numpy_matmul_s']:.2f} | {r['speedup']:.1f}x | {r['top1']:.3f} |",
-              flush=True)
-    if args.memory_n:
-        m = memory_probe(args.memory_n, args.memory_chunks)
-        print(f"\nN = {m['n']:,}, D = {DIM}, chunk {m['chunk']}: peak RSS {m['peak_mib']:.0f} MiB "
-              f"(peak VmHWM; jax imported: {m['baseline_jax_mib']:.0f} MiB; "
-              f"+ float32 gallery held in numpy: {m['with_data_mib']:.0f} MiB); "
-              f"{m['queries_run']} queries run, full run extrapolated to {m['extrapolated_full_s'] / 60:.1f} min")
+  print(
+    '| N | mAP jax | mAP sklearn | max |AP diff| | jax s (1st call) | sklearn loop s '
+    '| of which numpy scores matmul s | speed-up | top-1 |'
+  )
+  print('|---|---|---|---|---|---|---|---|---|')
+  for n in args.sizes:
+    r = compare(n, args.sklearn_queries, args.repeats)
+    sk = f'{r["sklearn_s"]:.2f}' + (
+      ''
+      if r['sklearn_queries'] == n
+      else f' (extrap. from {r["sklearn_queries"]} queries)'
+    )
+    print(
+      f'| {n:,} | {r["map_jax"]:.6f} | {r.get("map_sklearn", float("nan")):.6f} | {r["max_abs_ap_diff"]:.1e} '
+      f'| {r["jax_s"]:.2f} ({r["jax_first_call_s"]:.2f}) | {sk} | {r["numpy_matmul_s"]:.2f} | {r["speedup"]:.1f}x | {r["top1"]:.3f} |',
+      flush=True,
+    )
+  if args.memory_n:
+    m = memory_probe(args.memory_n, args.memory_chunks)
+    print(
+      f'\nN = {m["n"]:,}, D = {DIM}, chunk {m["chunk"]}: peak RSS {m["peak_mib"]:.0f} MiB '
+      f'(peak VmHWM; jax imported: {m["baseline_jax_mib"]:.0f} MiB; '
+      f'+ float32 gallery held in numpy: {m["with_data_mib"]:.0f} MiB); '
+      f'{m["queries_run"]} queries run, full run extrapolated to {m["extrapolated_full_s"] / 60:.1f} min'
+    )
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == '__main__':
+  main()

@@ -58,6 +58,7 @@ try:
   import torch.nn.functional as F
 except ImportError:  # the JAX side runs without torch (--no_torch)
   import types
+
   torch = F = None
   nn = types.SimpleNamespace(Module=object)
 
@@ -102,8 +103,9 @@ class Bottleneck(nn.Module):
 def _downsample(cin, cout, stride):
   if stride == 1 and cin == cout:
     return None
-  return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                       nn.BatchNorm2d(cout))
+  return nn.Sequential(
+    nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+  )
 
 
 class ResNet(nn.Module):
@@ -115,7 +117,7 @@ class ResNet(nn.Module):
     self.bn1 = nn.BatchNorm2d(width)
     stages, cin = [], width
     for i, n in enumerate(layers):
-      planes = width * 2 ** i
+      planes = width * 2**i
       blocks = []
       for j in range(n):
         blocks.append(block(cin, planes, 2 if i > 0 and j == 0 else 1))
@@ -134,10 +136,10 @@ class ResNet(nn.Module):
 
 
 BACKBONES = {
-    'resnet18': lambda: ResNet(BasicBlock, (2, 2, 2, 2)),
-    'resnet34': lambda: ResNet(BasicBlock, (3, 4, 6, 3)),
-    'resnet50': lambda: ResNet(Bottleneck, (3, 4, 6, 3)),
-    'resnet_tiny': lambda: ResNet(BasicBlock, (1, 1, 1, 1), width=8),
+  'resnet18': lambda: ResNet(BasicBlock, (2, 2, 2, 2)),
+  'resnet34': lambda: ResNet(BasicBlock, (3, 4, 6, 3)),
+  'resnet50': lambda: ResNet(Bottleneck, (3, 4, 6, 3)),
+  'resnet_tiny': lambda: ResNet(BasicBlock, (1, 1, 1, 1), width=8),
 }
 
 
@@ -165,7 +167,6 @@ class JigsawHead(nn.Module):
 
 
 class Network(nn.Module):
-
   def __init__(self, backbone, head):
     super().__init__()
     self.backbone, self.head = backbone, head
@@ -179,8 +180,9 @@ def ntxent(z1, z2, temperature):
   z = F.normalize(torch.cat([z1, z2]), dim=1)
   logits = z @ z.t() / temperature
   n = z1.shape[0]
-  logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool),
-                              torch.finfo(logits.dtype).min)
+  logits = logits.masked_fill(
+    torch.eye(2 * n, dtype=torch.bool), torch.finfo(logits.dtype).min
+  )
   positives = (torch.arange(2 * n) + n) % (2 * n)
   return F.cross_entropy(logits, positives)
 
@@ -196,11 +198,18 @@ def infonce(q, k, queue, temperature):
 class LARS(torch.optim.Optimizer):
   """optax.lars: wd and trust ratio on weights (ndim > 1), then momentum."""
 
-  def __init__(self, params, lr, momentum=0.9, weight_decay=1e-6,
-               trust_coefficient=0.001):
-    super().__init__(params, dict(lr=lr, momentum=momentum,
-                                  weight_decay=weight_decay,
-                                  trust_coefficient=trust_coefficient))
+  def __init__(
+    self, params, lr, momentum=0.9, weight_decay=1e-6, trust_coefficient=0.001
+  ):
+    super().__init__(
+      params,
+      dict(
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        trust_coefficient=trust_coefficient,
+      ),
+    )
 
   @torch.no_grad()
   def step(self):
@@ -212,9 +221,11 @@ class LARS(torch.optim.Optimizer):
         if p.ndim > 1:
           d = d.add(p, alpha=g['weight_decay'])
           pn, dn = torch.linalg.vector_norm(p), torch.linalg.vector_norm(d)
-          ratio = torch.where((pn > 0) & (dn > 0),
-                              g['trust_coefficient'] * pn / dn,
-                              torch.ones_like(pn))
+          ratio = torch.where(
+            (pn > 0) & (dn > 0),
+            g['trust_coefficient'] * pn / dn,
+            torch.ones_like(pn),
+          )
           d = d * ratio
         buf = self.state[p].get('momentum_buffer')
         if buf is None:
@@ -228,8 +239,10 @@ def sgd_param_groups(model, weight_decay):
   """Weight decay on kernels only (sspr_jax's `decay_mask`)."""
   decay = [p for p in model.parameters() if p.ndim > 1]
   rest = [p for p in model.parameters() if p.ndim <= 1]
-  return [{'params': decay, 'weight_decay': weight_decay},
-          {'params': rest, 'weight_decay': 0.0}]
+  return [
+    {'params': decay, 'weight_decay': weight_decay},
+    {'params': rest, 'weight_decay': 0.0},
+  ]
 
 
 class Step:
@@ -239,11 +252,22 @@ class Step:
   asked); `__call__(inputs)` runs forward, backward and the optimiser.
   """
 
-  def __init__(self, objective: str, backbone: str, batch: int, size: int,  # pylint: disable=too-many-arguments
-               *, tile: int = 0, num_permutations: int = 2000,
-               tile_dim: int = 1000, hidden_dims=(2048,), out_dim: int = 128,
-               queue_size: int = 65536, channels_last: bool = False,
-               seed: int = 0):
+  def __init__(
+    self,
+    objective: str,
+    backbone: str,
+    batch: int,
+    size: int,  # pylint: disable=too-many-arguments
+    *,
+    tile: int = 0,
+    num_permutations: int = 2000,
+    tile_dim: int = 1000,
+    hidden_dims=(2048,),
+    out_dim: int = 128,
+    queue_size: int = 65536,
+    channels_last: bool = False,
+    seed: int = 0,
+  ):
     torch.manual_seed(seed)
     self.objective, self.batch, self.size = objective, batch, size
     self.tile = tile
@@ -261,8 +285,9 @@ class Step:
       for m in trunk.modules():  # zero-init last BN gamma (thesis MoCo)
         if isinstance(m, (BasicBlock, Bottleneck)):
           nn.init.zeros_((m.bn3 if isinstance(m, Bottleneck) else m.bn2).weight)
-      self.key_net = Network(BACKBONES[backbone](), projection_head(
-          c, hidden_dims, out_dim))
+      self.key_net = Network(
+        BACKBONES[backbone](), projection_head(c, hidden_dims, out_dim)
+      )
       self.key_net.load_state_dict(self.net.state_dict())
       for p in self.key_net.parameters():
         p.requires_grad_(False)
@@ -276,15 +301,22 @@ class Step:
     if objective == 'simclr':
       self.opt = LARS(self.net.parameters(), lr=0.3 * batch / 256)
     else:
-      self.opt = torch.optim.SGD(sgd_param_groups(self.net, 1e-4), lr=0.1,
-                                 momentum=0.9, nesterov=objective == 'moco')
+      self.opt = torch.optim.SGD(
+        sgd_param_groups(self.net, 1e-4),
+        lr=0.1,
+        momentum=0.9,
+        nesterov=objective == 'moco',
+      )
     self.num_classes = 4 if objective == 'rotnet' else num_permutations
     self._gen = torch.Generator().manual_seed(seed)
 
   def _images(self, n, s):
     x = torch.randn(n, 3, s, s, generator=self._gen)
-    return x.contiguous(memory_format=torch.channels_last) \
-        if self.channels_last else x
+    return (
+      x.contiguous(memory_format=torch.channels_last)
+      if self.channels_last
+      else x
+    )
 
   def views(self):
     b, s = self.batch, self.size
@@ -296,8 +328,10 @@ class Step:
         x = x.contiguous(memory_format=torch.channels_last)
       return x, torch.arange(4).repeat(b)
     if self.objective == 'jigsaw':
-      return (self._images(9 * b, self.tile),
-              torch.randint(0, self.num_classes, (b,), generator=self._gen))
+      return (
+        self._images(9 * b, self.tile),
+        torch.randint(0, self.num_classes, (b,), generator=self._gen),
+      )
     return self._images(b, s), self._images(b, s)
 
   def __call__(self, inputs):
@@ -309,7 +343,7 @@ class Step:
     elif self.objective == 'simclr':
       x1, x2 = inputs
       _, z = self.net(torch.cat([x1, x2]))
-      loss = ntxent(z[:self.batch], z[self.batch:], 0.1)
+      loss = ntxent(z[: self.batch], z[self.batch :], 0.1)
     else:  # moco
       x1, x2 = inputs
       with torch.no_grad():  # EMA key encoder first, as in MoCo
@@ -323,7 +357,7 @@ class Step:
     if self.objective == 'moco':
       with torch.no_grad():
         n = k.shape[0]
-        self.queue[self.ptr:self.ptr + n] = F.normalize(k, dim=1)
+        self.queue[self.ptr : self.ptr + n] = F.normalize(k, dim=1)
         self.ptr = (self.ptr + n) % self.queue.shape[0]
     return float(loss.detach())
 
@@ -352,6 +386,7 @@ def views_per_step(objective: str, batch: int) -> int:
 def jax_config(objective: str, backbone: str, size: int, batch: int):
   """The thesis config of `objective` with backbone/size/batch replaced."""
   import importlib  # pylint: disable=import-outside-toplevel
+
   config = importlib.import_module(f'configs.{objective}').get_config()
   config.model.backbone = backbone
   config.batch_size = batch
@@ -368,8 +403,15 @@ def jax_config(objective: str, backbone: str, size: int, batch: int):
 class JaxStep:
   """The sspr_jax train step of one objective, jitted, on a fixed batch."""
 
-  def __init__(self, objective: str, backbone: str, size: int, batch: int,
-               variant: str, seed: int = 0):
+  def __init__(
+    self,
+    objective: str,
+    backbone: str,
+    size: int,
+    batch: int,
+    variant: str,
+    seed: int = 0,
+  ):
     import jax  # pylint: disable=import-outside-toplevel
     import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
     import numpy as np  # pylint: disable=import-outside-toplevel
@@ -381,28 +423,37 @@ class JaxStep:
     obj = build_objective(config)
     if variant not in VARIANTS:
       raise ValueError(f'Unknown variant {variant!r}; valid: {VARIANTS}.')
-    obj.network = obj.network.clone(backbone=obj.network.backbone.clone(
-        fast_max_pool=variant == 'after'))
-    schedule = optim.learning_rate(config, steps_per_epoch=100,
-                                   total_steps=1000, global_batch=batch)
+    obj.network = obj.network.clone(
+      backbone=obj.network.backbone.clone(fast_max_pool=variant == 'after')
+    )
+    schedule = optim.learning_rate(
+      config, steps_per_epoch=100, total_steps=1000, global_batch=batch
+    )
     tx = optim.optimizer(config, schedule)
     init_rng, train_rng = jax.random.split(jax.random.key(seed))
     s = config.input.image_size
-    self.images = jnp.asarray(np.random.default_rng(seed).integers(
-        0, 256, (batch, s, s, 3), dtype=np.uint8))
+    self.images = jnp.asarray(
+      np.random.default_rng(seed).integers(
+        0, 256, (batch, s, s, 3), dtype=np.uint8
+      )
+    )
 
     @jax.jit
     def init(rng, images):
       params, batch_stats, extra = obj.init(rng, images)
       return trainer.TrainState(
-          step=jnp.zeros((), jnp.int32), params=params,
-          batch_stats=batch_stats, opt_state=tx.init(params), extra=extra,
-          nonfinite_step=jnp.full((), -1, jnp.int32))
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=batch_stats,
+        opt_state=tx.init(params),
+        extra=extra,
+        nonfinite_step=jnp.full((), -1, jnp.int32),
+      )
 
     self.state = jax.block_until_ready(init(init_rng, self.images))
-    self.step_fn = jax.jit(trainer.make_train_step(obj, tx, schedule,
-                                                   train_rng),
-                           donate_argnums=(0,))
+    self.step_fn = jax.jit(
+      trainer.make_train_step(obj, tx, schedule, train_rng), donate_argnums=(0,)
+    )
     self.views_fn = jax.jit(obj.views)
     self.rng = jax.random.key(seed + 1)
 
@@ -434,8 +485,14 @@ def run_case(objective, backbone, size, steps, args, log):
   ref = None
   if not args.no_torch:
     tile = jigsaw_geometry(size)[1] if objective == 'jigsaw' else 0
-    ref = Step(objective, backbone, batch, size, tile=tile,
-               channels_last=args.torch_channels_last)
+    ref = Step(
+      objective,
+      backbone,
+      batch,
+      size,
+      tile=tile,
+      channels_last=args.torch_channels_last,
+    )
     ref_inputs = ref.views()
     ref(ref_inputs)
   first = jax_steps[args.variants[-1]]
@@ -451,55 +508,83 @@ def run_case(objective, backbone, size, steps, args, log):
     for variant, step in jax_steps.items():
       times[variant].append(_timed(step))
     if ref is not None:
-      times['torch'].append(_timed(lambda: ref(ref_inputs)))
+      times['torch'].append(_timed(lambda step=ref: step(ref_inputs)))
     times['views'].append(_timed(first.views))
-    log(f'  step {i + 1}/{steps}: ' + ', '.join(
-        f'{k} {v[-1]:.2f} s' for k, v in times.items() if v))
+    log(
+      f'  step {i + 1}/{steps}: '
+      + ', '.join(f'{k} {v[-1]:.2f} s' for k, v in times.items() if v)
+    )
   med = {k: statistics.median(v) for k, v in times.items() if v}
   rows = []
   for variant in args.variants:
-    rows.append(dict(
-        objective=objective, model=f'{backbone} {size}px',
-        views=views_per_step(objective, batch), variant=variant,
-        jax_s=med[variant], jax_img_s=batch / med[variant],
-        views_s=med['views'], torch_s=med.get('torch'),
+    rows.append(
+      dict(
+        objective=objective,
+        model=f'{backbone} {size}px',
+        views=views_per_step(objective, batch),
+        variant=variant,
+        jax_s=med[variant],
+        jax_img_s=batch / med[variant],
+        views_s=med['views'],
+        torch_s=med.get('torch'),
         torch_img_s=batch / med['torch'] if 'torch' in med else None,
-        compile_s=compile_s[variant], steps=steps))
+        compile_s=compile_s[variant],
+        steps=steps,
+      )
+    )
   del jax_steps, ref
   return rows
 
 
 def format_table(rows) -> str:
-  head = ('| objective | model | views/step | JAX variant | JAX s/step | JAX '
-          'img/s | (of which views s) | PyTorch s/step | PyTorch img/s | '
-          'JAX/PyTorch | timed steps |')
+  head = (
+    '| objective | model | views/step | JAX variant | JAX s/step | JAX '
+    'img/s | (of which views s) | PyTorch s/step | PyTorch img/s | '
+    'JAX/PyTorch | timed steps |'
+  )
   lines = [head, '|' + '---|' * head.count(' | ') + '---|']
   for r in rows:
     t = r['torch_s']
     lines.append(
-        f"| {r['objective']} | {r['model']} | {r['views']} | {r['variant']} "
-        f"| {r['jax_s']:.2f} | {r['jax_img_s']:.2f} | {r['views_s']:.2f} | "
-        + (f"{t:.2f} | {r['torch_img_s']:.2f} | {t / r['jax_s']:.2f}x"
-           if t else '- | - | -')
-        + f" | {r['steps']} |")
+      f'| {r["objective"]} | {r["model"]} | {r["views"]} | {r["variant"]} '
+      f'| {r["jax_s"]:.2f} | {r["jax_img_s"]:.2f} | {r["views_s"]:.2f} | '
+      + (
+        f'{t:.2f} | {r["torch_img_s"]:.2f} | {t / r["jax_s"]:.2f}x'
+        if t
+        else '- | - | -'
+      )
+      + f' | {r["steps"]} |'
+    )
   return '\n'.join(lines)
 
 
 def parse_args(argv):
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--objectives', default=','.join(OBJECTIVES))
-  p.add_argument('--cases', default='resnet18:96:5,resnet50:224:2',
-                 help='BACKBONE:SIZE:TIMED_STEPS, comma-separated. ResNet-50 '
-                 'at 224 px takes minutes per step on 2 CPU cores.')
+  p.add_argument(
+    '--cases',
+    default='resnet18:96:5,resnet50:224:2',
+    help='BACKBONE:SIZE:TIMED_STEPS, comma-separated. ResNet-50 '
+    'at 224 px takes minutes per step on 2 CPU cores.',
+  )
   p.add_argument('--batch_size', type=int, default=32)
-  p.add_argument('--warmup', type=int, default=1,
-                 help='untimed steps after the compile run')
-  p.add_argument('--variants', default='before,after',
-                 help=f'JAX model variants, from {",".join(VARIANTS)}')
-  p.add_argument('--xla_flags', default='',
-                 help='appended to XLA_FLAGS before JAX starts')
-  p.add_argument('--threads', type=int, default=0,
-                 help='torch intra-op threads (0: one per core)')
+  p.add_argument(
+    '--warmup', type=int, default=1, help='untimed steps after the compile run'
+  )
+  p.add_argument(
+    '--variants',
+    default='before,after',
+    help=f'JAX model variants, from {",".join(VARIANTS)}',
+  )
+  p.add_argument(
+    '--xla_flags', default='', help='appended to XLA_FLAGS before JAX starts'
+  )
+  p.add_argument(
+    '--threads',
+    type=int,
+    default=0,
+    help='torch intra-op threads (0: one per core)',
+  )
   p.add_argument('--no_torch', action='store_true')
   p.add_argument('--torch_channels_last', action='store_true')
   args = p.parse_args(argv)
@@ -516,12 +601,15 @@ def parse_args(argv):
 def main(argv=None) -> str:
   args = parse_args(sys.argv[1:] if argv is None else argv)
   if args.xla_flags:
-    os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' '
-                               + args.xla_flags).strip()
+    os.environ['XLA_FLAGS'] = (
+      os.environ.get('XLA_FLAGS', '') + ' ' + args.xla_flags
+    ).strip()
   if not args.no_torch:
     if torch is None:
-      raise SystemExit('PyTorch is not installed: pip install torch==2.13.0 '
-                       '(CPU build), or pass --no_torch.')
+      raise SystemExit(
+        'PyTorch is not installed: pip install torch==2.13.0 '
+        '(CPU build), or pass --no_torch.'
+      )
     torch.set_num_threads(args.threads or os.cpu_count())
   import jax  # pylint: disable=import-outside-toplevel
 
@@ -529,20 +617,23 @@ def main(argv=None) -> str:
     print(msg, file=sys.stderr, flush=True)
 
   header = [
-      f'# train step benchmark, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC',
-      f'# machine: {platform.machine()}, {os.cpu_count()} CPU cores, '
-      f'load average at start {os.getloadavg()[0]:.2f}; jax {jax.__version__} '
-      f'on {jax.devices()[0].platform}'
-      + (f', torch {torch.__version__} ({torch.get_num_threads()} threads'
-         f'{", channels_last" if args.torch_channels_last else ""})'
-         if not args.no_torch else ''),
-      f'# XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r}',
-      f'# batch {args.batch_size} source images; cases (backbone:px:timed '
-      f'steps) {", ".join(f"{b}:{s}:{n}" for b, s, n in args.cases)}; '
-      f'{args.warmup} warm-up step(s) after the compile run; medians.',
-      '# img/s = source images/s; views/step = backbone images per step. '
-      'JAX step includes its on-device augmentation (its cost alone: '
-      '"of which views"); the PyTorch step gets ready float views.',
+    f'# train step benchmark, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC',
+    f'# machine: {platform.machine()}, {os.cpu_count()} CPU cores, '
+    f'load average at start {os.getloadavg()[0]:.2f}; jax {jax.__version__} '
+    f'on {jax.devices()[0].platform}'
+    + (
+      f', torch {torch.__version__} ({torch.get_num_threads()} threads'
+      f'{", channels_last" if args.torch_channels_last else ""})'
+      if not args.no_torch
+      else ''
+    ),
+    f'# XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r}',
+    f'# batch {args.batch_size} source images; cases (backbone:px:timed '
+    f'steps) {", ".join(f"{b}:{s}:{n}" for b, s, n in args.cases)}; '
+    f'{args.warmup} warm-up step(s) after the compile run; medians.',
+    '# img/s = source images/s; views/step = backbone images per step. '
+    'JAX step includes its on-device augmentation (its cost alone: '
+    '"of which views"); the PyTorch step gets ready float views.',
   ]
   for line in header:
     log(line)
@@ -553,7 +644,9 @@ def main(argv=None) -> str:
       rows += run_case(objective, backbone, size, steps, args, log)
   out = '\n'.join(header) + '\n\n' + format_table(rows) + '\n'
   loads = os.getloadavg()
-  out += f'\n# load average at end {loads[0]:.2f} (1 min), {loads[2]:.2f} (15 min)\n'
+  out += (
+    f'\n# load average at end {loads[0]:.2f} (1 min), {loads[2]:.2f} (15 min)\n'
+  )
   print(out)
   return out
 

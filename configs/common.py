@@ -1,4 +1,5 @@
 """Config pieces shared by the experiment configs."""
+
 import ml_collections
 
 
@@ -33,53 +34,80 @@ def pretrain_config(objective: str) -> ml_collections.ConfigDict:
   c.objective = objective
   c.seed = 0
   c.data = data_config()
-  c.input = ml_collections.ConfigDict(dict(
+  c.input = ml_collections.ConfigDict(
+    dict(
       split='train',
-      image_size=256,         # host resize (square) before on-device views
-      resize='square',        # or 'shorter_center_crop'
-      worker_count=0,         # grain worker processes for decode/resize
-  ))
-  c.model = ml_collections.ConfigDict(dict(
-      backbone='resnet50', zero_init_residual=False, dtype='float32'))
-  c.batch_size = 64           # global, over all devices and hosts
+      image_size=256,  # host resize (square) before on-device views
+      resize='square',  # or 'shorter_center_crop'
+      worker_count=0,  # grain worker processes for decode/resize
+    )
+  )
+  c.model = ml_collections.ConfigDict(
+    dict(backbone='resnet50', zero_init_residual=False, dtype='float32')
+  )
+  c.batch_size = 64  # global, over all devices and hosts
   c.num_epochs = 100
-  c.total_steps = 0           # > 0 overrides num_epochs
-  c.optimizer = ml_collections.ConfigDict(dict(
-      name='sgd', lr=0.1, momentum=0.9, nesterov=False, weight_decay=1e-4,
-      scale_lr_by_batch=False, decay_bn_and_bias=False, trust_coefficient=0.001))
-  c.schedule = ml_collections.ConfigDict(dict(
-      name='step', warmup_epochs=0.0, warmup_fraction=0.0,
-      decay_epochs=(30, 60, 90), decay_factor=0.1))
+  c.total_steps = 0  # > 0 overrides num_epochs
+  c.optimizer = ml_collections.ConfigDict(
+    dict(
+      name='sgd',
+      lr=0.1,
+      momentum=0.9,
+      nesterov=False,
+      weight_decay=1e-4,
+      scale_lr_by_batch=False,
+      decay_bn_and_bias=False,
+      trust_coefficient=0.001,
+    )
+  )
+  c.schedule = ml_collections.ConfigDict(
+    dict(
+      name='step',
+      warmup_epochs=0.0,
+      warmup_fraction=0.0,
+      decay_epochs=(30, 60, 90),
+      decay_factor=0.1,
+    )
+  )
   c.log_every_steps = 50
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3
-  c.eval_every_steps = 0      # > 0: gallery mAP + kNN on rack_crops every N steps
+  c.eval_every_steps = 0  # > 0: gallery mAP + kNN on rack_crops every N steps
   c.evaluate = evaluate_config()
   return c
 
 
 def contrastive_settings(**overrides) -> ml_collections.ConfigDict:
   """MoCo v2 / SimCLR view and head settings (REFERENCE.md)."""
-  s = ml_collections.ConfigDict(dict(
-      view_size=224, crop_scale=(0.08, 1.0), color_strength=0.5, blur_p=0.5,
-      hidden_dims=(2048,), out_dim=128))
+  s = ml_collections.ConfigDict(
+    dict(
+      view_size=224,
+      crop_scale=(0.08, 1.0),
+      color_strength=0.5,
+      blur_p=0.5,
+      hidden_dims=(2048,),
+      out_dim=128,
+    )
+  )
   s.update(overrides)
   return s
 
 
 def evaluate_config(image_size: int = 256) -> ml_collections.ConfigDict:
   """Gallery evaluation on `rack_crops` (thesis: shorter side 256, crop 256)."""
-  return ml_collections.ConfigDict(dict(
+  return ml_collections.ConfigDict(
+    dict(
       # Comma-separated pre-training workdirs or RUN/checkpoints/STEP folders;
       # empty = WORKDIR (or only the baselines if it has no checkpoints).
       checkpoints='',
-      all_steps=False,        # every saved checkpoint of a workdir, else the latest
+      all_steps=False,  # every saved checkpoint of a workdir, else the latest
       baselines=('random',),
       image_size=image_size,
       batch_size=64,
       scores=('cosine', 'inner_product', 'euclidean', 'euclidean_normalized'),
       knn_k=20,
-      heads=('mlp',),         # few-label heads: 'linear', 'mlp', 'svc'
+      heads=('mlp',),  # few-label heads: 'linear', 'mlp', 'svc'
       head_splits=('standard', 'strict'),
-      head_steps=200,         # L-BFGS iterations per fit
-  ))
+      head_steps=200,  # L-BFGS iterations per fit
+    )
+  )

@@ -9,6 +9,7 @@ ResNet-50 on 9 tiles (resize 256, h-flip, grayscale p=0.66, 3x3 tiles with
 wd 1e-4, linear warm-up 5 epochs then x0.1 steps.
 Thesis result: full-gallery cosine mAP 36.83 %, average-gallery 56.22 %.
 """
+
 import ml_collections
 
 from configs import common
@@ -22,7 +23,13 @@ def get_config():
   c.optimizer.lr = 0.1
   c.schedule.warmup_epochs = 5.0
   c.schedule.decay_epochs = (30, 60, 90, 100)
-  c.jigsaw = ml_collections.ConfigDict(dict(
-      num_permutations=2000, permutation_seed=0, grayscale_p=0.66, jitter=21,
-      tile_dim=1000))
+  c.jigsaw = ml_collections.ConfigDict(
+    dict(
+      num_permutations=2000,
+      permutation_seed=0,
+      grayscale_p=0.66,
+      jitter=21,
+      tile_dim=1000,
+    )
+  )
   return c

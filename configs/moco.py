@@ -9,7 +9,6 @@ key momentum 0.999, T=0.2; batch 64, 100 epochs, SGD nesterov m=0.9 wd 1e-4,
 lr 0.03, x0.1 at epochs 60 and 80.
 Thesis result (batch 64): full-gallery cosine mAP 56.82 %, average 79.33 %.
 """
-import ml_collections
 
 from configs import common
 

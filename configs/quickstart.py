@@ -15,6 +15,7 @@ Expected on 2 CPU cores: about 3-4 minutes; full-gallery cosine mAP rises
 from ~23 % (step 100) to ~31 % (step 544), random init ~30 %: a tiny network
 after 2 minutes of CPU pre-training only just passes random features here.
 """
+
 from configs import common
 
 
@@ -29,8 +30,12 @@ def get_config():
   c.optimizer.update(lr=0.2, nesterov=True)
   c.schedule.update(name='cosine', warmup_fraction=0.05)
   c.moco = common.contrastive_settings(
-      view_size=64, crop_scale=(0.2, 1.0), color_strength=0.5,
-      hidden_dims=(256,), out_dim=64)
+    view_size=64,
+    crop_scale=(0.2, 1.0),
+    color_strength=0.5,
+    hidden_dims=(256,),
+    out_dim=64,
+  )
   c.moco.update(dict(queue_size=512, momentum=0.99, temperature=0.2))
   c.log_every_steps = 10
   c.checkpoint_every_steps = 100

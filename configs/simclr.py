@@ -9,6 +9,7 @@ global (synchronised) BN; batch 64, 100 epochs, LARS (trust 0.001) wd 1e-6,
 lr 0.3 x batch/256, 10 % warm-up then cosine to 0.
 Thesis result: full-gallery cosine mAP 52.96 %, average-gallery 74.80 %.
 """
+
 from configs import common
 
 
@@ -16,8 +17,9 @@ def get_config():
   c = common.pretrain_config('simclr')
   c.batch_size = 64
   c.num_epochs = 100
-  c.optimizer.update(name='lars', lr=0.3, scale_lr_by_batch=True,
-                     weight_decay=1e-6, momentum=0.9)
+  c.optimizer.update(
+    name='lars', lr=0.3, scale_lr_by_batch=True, weight_decay=1e-6, momentum=0.9
+  )
   c.schedule.update(name='cosine', warmup_fraction=0.1)
   c.simclr = common.contrastive_settings(color_strength=1.0)
   c.simclr.temperature = 0.1

@@ -23,15 +23,22 @@ from data_builders.rack_crops import RackCrops
 from data_builders.sku110k_crops import Sku110kCrops
 
 BUILDERS: dict[str, type[crops.CropsBuilder]] = {
-    Sku110kCrops.name: Sku110kCrops,
-    RackCrops.name: RackCrops,
+  Sku110kCrops.name: Sku110kCrops,
+  RackCrops.name: RackCrops,
 }
-_OPTION_FIELDS = tuple(f.name for f in dataclasses.fields(crops.CropsConfig)
-                       if f.name not in {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)})
+_OPTION_FIELDS = tuple(
+  f.name
+  for f in dataclasses.fields(crops.CropsConfig)
+  if f.name not in {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)}
+)
 
 
-def make_config(name: str, config: str | crops.CropsConfig | None = None,
-                config_name: str | None = None, **options) -> crops.CropsConfig:
+def make_config(
+  name: str,
+  config: str | crops.CropsConfig | None = None,
+  config_name: str | None = None,
+  **options,
+) -> crops.CropsConfig:
   """The config `config` of builder `name` with `options` (CropsConfig fields) applied."""
   builder_cls = BUILDERS[name]
   if isinstance(config, crops.CropsConfig):
@@ -40,11 +47,15 @@ def make_config(name: str, config: str | crops.CropsConfig | None = None,
     by_name = {c.name: c for c in builder_cls.BUILDER_CONFIGS}
     config = config or builder_cls.BUILDER_CONFIGS[0].name
     if config not in by_name:
-      raise ValueError(f'{name}: unknown config {config!r}; choose one of {sorted(by_name)}')
+      raise ValueError(
+        f'{name}: unknown config {config!r}; choose one of {sorted(by_name)}'
+      )
     base = by_name[config]
   unknown = set(options) - set(_OPTION_FIELDS)
   if unknown:
-    raise ValueError(f'unknown options {sorted(unknown)}; valid: {_OPTION_FIELDS}')
+    raise ValueError(
+      f'unknown options {sorted(unknown)}; valid: {_OPTION_FIELDS}'
+    )
   changed = {k: v for k, v in options.items() if getattr(base, k) != v}
   if not changed and not config_name:
     return base
@@ -52,9 +63,16 @@ def make_config(name: str, config: str | crops.CropsConfig | None = None,
   return dataclasses.replace(base, name=config_name or derived, **changed)
 
 
-def build(name: str, *, config: str | crops.CropsConfig | None = None, manual_dir,
-          data_dir, num_workers: int | None = None, config_name: str | None = None,
-          **options) -> crops.CropsBuilder:
+def build(
+  name: str,
+  *,
+  config: str | crops.CropsConfig | None = None,
+  manual_dir,
+  data_dir,
+  num_workers: int | None = None,
+  config_name: str | None = None,
+  **options,
+) -> crops.CropsBuilder:
   """Builds (or reuses) dataset `name` in `data_dir` from `manual_dir`; returns the builder.
 
   Args:
@@ -68,24 +86,39 @@ def build(name: str, *, config: str | crops.CropsConfig | None = None, manual_di
       allow_upscale, min_side, clip, encoding, jpeg_quality, png_compress_level).
   """
   if name not in BUILDERS:
-    raise ValueError(f'unknown dataset {name!r}; choose one of {sorted(BUILDERS)}')
+    raise ValueError(
+      f'unknown dataset {name!r}; choose one of {sorted(BUILDERS)}'
+    )
   builder_config = make_config(name, config, config_name, **options)
-  builder = BUILDERS[name](data_dir=str(data_dir), config=builder_config,
-                           num_workers=num_workers)
+  builder = BUILDERS[name](
+    data_dir=str(data_dir), config=builder_config, num_workers=num_workers
+  )
   builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
+    download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir))
+  )
   return builder
 
 
 def summary(builder: tfds.core.DatasetBuilder) -> str:
   """A table of crops per split and the bad-input counts from the metadata."""
   counts = (builder.info.metadata or {}).get('counts', {})
-  lines = [f'{builder.name}/{builder.builder_config.name} in {builder.data_dir}']
+  lines = [
+    f'{builder.name}/{builder.builder_config.name} in {builder.data_dir}'
+  ]
   for split, split_counts in counts.items():
-    written = builder.info.splits[split].num_examples if split in builder.info.splits else 0
-    lines.append(f'  {split}: {written} crops from {split_counts.get("photos", 0)} photos')
-    lines.extend(f'    {key}: {value}' for key, value in split_counts.items()
-                 if value and key not in ('photos', 'crops'))
+    written = (
+      builder.info.splits[split].num_examples
+      if split in builder.info.splits
+      else 0
+    )
+    lines.append(
+      f'  {split}: {written} crops from {split_counts.get("photos", 0)} photos'
+    )
+    lines.extend(
+      f'    {key}: {value}'
+      for key, value in split_counts.items()
+      if value and key not in ('photos', 'crops')
+    )
   return '\n'.join(lines)
 
 
@@ -94,23 +127,44 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument('name', choices=sorted(BUILDERS))
   parser.add_argument('--manual_dir', required=True, type=Path)
   parser.add_argument('--data_dir', required=True, type=Path)
-  parser.add_argument('--config', default=None, help="'native' (default), '256' or '128'")
-  parser.add_argument('--config_name', default=None, help='name of a custom config')
+  parser.add_argument(
+    '--config', default=None, help="'native' (default), '256' or '128'"
+  )
+  parser.add_argument(
+    '--config_name', default=None, help='name of a custom config'
+  )
   parser.add_argument('--num_workers', type=int, default=None)
   parser.add_argument('--shorter_side', type=int)
-  parser.add_argument('--upscale', dest='allow_upscale', action='store_true', default=None,
-                      help='with --shorter_side/--config 128|256, also enlarge smaller crops')
+  parser.add_argument(
+    '--upscale',
+    dest='allow_upscale',
+    action='store_true',
+    default=None,
+    help='with --shorter_side/--config 128|256, also enlarge smaller crops',
+  )
   parser.add_argument('--min_side', type=int)
-  parser.add_argument('--no_clip', dest='clip', action='store_false', default=None)
+  parser.add_argument(
+    '--no_clip', dest='clip', action='store_false', default=None
+  )
   parser.add_argument('--encoding', choices=['jpeg', 'png'])
   parser.add_argument('--jpeg_quality', type=int)
   parser.add_argument('--png_compress_level', type=int)
   args = vars(parser.parse_args(argv))
-  logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
-  options = {k: v for k, v in args.items() if k in _OPTION_FIELDS and v is not None}
-  builder = build(args['name'], config=args['config'], manual_dir=args['manual_dir'],
-                  data_dir=args['data_dir'], num_workers=args['num_workers'],
-                  config_name=args['config_name'], **options)
+  logging.basicConfig(
+    level=logging.INFO, format='%(levelname)s %(name)s: %(message)s'
+  )
+  options = {
+    k: v for k, v in args.items() if k in _OPTION_FIELDS and v is not None
+  }
+  builder = build(
+    args['name'],
+    config=args['config'],
+    manual_dir=args['manual_dir'],
+    data_dir=args['data_dir'],
+    num_workers=args['num_workers'],
+    config_name=args['config_name'],
+    **options,
+  )
   print(summary(builder))
   return 0
 

@@ -61,11 +61,22 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.JPG', '.JPEG', '.PNG')
 _MAX_LOGGED_BOX_EVENTS = 20
 _ENCODINGS = ('jpeg', 'png')
 # Counts always present in `info.metadata['counts'][split]` (zeros included).
-COUNT_KEYS = ('photos', 'boxes', 'crops', 'clipped_boxes', 'skipped_outside_boxes',
-              'skipped_empty_boxes', 'skipped_small_boxes', 'missing_photos',
-              'unreadable_photos', 'boxes_in_skipped_photos', 'size_mismatch_photos',
-              'converted_to_rgb_photos', 'unannotated_photos',
-              'skipped_duplicate_boxes')
+COUNT_KEYS = (
+  'photos',
+  'boxes',
+  'crops',
+  'clipped_boxes',
+  'skipped_outside_boxes',
+  'skipped_empty_boxes',
+  'skipped_small_boxes',
+  'missing_photos',
+  'unreadable_photos',
+  'boxes_in_skipped_photos',
+  'size_mismatch_photos',
+  'converted_to_rgb_photos',
+  'unannotated_photos',
+  'skipped_duplicate_boxes',
+)
 
 
 @dataclasses.dataclass(eq=False)
@@ -95,32 +106,48 @@ class CropsConfig(tfds.core.BuilderConfig):
 
   def __post_init__(self):
     if self.encoding not in _ENCODINGS:
-      raise ValueError(f'encoding must be one of {_ENCODINGS}, got {self.encoding!r}')
+      raise ValueError(
+        f'encoding must be one of {_ENCODINGS}, got {self.encoding!r}'
+      )
     if self.shorter_side is not None and self.shorter_side < 1:
-      raise ValueError(f'shorter_side must be >= 1 or None, got {self.shorter_side}')
+      raise ValueError(
+        f'shorter_side must be >= 1 or None, got {self.shorter_side}'
+      )
     if self.min_side < 1:
       raise ValueError(f'min_side must be >= 1, got {self.min_side}')
     if not 1 <= self.jpeg_quality <= 100:
-      raise ValueError(f'jpeg_quality must be in 1..100, got {self.jpeg_quality}')
+      raise ValueError(
+        f'jpeg_quality must be in 1..100, got {self.jpeg_quality}'
+      )
 
   def crop_options(self) -> CropOptions:
     return CropOptions(
-        shorter_side=self.shorter_side,
-        allow_upscale=self.allow_upscale,
-        min_side=self.min_side,
-        clip=self.clip,
-        encoding=self.encoding,
-        jpeg_quality=self.jpeg_quality,
-        png_compress_level=self.png_compress_level,
+      shorter_side=self.shorter_side,
+      allow_upscale=self.allow_upscale,
+      min_side=self.min_side,
+      clip=self.clip,
+      encoding=self.encoding,
+      jpeg_quality=self.jpeg_quality,
+      png_compress_level=self.png_compress_level,
     )
 
 
 def size_configs(config_cls: type[CropsConfig]) -> list[CropsConfig]:
   """The standard configs: `native` (thesis), `256` and `128` (shorter side)."""
   return [
-      config_cls(name='native', description='Native-resolution crops (as the thesis).'),
-      config_cls(name='256', shorter_side=256, description='Crops shrunk to shorter side <= 256.'),
-      config_cls(name='128', shorter_side=128, description='Crops shrunk to shorter side <= 128.'),
+    config_cls(
+      name='native', description='Native-resolution crops (as the thesis).'
+    ),
+    config_cls(
+      name='256',
+      shorter_side=256,
+      description='Crops shrunk to shorter side <= 256.',
+    ),
+    config_cls(
+      name='128',
+      shorter_side=128,
+      description='Crops shrunk to shorter side <= 128.',
+    ),
   ]
 
 
@@ -178,11 +205,13 @@ class PhotoResult:
 def crop_features(encoding: str, labelled: bool) -> tfds.features.FeaturesDict:
   """Example features of a crop dataset (the contract other code reads)."""
   features = {
-      'image': tfds.features.Image(shape=(None, None, 3), encoding_format=encoding),
-      'origin': tfds.features.Text(),
-      'box': tfds.features.Tensor(shape=(4,), dtype=np.int32),
-      'crop_index': tfds.features.Scalar(dtype=np.int32),
-      'crop_id': tfds.features.Text(),
+    'image': tfds.features.Image(
+      shape=(None, None, 3), encoding_format=encoding
+    ),
+    'origin': tfds.features.Text(),
+    'box': tfds.features.Tensor(shape=(4,), dtype=np.int32),
+    'crop_index': tfds.features.Scalar(dtype=np.int32),
+    'crop_id': tfds.features.Text(),
   }
   if labelled:
     # Names are discovered at build time (`ClassLabel.names = ...`).
@@ -191,8 +220,14 @@ def crop_features(encoding: str, labelled: bool) -> tfds.features.FeaturesDict:
   return tfds.features.FeaturesDict(features)
 
 
-def serialize_crop(image: bytes, origin: str, box: Sequence[int], crop_index: int,
-                   label: int | None = None, label_name: str | None = None) -> bytes:
+def serialize_crop(
+  image: bytes,
+  origin: str,
+  box: Sequence[int],
+  crop_index: int,
+  label: int | None = None,
+  label_name: str | None = None,
+) -> bytes:
   """Serialises one crop as `crop_features(...)` would, without TFDS's generic
   per-feature dispatch (~70 us a crop); `crops_test` checks it against TFDS."""
   proto = tf_example_pb2.Example()
@@ -216,10 +251,15 @@ def _pixel_boxes(task: PhotoTask, width: int, height: int) -> np.ndarray:
   if not task.normalized:
     return np.asarray(task.boxes, dtype=np.int64).reshape(-1, 4)
   xc, yc, w, h = np.asarray(task.boxes, dtype=np.float64).reshape(-1, 4).T
-  return np.stack([
-      np.round((xc - w / 2) * width), np.round((yc - h / 2) * height),
-      np.round((xc + w / 2) * width), np.round((yc + h / 2) * height),
-  ], axis=1).astype(np.int64)
+  return np.stack(
+    [
+      np.round((xc - w / 2) * width),
+      np.round((yc - h / 2) * height),
+      np.round((xc + w / 2) * width),
+      np.round((yc + h / 2) * height),
+    ],
+    axis=1,
+  ).astype(np.int64)
 
 
 def _draft_scale(short_sides: np.ndarray, shorter_side: int | None) -> int:
@@ -233,18 +273,25 @@ def _draft_scale(short_sides: np.ndarray, shorter_side: int | None) -> int:
   return 1
 
 
-def _output_size(width: int, height: int, options: CropOptions) -> tuple[int, int]:
+def _output_size(
+  width: int, height: int, options: CropOptions
+) -> tuple[int, int]:
   side = options.shorter_side
   short = min(width, height)
-  if side is None or short == side or (short < side and not options.allow_upscale):
+  if (
+    side is None
+    or short == side
+    or (short < side and not options.allow_upscale)
+  ):
     return width, height
   if width <= height:
     return side, max(1, round(height * side / width))
   return max(1, round(width * side / height)), side
 
 
-def crop_photo(task: PhotoTask, options: CropOptions,
-               label_ids: dict[str, int] | None = None) -> PhotoResult:
+def crop_photo(
+  task: PhotoTask, options: CropOptions, label_ids: dict[str, int] | None = None
+) -> PhotoResult:
   """Decodes one photo and returns its serialized crop examples and counts.
 
   `label_ids` maps class names to ClassLabel ids (labelled datasets).
@@ -258,7 +305,12 @@ def crop_photo(task: PhotoTask, options: CropOptions,
   def skip_photo(kind: str, why: str) -> PhotoResult:
     counts[kind] += 1
     counts['boxes_in_skipped_photos'] += num_boxes
-    events.append((kind, f'{task.source}: {why}; skipped the photo and its {num_boxes} boxes'))
+    events.append(
+      (
+        kind,
+        f'{task.source}: {why}; skipped the photo and its {num_boxes} boxes',
+      )
+    )
     return result
 
   data = task.data
@@ -288,7 +340,9 @@ def crop_photo(task: PhotoTask, options: CropOptions,
     empty &= ~outside
   else:
     skipped_outside = np.zeros_like(outside)
-  small = ~empty & ~skipped_outside & (np.minimum(box_w, box_h) < options.min_side)
+  small = (
+    ~empty & ~skipped_outside & (np.minimum(box_w, box_h) < options.min_side)
+  )
   keep = ~(empty | skipped_outside | small)
   # The same box twice in one photo would give two identical crops: in a
   # labeled gallery each would be the other's perfect match. Keep the first.
@@ -307,52 +361,85 @@ def crop_photo(task: PhotoTask, options: CropOptions,
   want_ycbcr = options.encoding == 'jpeg'  # skip YCbCr->RGB->YCbCr round trip
   try:
     if image.format == 'JPEG':
-      image.draft('YCbCr' if want_ycbcr else None,
-                  (width // scale, height // scale) if scale > 1 else None)
+      image.draft(
+        'YCbCr' if want_ycbcr else None,
+        (width // scale, height // scale) if scale > 1 else None,
+      )
     image.load()
   except (OSError, SyntaxError, ValueError) as e:
     return skip_photo('unreadable_photos', f'cannot decode ({e})')
   scale_x, scale_y = width / image.size[0], height / image.size[1]
-  if image.mode not in ('RGB', 'YCbCr') or (image.mode == 'YCbCr' and not want_ycbcr):
+  if image.mode not in ('RGB', 'YCbCr') or (
+    image.mode == 'YCbCr' and not want_ycbcr
+  ):
     if image.mode not in ('RGB', 'YCbCr'):
       counts['converted_to_rgb_photos'] += 1
     image = image.convert('RGB')
 
   counts['photos'] += 1
-  if task.expected_size is not None and tuple(task.expected_size) != (width, height):
+  if task.expected_size is not None and tuple(task.expected_size) != (
+    width,
+    height,
+  ):
     counts['size_mismatch_photos'] += 1
-    events.append(('size_mismatch_photos',
-                   f'{task.source}: annotated size {tuple(task.expected_size)} != '
-                   f'decoded size {(width, height)}; using the decoded size'))
+    events.append(
+      (
+        'size_mismatch_photos',
+        f'{task.source}: annotated size {tuple(task.expected_size)} != '
+        f'decoded size {(width, height)}; using the decoded size',
+      )
+    )
   for kind, mask, what in (
-      ('clipped_boxes', was_clipped, 'reaches outside the photo, clipped'),
-      ('skipped_outside_boxes', skipped_outside, 'reaches outside the photo, skipped'),
-      ('skipped_empty_boxes', empty, 'is empty or inverted, skipped'),
-      ('skipped_small_boxes', small, f'has a side < {options.min_side}, skipped'),
-      ('skipped_duplicate_boxes', duplicate, 'repeats an earlier box, skipped')):
+    ('clipped_boxes', was_clipped, 'reaches outside the photo, clipped'),
+    (
+      'skipped_outside_boxes',
+      skipped_outside,
+      'reaches outside the photo, skipped',
+    ),
+    ('skipped_empty_boxes', empty, 'is empty or inverted, skipped'),
+    ('skipped_small_boxes', small, f'has a side < {options.min_side}, skipped'),
+    ('skipped_duplicate_boxes', duplicate, 'repeats an earlier box, skipped'),
+  ):
     for i in np.flatnonzero(mask):
       counts[kind] += 1
-      events.append((kind, f'{task.source}: box {i} {raw[i].tolist()} {what} '
-                     f'(photo {width}x{height})'))
+      events.append(
+        (
+          kind,
+          f'{task.source}: box {i} {raw[i].tolist()} {what} '
+          f'(photo {width}x{height})',
+        )
+      )
 
-  crop_indices = task.crop_indices if task.crop_indices is not None else range(num_boxes)
+  crop_indices = (
+    task.crop_indices if task.crop_indices is not None else range(num_boxes)
+  )
   for i in np.flatnonzero(keep):
     x1, y1, x2, y2 = (int(v) for v in clipped[i])
     out_size = _output_size(x2 - x1, y2 - y1, options)
     if out_size == (x2 - x1, y2 - y1) and scale == 1:
       crop = image.crop((x1, y1, x2, y2))
     else:
-      crop = image.resize(out_size, Image.Resampling.BILINEAR,
-                          box=(x1 / scale_x, y1 / scale_y, x2 / scale_x, y2 / scale_y))
+      crop = image.resize(
+        out_size,
+        Image.Resampling.BILINEAR,
+        box=(x1 / scale_x, y1 / scale_y, x2 / scale_x, y2 / scale_y),
+      )
     buffer = io.BytesIO()
     if options.encoding == 'jpeg':
       crop.save(buffer, 'JPEG', quality=options.jpeg_quality)
     else:
       crop.save(buffer, 'PNG', compress_level=options.png_compress_level)
     label_name = task.labels[i] if task.labels is not None else None
-    result.records.append(serialize_crop(
-        buffer.getvalue(), task.origin, (x1, y1, x2, y2), int(crop_indices[i]),
-        label_ids[label_name] if label_name is not None else None, label_name))
+    result.records.append(
+      serialize_crop(
+        buffer.getvalue(),
+        task.origin,
+        (x1, y1, x2, y2),
+        int(crop_indices[i]),
+        label_ids[label_name] if label_name is not None else None,
+        label_name,
+      )
+    )
   counts['crops'] += len(result.records)
   return result
 
@@ -373,9 +460,15 @@ def _crop_in_worker(task: PhotoTask) -> PhotoResult:
 # Parallel ordered map and streaming writer.
 
 
-def ordered_parallel_map(fn: Callable[[Any], Any], items: Iterable[Any], *, workers: int,
-                         window: int | None = None, initializer=None,
-                         initargs: tuple = ()) -> Iterator[Any]:
+def ordered_parallel_map(
+  fn: Callable[[Any], Any],
+  items: Iterable[Any],
+  *,
+  workers: int,
+  window: int | None = None,
+  initializer=None,
+  initargs: tuple = (),
+) -> Iterator[Any]:
   """Yields `fn(item)` in input order, at most `window` items in flight.
 
   Unlike `Pool.imap`, the input iterator is pulled only as results are consumed,
@@ -391,7 +484,8 @@ def ordered_parallel_map(fn: Callable[[Any], Any], items: Iterable[Any], *, work
   context = multiprocessing.get_context('forkserver')
   context.set_forkserver_preload([__name__])
   with concurrent.futures.ProcessPoolExecutor(
-      workers, mp_context=context, initializer=initializer, initargs=initargs) as pool:
+    workers, mp_context=context, initializer=initializer, initargs=initargs
+  ) as pool:
     pending = collections.deque()
     iterator = iter(items)
     try:
@@ -426,10 +520,12 @@ class ShardedArrayRecordWriter:
     if self._writer is None or self._shard_bytes >= self._max_shard_bytes:
       self._close_shard()
       path = Path(os.fspath(self._template.data_dir)) / (
-          f'{self._template.split}.partial-shard-{len(self._paths):05d}')
+        f'{self._template.split}.partial-shard-{len(self._paths):05d}'
+      )
       # Records are JPEG/PNG already: zstd (array_record's default) costs CPU for ~nothing.
       self._writer = array_record_module.ArrayRecordWriter(
-          os.fspath(path), 'group_size:1,uncompressed')
+        os.fspath(path), 'group_size:1,uncompressed'
+      )
       self._paths.append(path)
       self._lengths.append(0)
       self._shard_bytes = 0
@@ -453,10 +549,16 @@ class ShardedArrayRecordWriter:
     if not self._paths:
       return None
     for index, path in enumerate(self._paths):
-      final = self._template.sharded_filepath(shard_index=index, num_shards=len(self._paths))
+      final = self._template.sharded_filepath(
+        shard_index=index, num_shards=len(self._paths)
+      )
       path.rename(os.fspath(final))
-    return tfds.core.SplitInfo(name=self._template.split, shard_lengths=list(self._lengths),
-                               num_bytes=self._bytes, filename_template=self._template)
+    return tfds.core.SplitInfo(
+      name=self._template.split,
+      shard_lengths=list(self._lengths),
+      num_bytes=self._bytes,
+      filename_template=self._template,
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -480,19 +582,29 @@ class CropsBuilder(tfds.core.dataset_builder.FileReaderBuilder, abc.ABC):
     # not install; the class file is all it needs (checksums, docs).
     return epath.Path(inspect.getfile(cls))
 
-  def __init__(self, *, num_workers: int | None = None, file_format=None, **kwargs):
-    if file_format not in (None, 'array_record', tfds.core.FileFormat.ARRAY_RECORD):
-      raise ValueError(f'{type(self).__name__} writes array_record only, got {file_format}')
+  def __init__(
+    self, *, num_workers: int | None = None, file_format=None, **kwargs
+  ):
+    if file_format not in (
+      None,
+      'array_record',
+      tfds.core.FileFormat.ARRAY_RECORD,
+    ):
+      raise ValueError(
+        f'{type(self).__name__} writes array_record only, got {file_format}'
+      )
     super().__init__(file_format='array_record', **kwargs)
-    self.num_workers = (os.cpu_count() or 1) if num_workers is None else num_workers
+    self.num_workers = (
+      (os.cpu_count() or 1) if num_workers is None else num_workers
+    )
     self.build_counts: dict[str, dict[str, int]] = {}
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
-        builder=self,
-        description=self.__doc__,
-        features=crop_features(self.builder_config.encoding, self.LABELLED),
-        metadata=tfds.core.MetadataDict(),
+      builder=self,
+      description=self.__doc__,
+      features=crop_features(self.builder_config.encoding, self.LABELLED),
+      metadata=tfds.core.MetadataDict(),
     )
 
   @abc.abstractmethod
@@ -505,25 +617,43 @@ class CropsBuilder(tfds.core.dataset_builder.FileReaderBuilder, abc.ABC):
     if source.label_names is not None:
       self.info.features['label'].names = list(source.label_names)
     options = self.builder_config.crop_options()
-    label_ids = ({name: i for i, name in enumerate(source.label_names)}
-                 if source.label_names is not None else None)
-    writers = {split: ShardedArrayRecordWriter(self._get_filename_template(split))
-               for split in source.splits}
-    counts = {split: collections.Counter(dict.fromkeys(COUNT_KEYS, 0)) for split in source.splits}
+    label_ids = (
+      {name: i for i, name in enumerate(source.label_names)}
+      if source.label_names is not None
+      else None
+    )
+    writers = {
+      split: ShardedArrayRecordWriter(self._get_filename_template(split))
+      for split in source.splits
+    }
+    counts = {
+      split: collections.Counter(dict.fromkeys(COUNT_KEYS, 0))
+      for split in source.splits
+    }
     logged = collections.Counter()
     log.info('%s: reading %s (%s)', self.name, source.description, manual_dir)
     results = ordered_parallel_map(
-        _crop_in_worker, source.tasks(), workers=self.num_workers,
-        initializer=_init_worker, initargs=(options, label_ids))
-    for result in tqdm.tqdm(results, total=source.num_photos, unit=' photos',
-                            desc=f'{self.name}/{self.builder_config.name}'):
+      _crop_in_worker,
+      source.tasks(),
+      workers=self.num_workers,
+      initializer=_init_worker,
+      initargs=(options, label_ids),
+    )
+    for result in tqdm.tqdm(
+      results,
+      total=source.num_photos,
+      unit=' photos',
+      desc=f'{self.name}/{self.builder_config.name}',
+    ):
       writer = writers[result.split]
       for record in result.records:
         writer.write(record)
       counts[result.split].update(result.counts)
       for kind, message in result.events:
         logged[result.split, kind] += 1
-        if logged[result.split, kind] <= _MAX_LOGGED_BOX_EVENTS or kind.endswith('photos'):
+        if logged[
+          result.split, kind
+        ] <= _MAX_LOGGED_BOX_EVENTS or kind.endswith('photos'):
           log.warning('%s', message)
     for split, extra in source.extra_counts.items():
       counts[split].update(extra)
@@ -532,7 +662,9 @@ class CropsBuilder(tfds.core.dataset_builder.FileReaderBuilder, abc.ABC):
     for split, writer in writers.items():
       info = writer.close()
       if info is None:
-        log.warning('%s: split %r has no crops; it is left out', self.name, split)
+        log.warning(
+          '%s: split %r has no crops; it is left out', self.name, split
+        )
       else:
         split_infos.append(info)
     if not split_infos:
@@ -564,7 +696,9 @@ class CropSource:
   tasks: Callable[[], Iterator[PhotoTask]]
   num_photos: int | None = None
   label_names: Sequence[str] | None = None
-  extra_counts: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+  extra_counts: dict[str, dict[str, int]] = dataclasses.field(
+    default_factory=dict
+  )
 
 
 def find_photo(directory: Path, stem: str) -> Path | None:

@@ -23,7 +23,9 @@ def test_ordered_parallel_map_keeps_order_and_pulls_lazily(workers):
       pulled.append(i)
       yield i
 
-  results = crops.ordered_parallel_map(operator.neg, items(), workers=workers, window=4)
+  results = crops.ordered_parallel_map(
+    operator.neg, items(), workers=workers, window=4
+  )
   first = next(results)
   assert first == 0
   assert len(pulled) <= 5  # the window, not the whole input
@@ -32,7 +34,11 @@ def test_ordered_parallel_map_keeps_order_and_pulls_lazily(workers):
 
 def test_sharded_writer_rolls_over_and_names_shards(tmp_path):
   template = tfds.core.ShardedFileTemplate(
-      data_dir=tmp_path, dataset_name='d', split='train', filetype_suffix='array_record')
+    data_dir=tmp_path,
+    dataset_name='d',
+    split='train',
+    filetype_suffix='array_record',
+  )
   writer = crops.ShardedArrayRecordWriter(template, max_shard_bytes=100)
   records = [bytes([i]) * 30 for i in range(10)]
   for record in records:
@@ -40,7 +46,9 @@ def test_sharded_writer_rolls_over_and_names_shards(tmp_path):
   info = writer.close()
   assert info.shard_lengths == [4, 4, 2] and info.num_bytes == 300
   paths = sorted(tmp_path.iterdir())
-  assert [p.name for p in paths] == [f'd-train.array_record-0000{i}-of-00003' for i in range(3)]
+  assert [p.name for p in paths] == [
+    f'd-train.array_record-0000{i}-of-00003' for i in range(3)
+  ]
   read = []
   for path in paths:
     reader = array_record_module.ArrayRecordReader(str(path))
@@ -68,30 +76,63 @@ def test_serialize_crop_matches_the_tfds_serializer(labelled):
   if labelled:
     features['label'].names = ['a', 'b', 'c']
     label = {'label': 'c', 'label_name': 'c'}
-  serializer = example_serializer.ExampleSerializer(features.get_serialized_info())
-  expected = serializer.serialize_example(features.encode_example({
-      'image': b'\xff\xd8jpeg', 'origin': 'train_3', 'box': np.array([1, 2, 30, 40], np.int32),
-      'crop_index': np.int32(7), 'crop_id': 'train_3_7', **label}))
-  fast = crops.serialize_crop(b'\xff\xd8jpeg', 'train_3', (1, 2, 30, 40), 7,
-                              *((2, 'c') if labelled else ()))
-  assert tf_example_pb2.Example.FromString(fast) == tf_example_pb2.Example.FromString(expected)
+  serializer = example_serializer.ExampleSerializer(
+    features.get_serialized_info()
+  )
+  expected = serializer.serialize_example(
+    features.encode_example(
+      {
+        'image': b'\xff\xd8jpeg',
+        'origin': 'train_3',
+        'box': np.array([1, 2, 30, 40], np.int32),
+        'crop_index': np.int32(7),
+        'crop_id': 'train_3_7',
+        **label,
+      }
+    )
+  )
+  fast = crops.serialize_crop(
+    b'\xff\xd8jpeg',
+    'train_3',
+    (1, 2, 30, 40),
+    7,
+    *((2, 'c') if labelled else ()),
+  )
+  assert tf_example_pb2.Example.FromString(
+    fast
+  ) == tf_example_pb2.Example.FromString(expected)
 
 
 def test_crop_photo_converts_cmyk_and_counts_it():
   rgb = np.full((20, 30, 3), 120, np.uint8)
   buffer = io.BytesIO()
   Image.fromarray(rgb).convert('CMYK').save(buffer, 'JPEG', quality=95)
-  task = crops.PhotoTask(split='train', origin='p', source='p.jpg', data=buffer.getvalue(),
-                         boxes=np.array([[0, 0, 10, 10], [5, 5, 30, 20]]))
+  task = crops.PhotoTask(
+    split='train',
+    origin='p',
+    source='p.jpg',
+    data=buffer.getvalue(),
+    boxes=np.array([[0, 0, 10, 10], [5, 5, 30, 20]]),
+  )
   result = _crop(task, encoding='png')
-  assert result.counts['converted_to_rgb_photos'] == 1 and result.counts['crops'] == 2
+  assert (
+    result.counts['converted_to_rgb_photos'] == 1
+    and result.counts['crops'] == 2
+  )
   assert len(result.records) == 2
 
 
 def test_crop_photo_counts_truncated_jpeg_as_unreadable():
-  data = _jpeg(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
-  task = crops.PhotoTask(split='train', origin='p', source='p.jpg', data=data[:len(data) // 3],
-                         boxes=np.array([[0, 0, 10, 10]]))
+  data = _jpeg(
+    np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+  )
+  task = crops.PhotoTask(
+    split='train',
+    origin='p',
+    source='p.jpg',
+    data=data[: len(data) // 3],
+    boxes=np.array([[0, 0, 10, 10]]),
+  )
   result = _crop(task)
   assert result.counts['unreadable_photos'] == 1 and result.records == []
   assert 'p.jpg' in result.events[0][1]

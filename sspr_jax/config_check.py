@@ -7,6 +7,7 @@ command line (`--config.batch_size=abc`) and unknown keys are already refused
 by the flag parser (see main.py); these checks cover what parses but cannot
 run, and values set in a config file.
 """
+
 import math
 from typing import Sequence
 
@@ -27,7 +28,10 @@ class ConfigError(ValueError):
 def _get(config: ml_collections.ConfigDict, key: str):
   node = config
   for part in key.split('.'):
-    if not isinstance(node, (ml_collections.ConfigDict, dict)) or part not in node:
+    if (
+      not isinstance(node, (ml_collections.ConfigDict, dict))
+      or part not in node
+    ):
       return _MISSING
     node = node[part]
   return node
@@ -49,16 +53,24 @@ def _int(config, key: str, *, minimum: int = 1):
   if not _is_int(value):
     _fail(key, value, f'must be an integer, got {type(value).__name__}.')
   if value < minimum:
-    _fail(key, value, 'must be a positive integer.' if minimum == 1
-          else f'must be an integer >= {minimum}.')
+    _fail(
+      key,
+      value,
+      'must be a positive integer.'
+      if minimum == 1
+      else f'must be an integer >= {minimum}.',
+    )
 
 
 def _number(config, key: str, *, minimum: float = 0.0):
   value = _get(config, key)
   if value is _MISSING:
     return
-  if not isinstance(value, (int, float)) or isinstance(value, bool) or (
-      not math.isfinite(value)):
+  if (
+    not isinstance(value, (int, float))
+    or isinstance(value, bool)
+    or (not math.isfinite(value))
+  ):
     _fail(key, value, 'must be a finite number.')
   if value < minimum:
     _fail(key, value, f'must be >= {minimum:g}.')
@@ -66,7 +78,9 @@ def _number(config, key: str, *, minimum: float = 0.0):
 
 def _name(config, key: str, valid: Sequence[str], what: str):
   value = _get(config, key)
-  if value is not _MISSING and (not isinstance(value, str) or value not in valid):
+  if value is not _MISSING and (
+    not isinstance(value, str) or value not in valid
+  ):
     _fail(key, value, f'unknown {what}; valid: {", ".join(sorted(valid))}.')
 
 
@@ -75,14 +89,21 @@ def _names(config, key: str, valid: Sequence[str], what: str):
   if values is _MISSING:
     return
   if isinstance(values, str) or not isinstance(values, (list, tuple)):
-    _fail(key, values, f'must be a list of {what}s; valid: '
-          f'{", ".join(sorted(valid))}.')
+    _fail(
+      key,
+      values,
+      f'must be a list of {what}s; valid: {", ".join(sorted(valid))}.',
+    )
   from sspr_jax.evaluate import run as eval_run  # pylint: disable=g-import-not-at-top
+
   # `--config.evaluate.heads=linear,mlp` arrives as ('linear,mlp',).
   for value in eval_run.names(values):
     if not isinstance(value, str) or value not in valid:
-      _fail(key, values, f'unknown {what} {value!r}; valid: '
-            f'{", ".join(sorted(valid))}.')
+      _fail(
+        key,
+        values,
+        f'unknown {what} {value!r}; valid: {", ".join(sorted(valid))}.',
+      )
 
 
 def check_pretrain(config: ml_collections.ConfigDict) -> None:
@@ -92,6 +113,7 @@ def check_pretrain(config: ml_collections.ConfigDict) -> None:
   from sspr_jax.models import resnet
   from sspr_jax.objectives import registry
   from sspr_jax.train import optim
+
   _name(config, 'objective', registry.CLASSES, 'objective')
   _name(config, 'model.backbone', resnet.BACKBONES, 'backbone')
   _name(config, 'optimizer.name', optim.OPTIMIZERS, 'optimizer')
@@ -103,18 +125,22 @@ def check_pretrain(config: ml_collections.ConfigDict) -> None:
   _int(config, 'total_steps', minimum=0)
   if not _get(config, 'total_steps') and not _get(config, 'num_epochs'):
     raise ConfigError(
-        f'config.num_epochs={_get(config, "num_epochs")!r} and '
-        f'config.total_steps={_get(config, "total_steps")!r}: nothing to train; '
-        'set one of them > 0.')
+      f'config.num_epochs={_get(config, "num_epochs")!r} and '
+      f'config.total_steps={_get(config, "total_steps")!r}: nothing to train; '
+      'set one of them > 0.'
+    )
   for key in ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints'):
     _int(config, key)
   _int(config, 'eval_every_steps', minimum=0)
   devices = jax.device_count()
   if _get(config, 'batch_size') is not _MISSING and config.batch_size % devices:
-    _fail('batch_size', config.batch_size,
-          f'not divisible by the {devices} devices (jax.device_count()); the '
-          'global batch is split evenly over them: use a multiple of '
-          f'{devices}.')
+    _fail(
+      'batch_size',
+      config.batch_size,
+      f'not divisible by the {devices} devices (jax.device_count()); the '
+      'global batch is split evenly over them: use a multiple of '
+      f'{devices}.',
+    )
   try:
     registry.build_objective(config)  # Its section and settings.
   except ValueError as e:
@@ -128,6 +154,7 @@ def check_evaluate(config: ml_collections.ConfigDict) -> None:
   # pylint: disable=g-import-not-at-top
   from sspr_jax.evaluate import gallery
   from sspr_jax.evaluate import run as eval_run
+
   for key in ('batch_size', 'image_size', 'knn_k', 'head_steps'):
     _int(config, f'evaluate.{key}')
   _names(config, 'evaluate.scores', gallery.SCORES, 'score')

@@ -6,6 +6,7 @@ that parse but cannot run are checked in-process through `modes.run`, the
 function main.py calls, with every mode replaced by one that fails the test
 if it is reached; two of them also end to end through main.py.
 """
+
 import os
 import subprocess
 import sys
@@ -21,35 +22,64 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _main(workdir, *overrides, env=None):
   return subprocess.run(
-      [sys.executable, 'main.py', '--config', 'configs/quickstart.py',
-       '--workdir', str(workdir), *overrides],
-      cwd=REPO, capture_output=True, text=True, timeout=300,
-      env=dict(os.environ, PYTHONPATH=REPO, **(env or {})))
+    [
+      sys.executable,
+      'main.py',
+      '--config',
+      'configs/quickstart.py',
+      '--workdir',
+      str(workdir),
+      *overrides,
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env=dict(os.environ, PYTHONPATH=REPO, **(env or {})),
+  )
 
 
-@pytest.mark.parametrize('override,expected', [
+@pytest.mark.parametrize(
+  'override,expected',
+  [
     # Wrong types.
-    ('--config.batch_size=abc',
-     "--config.batch_size=abc: invalid literal for int() with base 10: 'abc'"),
-    ('--config.batch_size=1.5',
-     "--config.batch_size=1.5: invalid literal for int() with base 10: '1.5'"),
-    ('--config.batch_size=[32,64]',  # A list where a scalar is expected.
-     "--config.batch_size=[32,64]: invalid literal for int()"),
-    ('--config.optimizer.lr=fast',
-     "--config.optimizer.lr=fast: could not convert string to float: 'fast'"),
+    (
+      '--config.batch_size=abc',
+      "--config.batch_size=abc: invalid literal for int() with base 10: 'abc'",
+    ),
+    (
+      '--config.batch_size=1.5',
+      "--config.batch_size=1.5: invalid literal for int() with base 10: '1.5'",
+    ),
+    (
+      '--config.batch_size=[32,64]',  # A list where a scalar is expected.
+      '--config.batch_size=[32,64]: invalid literal for int()',
+    ),
+    (
+      '--config.optimizer.lr=fast',
+      "--config.optimizer.lr=fast: could not convert string to float: 'fast'",
+    ),
     # Unknown keys, top-level and nested, with ml-collections' suggestion.
-    ('--config.bach_size=8',
-     "Unknown config key 'bach_size' in --config.bach_size=8. "
-     'Did you mean "batch_size" instead of "bach_size"?'),
-    ('--config.moco.queue_sise=8',
-     "Unknown config key 'queue_sise' in --config.moco.queue_sise=8. "
-     'Did you mean "queue_size" instead of "queue_sise"?'),
-    ('--config.mooc.queue_size=8',
-     "Unknown config key 'mooc' in --config.mooc.queue_size=8. "
-     'Did you mean "moco" instead of "mooc"?'),
-])
+    (
+      '--config.bach_size=8',
+      "Unknown config key 'bach_size' in --config.bach_size=8. "
+      'Did you mean "batch_size" instead of "bach_size"?',
+    ),
+    (
+      '--config.moco.queue_sise=8',
+      "Unknown config key 'queue_sise' in --config.moco.queue_sise=8. "
+      'Did you mean "queue_size" instead of "queue_sise"?',
+    ),
+    (
+      '--config.mooc.queue_size=8',
+      "Unknown config key 'mooc' in --config.mooc.queue_size=8. "
+      'Did you mean "moco" instead of "mooc"?',
+    ),
+  ],
+)
 def test_command_line_type_and_key_errors_name_key_and_value(
-    override, expected, tmp_path):
+  override, expected, tmp_path
+):
   out = _main(tmp_path / 'run', override)
   assert out.returncode != 0
   assert expected in out.stderr, out.stderr
@@ -60,46 +90,90 @@ def test_command_line_type_and_key_errors_name_key_and_value(
 @pytest.fixture
 def no_mode_runs(monkeypatch):
   """Every mode fails the test if reached: the check must come first."""
+
   def ran(config, workdir):
     raise AssertionError(f'mode {config.mode!r} ran despite the bad config')
-  for module in ('sspr_jax.data.prepare', 'sspr_jax.train.pretrain',
-                 'sspr_jax.evaluate.run'):
+
+  for module in (
+    'sspr_jax.data.prepare',
+    'sspr_jax.train.pretrain',
+    'sspr_jax.evaluate.run',
+  ):
     monkeypatch.setattr(f'{module}.run', ran)
 
 
-@pytest.mark.parametrize('overrides,expected', [
-    ({'mode': 'train'},
-     "Unknown config.mode 'train'; valid modes: evaluate, prepare_data, pretrain."),
-    ({'mode': 'prepare_data,pretrain', 'objective': 'byol'},
-     "config.objective='byol': unknown objective; valid: jigsaw, moco, rotnet, "
-     'simclr.'),
-    ({'model.backbone': 'resnet99'},
-     "config.model.backbone='resnet99': unknown backbone; valid: resnet18, "
-     'resnet34, resnet50, resnet_tiny.'),
+@pytest.mark.parametrize(
+  'overrides,expected',
+  [
+    (
+      {'mode': 'train'},
+      "Unknown config.mode 'train'; valid modes: evaluate, prepare_data, pretrain.",
+    ),
+    (
+      {'mode': 'prepare_data,pretrain', 'objective': 'byol'},
+      "config.objective='byol': unknown objective; valid: jigsaw, moco, rotnet, "
+      'simclr.',
+    ),
+    (
+      {'model.backbone': 'resnet99'},
+      "config.model.backbone='resnet99': unknown backbone; valid: resnet18, "
+      'resnet34, resnet50, resnet_tiny.',
+    ),
     ({'batch_size': 0}, 'config.batch_size=0: must be a positive integer.'),
     ({'batch_size': -32}, 'config.batch_size=-32: must be a positive integer.'),
-    ({'num_epochs': 0, 'total_steps': 0},
-     'config.num_epochs=0 and config.total_steps=0: nothing to train'),
-    ({'optimizer.name': 'adam'},
-     "config.optimizer.name='adam': unknown optimizer; valid: lars, sgd."),
-    ({'schedule.name': 'poly'},
-     "config.schedule.name='poly': unknown schedule; valid: constant, cosine, step."),
-    ({'input.image_size': 0}, 'config.input.image_size=0: must be a positive integer.'),
+    (
+      {'num_epochs': 0, 'total_steps': 0},
+      'config.num_epochs=0 and config.total_steps=0: nothing to train',
+    ),
+    (
+      {'optimizer.name': 'adam'},
+      "config.optimizer.name='adam': unknown optimizer; valid: lars, sgd.",
+    ),
+    (
+      {'schedule.name': 'poly'},
+      "config.schedule.name='poly': unknown schedule; valid: constant, cosine, step.",
+    ),
+    (
+      {'input.image_size': 0},
+      'config.input.image_size=0: must be a positive integer.',
+    ),
     # Name lists: the value is shown as the config holds it (list or tuple).
-    ({'mode': 'evaluate', 'evaluate.scores': ('cosine', 'dot')},
-     ('config.evaluate.scores=', "'cosine', 'dot'", "unknown score 'dot'; valid: "
-      'cosine, euclidean, euclidean_normalized, inner_product.')),
-    ({'mode': 'evaluate', 'evaluate.heads': ('linear,knn',)},  # As from the CLI.
-     ('config.evaluate.heads=', "unknown head 'knn'; valid: linear, mlp, svc.")),
-    ({'mode': 'evaluate', 'evaluate.baselines': ('imagenet_vgg16',)},
-     ('config.evaluate.baselines=', "Unknown baseline 'imagenet_vgg16'")),
-    ({'mode': 'evaluate', 'evaluate.knn_k': 0},
-     'config.evaluate.knn_k=0: must be a positive integer.'),
-    ({'mode': 'prepare_data', 'data.source': 'web'},
-     "config.data.source='web': unknown data source; valid: manual, synthetic."),
-])
-def test_bad_values_fail_before_any_mode_runs(overrides, expected, tmp_path,
-                                              no_mode_runs):
+    (
+      {'mode': 'evaluate', 'evaluate.scores': ('cosine', 'dot')},
+      (
+        'config.evaluate.scores=',
+        "'cosine', 'dot'",
+        "unknown score 'dot'; valid: "
+        'cosine, euclidean, euclidean_normalized, inner_product.',
+      ),
+    ),
+    (
+      {
+        'mode': 'evaluate',
+        'evaluate.heads': ('linear,knn',),
+      },  # As from the CLI.
+      (
+        'config.evaluate.heads=',
+        "unknown head 'knn'; valid: linear, mlp, svc.",
+      ),
+    ),
+    (
+      {'mode': 'evaluate', 'evaluate.baselines': ('imagenet_vgg16',)},
+      ('config.evaluate.baselines=', "Unknown baseline 'imagenet_vgg16'"),
+    ),
+    (
+      {'mode': 'evaluate', 'evaluate.knn_k': 0},
+      'config.evaluate.knn_k=0: must be a positive integer.',
+    ),
+    (
+      {'mode': 'prepare_data', 'data.source': 'web'},
+      "config.data.source='web': unknown data source; valid: manual, synthetic.",
+    ),
+  ],
+)
+def test_bad_values_fail_before_any_mode_runs(
+  overrides, expected, tmp_path, no_mode_runs
+):
   del no_mode_runs
   config = quickstart.get_config()
   for key, value in overrides.items():
@@ -117,14 +191,17 @@ def test_float_batch_size_from_a_config_file(no_mode_runs, tmp_path):
   config = quickstart.get_config()
   del config['batch_size']  # An int field does not take a float.
   config.batch_size = 32.0  # e.g. `c.batch_size = 2048 / 64` in a config file
-  with pytest.raises(config_check.ConfigError,
-                     match=r'config\.batch_size=32\.0: must be an integer, got float'):
+  with pytest.raises(
+    config_check.ConfigError,
+    match=r'config\.batch_size=32\.0: must be an integer, got float',
+  ):
     modes.run(config, str(tmp_path / 'run'))
 
 
 def test_every_shipped_config_passes(no_mode_runs):
   del no_mode_runs
   import importlib  # pylint: disable=g-import-not-at-top
+
   for name in ('quickstart', 'rotnet', 'jigsaw', 'moco', 'simclr'):
     config = importlib.import_module(f'configs.{name}').get_config()
     config_check.check(config, ['prepare_data', 'pretrain', 'evaluate'])
@@ -133,17 +210,23 @@ def test_every_shipped_config_passes(no_mode_runs):
 def test_bad_objective_from_main_is_a_plain_message_before_data(tmp_path):
   out = _main(tmp_path / 'run', '--config.objective=byol')
   assert out.returncode == 1
-  assert ("config.objective='byol': unknown objective; valid: jigsaw, moco, "
-          'rotnet, simclr.') in out.stderr
+  assert (
+    "config.objective='byol': unknown objective; valid: jigsaw, moco, "
+    'rotnet, simclr.'
+  ) in out.stderr
   assert 'Traceback' not in out.stderr
   assert not (tmp_path / 'run').exists()  # No data generated.
 
 
 def test_batch_not_divisible_by_devices_fails_before_data(tmp_path):
-  out = _main(tmp_path / 'run', '--config.batch_size=33',
-              env={'XLA_FLAGS': '--xla_force_host_platform_device_count=2'})
+  out = _main(
+    tmp_path / 'run',
+    '--config.batch_size=33',
+    env={'XLA_FLAGS': '--xla_force_host_platform_device_count=2'},
+  )
   assert out.returncode == 1
-  assert ('config.batch_size=33: not divisible by the 2 devices '
-          '(jax.device_count())') in out.stderr
+  assert (
+    'config.batch_size=33: not divisible by the 2 devices (jax.device_count())'
+  ) in out.stderr
   assert 'use a multiple of 2' in out.stderr
   assert not (tmp_path / 'run').exists()

@@ -60,18 +60,25 @@ def parse_voc(xml_path: Path) -> VocAnnotation:
   except ET.ParseError as e:
     raise ValueError(f'{xml_path}: malformed XML: {e}') from None
   if root.tag != 'annotation':
-    raise ValueError(f'{xml_path}: root element is <{root.tag}>, expected <annotation>')
+    raise ValueError(
+      f'{xml_path}: root element is <{root.tag}>, expected <annotation>'
+    )
 
   def number(element, tag: str, where: str) -> int:
     text = element.findtext(tag)
     try:
       return int(round(float(text)))
     except (TypeError, ValueError):
-      raise ValueError(f'{xml_path}: {where}: <{tag}> must be a number, got {text!r}') from None
+      raise ValueError(
+        f'{xml_path}: {where}: <{tag}> must be a number, got {text!r}'
+      ) from None
 
   size = None
   if (size_element := root.find('size')) is not None:
-    size = (number(size_element, 'width', '<size>'), number(size_element, 'height', '<size>'))
+    size = (
+      number(size_element, 'width', '<size>'),
+      number(size_element, 'height', '<size>'),
+    )
     if size[0] <= 0 or size[1] <= 0:
       size = None  # some tools write 0 when unknown
   labels, boxes = [], []
@@ -84,14 +91,25 @@ def parse_voc(xml_path: Path) -> VocAnnotation:
     if bndbox is None:
       raise ValueError(f'{xml_path}: {where} ({name}): missing <bndbox>')
     labels.append(name)
-    boxes.append([number(bndbox, tag, f'{where} ({name})')
-                  for tag in ('xmin', 'ymin', 'xmax', 'ymax')])
+    boxes.append(
+      [
+        number(bndbox, tag, f'{where} ({name})')
+        for tag in ('xmin', 'ymin', 'xmax', 'ymax')
+      ]
+    )
   filename = (root.findtext('filename') or '').strip() or None
-  return VocAnnotation(xml_path, filename, size, labels,
-                       np.array(boxes, dtype=np.int64).reshape(-1, 4))
+  return VocAnnotation(
+    xml_path,
+    filename,
+    size,
+    labels,
+    np.array(boxes, dtype=np.int64).reshape(-1, 4),
+  )
 
 
-def _resolve_photo(annotation: VocAnnotation, voc_root: Path | None) -> Path | None:
+def _resolve_photo(
+  annotation: VocAnnotation, voc_root: Path | None
+) -> Path | None:
   folders = [annotation.xml_path.parent]
   if voc_root is not None:
     folders.insert(0, voc_root / 'JPEGImages')
@@ -105,54 +123,97 @@ def _resolve_photo(annotation: VocAnnotation, voc_root: Path | None) -> Path | N
   return None
 
 
-def _voc_source(xml_paths: list[Path], voc_root: Path | None, description: str) -> crops.CropSource:
-  annotations = [parse_voc(p) for p in xml_paths]  # small; parsed up front for the label names
+def _voc_source(
+  xml_paths: list[Path], voc_root: Path | None, description: str
+) -> crops.CropSource:
+  annotations = [
+    parse_voc(p) for p in xml_paths
+  ]  # small; parsed up front for the label names
   names = sorted({label for a in annotations for label in a.labels})
 
   def tasks():
     for annotation in annotations:
       photo = _resolve_photo(annotation, voc_root)
-      stem = Path(annotation.filename).stem if annotation.filename else annotation.xml_path.stem
+      stem = (
+        Path(annotation.filename).stem
+        if annotation.filename
+        else annotation.xml_path.stem
+      )
       yield crops.PhotoTask(
-          split=SPLIT, origin=photo.stem if photo else stem,
-          source=str(photo or annotation.xml_path.with_name(annotation.filename or stem)),
-          boxes=annotation.boxes, path=str(photo) if photo else None,
-          labels=annotation.labels, expected_size=annotation.size)
+        split=SPLIT,
+        origin=photo.stem if photo else stem,
+        source=str(
+          photo or annotation.xml_path.with_name(annotation.filename or stem)
+        ),
+        boxes=annotation.boxes,
+        path=str(photo) if photo else None,
+        labels=annotation.labels,
+        expected_size=annotation.size,
+      )
 
-  return crops.CropSource(description, [SPLIT], tasks, num_photos=len(annotations),
-                          label_names=names)
+  return crops.CropSource(
+    description, [SPLIT], tasks, num_photos=len(annotations), label_names=names
+  )
 
 
-def _class_folder_source(manual_dir: Path, class_dirs: list[Path]) -> crops.CropSource:
-  files = [(d.name, f) for d in class_dirs for f in sorted(d.iterdir())
-           if f.suffix in crops.IMAGE_EXTENSIONS]
+def _class_folder_source(
+  manual_dir: Path, class_dirs: list[Path]
+) -> crops.CropSource:
+  files = [
+    (d.name, f)
+    for d in class_dirs
+    for f in sorted(d.iterdir())
+    if f.suffix in crops.IMAGE_EXTENSIONS
+  ]
   names = sorted({name for name, _ in files})
 
   def tasks():
     for label, path in files:
       match = _CROP_NAME.fullmatch(path.stem)
-      origin, index = (match.group(1), int(match.group(2))) if match else (path.stem, 0)
+      origin, index = (
+        (match.group(1), int(match.group(2))) if match else (path.stem, 0)
+      )
       # One normalised full-image box: [0, 0, w, h] once the size is decoded.
-      yield crops.PhotoTask(split=SPLIT, origin=origin, source=str(path),
-                            boxes=np.array([[0.5, 0.5, 1.0, 1.0]]), normalized=True,
-                            path=str(path), labels=[label], crop_indices=[index])
+      yield crops.PhotoTask(
+        split=SPLIT,
+        origin=origin,
+        source=str(path),
+        boxes=np.array([[0.5, 0.5, 1.0, 1.0]]),
+        normalized=True,
+        path=str(path),
+        labels=[label],
+        crop_indices=[index],
+      )
 
-  return crops.CropSource(f'class folders {manual_dir}', [SPLIT], tasks,
-                          num_photos=len(files), label_names=names)
+  return crops.CropSource(
+    f'class folders {manual_dir}',
+    [SPLIT],
+    tasks,
+    num_photos=len(files),
+    label_names=names,
+  )
 
 
 def find_source(manual_dir: Path) -> crops.CropSource:
   """Detects the rack layout in `manual_dir` (see the module docstring)."""
   if (manual_dir / 'Annotations').is_dir():
     xml_paths = sorted((manual_dir / 'Annotations').glob('*.xml'))
-    return _voc_source(xml_paths, manual_dir, f'Pascal VOC folders {manual_dir}')
+    return _voc_source(
+      xml_paths, manual_dir, f'Pascal VOC folders {manual_dir}'
+    )
   xml_paths = sorted(manual_dir.rglob('*.xml'))
   if xml_paths:
     return _voc_source(xml_paths, None, f'Pascal VOC files in {manual_dir}')
-  class_dirs = sorted(d for d in manual_dir.iterdir() if d.is_dir()) if manual_dir.is_dir() else []
+  class_dirs = (
+    sorted(d for d in manual_dir.iterdir() if d.is_dir())
+    if manual_dir.is_dir()
+    else []
+  )
   if class_dirs:
     return _class_folder_source(manual_dir, class_dirs)
-  raise FileNotFoundError(f'{manual_dir}: no Pascal VOC *.xml files and no class folders of crops')
+  raise FileNotFoundError(
+    f'{manual_dir}: no Pascal VOC *.xml files and no class folders of crops'
+  )
 
 
 class RackCrops(crops.CropsBuilder):
@@ -164,8 +225,9 @@ class RackCrops(crops.CropsBuilder):
   BUILDER_CONFIGS = crops.size_configs(RackCropsConfig)
   LABELLED = True
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      'Put the rack photos with their Pascal VOC XML files (flat, or Annotations/ + '
-      'JPEGImages/), or class folders of crops named <origin>_<k>.jpg, in manual_dir.')
+    'Put the rack photos with their Pascal VOC XML files (flat, or Annotations/ + '
+    'JPEGImages/), or class folders of crops named <origin>_<k>.jpg, in manual_dir.'
+  )
 
   def _prepare_source(self, manual_dir: Path) -> crops.CropSource:
     return find_source(manual_dir)

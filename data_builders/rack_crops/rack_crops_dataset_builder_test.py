@@ -13,9 +13,15 @@ from data_builders.rack_crops import rack_crops_dataset_builder as rack
 
 # Photo id -> (width, height), [(class, box)].
 RACKS = {
-    'rack_0': ((60, 40), [('milk', (0, 0, 20, 30)), ('cola', (20, 5, 45, 40)),
-                          ('milk', (45, 0, 60, 20))]),
-    'rack_1': ((50, 50), [('bread', (5, 5, 30, 30)), ('cola', (30, 10, 50, 50))]),
+  'rack_0': (
+    (60, 40),
+    [
+      ('milk', (0, 0, 20, 30)),
+      ('cola', (20, 5, 45, 40)),
+      ('milk', (45, 0, 60, 20)),
+    ],
+  ),
+  'rack_1': ((50, 50), [('bread', (5, 5, 30, 30)), ('cola', (30, 10, 50, 50))]),
 }
 
 
@@ -28,10 +34,14 @@ def voc_xml(filename: str | None, size, objects) -> str:
   parts = ['<annotation>', '<folder>racks</folder>']
   if filename is not None:
     parts.append(f'<filename>{filename}</filename>')
-  parts.append(f'<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>')
+  parts.append(
+    f'<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>'
+  )
   for name, (x1, y1, x2, y2) in objects:
-    parts.append(f'<object><name>{name}</name><pose>Unspecified</pose><bndbox><xmin>{x1}</xmin>'
-                 f'<ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>')
+    parts.append(
+      f'<object><name>{name}</name><pose>Unspecified</pose><bndbox><xmin>{x1}</xmin>'
+      f'<ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>'
+    )
   return '\n'.join(parts + ['</annotation>'])
 
 
@@ -39,20 +49,31 @@ def make_flat(root: Path, racks=RACKS, photo_ext='.png') -> Path:
   """Flat folder of `rack_<i><ext>` + `rack_<i>.xml` (PNG photos: exact pixels)."""
   root.mkdir(parents=True)
   for seed, (origin, (size, objects)) in enumerate(racks.items()):
-    Image.fromarray(photo_pixels(*size, seed)).save(root / f'{origin}{photo_ext}')
-    (root / f'{origin}.xml').write_text(voc_xml(f'{origin}{photo_ext}', size, objects))
+    Image.fromarray(photo_pixels(*size, seed)).save(
+      root / f'{origin}{photo_ext}'
+    )
+    (root / f'{origin}.xml').write_text(
+      voc_xml(f'{origin}{photo_ext}', size, objects)
+    )
   return root
 
 
 def read_all(builder) -> dict[str, dict]:
   source = builder.as_data_source(split='train')
-  return {ex['crop_id'].decode(): ex for ex in (source[i] for i in range(len(source)))}
+  return {
+    ex['crop_id'].decode(): ex for ex in (source[i] for i in range(len(source)))
+  }
 
 
 def build(manual_dir, data_dir, **options):
   options.setdefault('encoding', 'png')
-  return build_lib.build('rack_crops', manual_dir=manual_dir, data_dir=data_dir,
-                         num_workers=0, **options)
+  return build_lib.build(
+    'rack_crops',
+    manual_dir=manual_dir,
+    data_dir=data_dir,
+    num_workers=0,
+    **options,
+  )
 
 
 def test_voc_flat_folder_gives_labelled_exact_crops(tmp_path):
@@ -85,10 +106,14 @@ def test_voc_layout_resolves_filename_and_falls_back_to_the_xml_stem(tmp_path):
   pixels = photo_pixels(*size, 0)
   # <filename> names the photo; the XML has another stem.
   Image.fromarray(pixels).save(manual / 'JPEGImages' / 'IMG_7.png')
-  (manual / 'Annotations' / 'a.xml').write_text(voc_xml('IMG_7.png', size, objects))
+  (manual / 'Annotations' / 'a.xml').write_text(
+    voc_xml('IMG_7.png', size, objects)
+  )
   # <filename> missing: resolved as <xml stem>.<ext>.
   Image.fromarray(pixels).save(manual / 'JPEGImages' / 'b.png')
-  (manual / 'Annotations' / 'b.xml').write_text(voc_xml(None, size, objects[:1]))
+  (manual / 'Annotations' / 'b.xml').write_text(
+    voc_xml(None, size, objects[:1])
+  )
   crops = read_all(build(manual, tmp_path / 'data'))
   assert set(crops) == {'IMG_7_0', 'IMG_7_1', 'IMG_7_2', 'b_0'}
   assert crops['b_0']['origin'] == b'b'
@@ -96,28 +121,46 @@ def test_voc_layout_resolves_filename_and_falls_back_to_the_xml_stem(tmp_path):
 
 def test_class_folders_keep_origin_and_whole_crop(tmp_path):
   manual = tmp_path / 'classes'
-  shapes = {('milk', 'rack_0_3'): (12, 20), ('milk', 'rack_1_0'): (8, 9),
-            ('cola', 'rack_0_1'): (15, 10), ('cola', 'loose'): (5, 6)}
+  shapes = {
+    ('milk', 'rack_0_3'): (12, 20),
+    ('milk', 'rack_1_0'): (8, 9),
+    ('cola', 'rack_0_1'): (15, 10),
+    ('cola', 'loose'): (5, 6),
+  }
   for (label, stem), (w, h) in shapes.items():
     (manual / label).mkdir(parents=True, exist_ok=True)
     Image.fromarray(photo_pixels(w, h, w)).save(manual / label / f'{stem}.png')
   builder = build(manual, tmp_path / 'data')
   crops = read_all(builder)
   assert set(crops) == {'rack_0_3', 'rack_1_0', 'rack_0_1', 'loose_0'}
-  assert crops['rack_0_3']['origin'] == b'rack_0' and crops['rack_0_3']['crop_index'] == 3
+  assert (
+    crops['rack_0_3']['origin'] == b'rack_0'
+    and crops['rack_0_3']['crop_index'] == 3
+  )
   assert crops['loose_0']['origin'] == b'loose'
   assert crops['rack_0_3']['box'].tolist() == [0, 0, 12, 20]
-  np.testing.assert_array_equal(crops['rack_1_0']['image'], photo_pixels(8, 9, 8))
+  np.testing.assert_array_equal(
+    crops['rack_1_0']['image'], photo_pixels(8, 9, 8)
+  )
   assert builder.info.features['label'].names == ['cola', 'milk']
-  assert crops['rack_0_1']['label_name'] == b'cola' and crops['rack_0_1']['label'] == 0
+  assert (
+    crops['rack_0_1']['label_name'] == b'cola'
+    and crops['rack_0_1']['label'] == 0
+  )
 
 
 def test_bad_boxes_and_photos_are_counted(tmp_path):
   racks = {
-      'rack_0': ((60, 40), [('milk', (-3, 0, 20, 30)), ('cola', (30, 5, 20, 40)),
-                            ('cola', (10, 10, 10, 20))]),
-      'rack_1': ((50, 50), [('bread', (5, 5, 30, 30))]),
-      'rack_2': ((50, 50), [('bread', (5, 5, 30, 30))]),
+    'rack_0': (
+      (60, 40),
+      [
+        ('milk', (-3, 0, 20, 30)),
+        ('cola', (30, 5, 20, 40)),
+        ('cola', (10, 10, 10, 20)),
+      ],
+    ),
+    'rack_1': ((50, 50), [('bread', (5, 5, 30, 30))]),
+    'rack_2': ((50, 50), [('bread', (5, 5, 30, 30))]),
   }
   manual = make_flat(tmp_path / 'racks', racks, photo_ext='.jpg')
   (manual / 'rack_1.jpg').write_bytes(b'\xff\xd8\xff garbage')
@@ -127,17 +170,28 @@ def test_bad_boxes_and_photos_are_counted(tmp_path):
   assert counts['clipped_boxes'] == 1 and counts['skipped_empty_boxes'] == 2
   assert counts['unreadable_photos'] == 1 and counts['missing_photos'] == 1
   crops = read_all(builder)
-  assert set(crops) == {'rack_0_0'} and crops['rack_0_0']['box'].tolist() == [0, 0, 20, 30]
+  assert set(crops) == {'rack_0_0'} and crops['rack_0_0']['box'].tolist() == [
+    0,
+    0,
+    20,
+    30,
+  ]
   # Classes only seen in skipped boxes still get a label id.
   assert builder.info.features['label'].names == ['bread', 'cola', 'milk']
 
 
-@pytest.mark.parametrize('text, message', [
+@pytest.mark.parametrize(
+  'text, message',
+  [
     ('<annotation><object><name>a</name>', 'malformed XML'),
-    ('<annotation><object><name>a</name><bndbox><xmin>1</xmin><ymin>x</ymin>'
-     '<xmax>3</xmax><ymax>4</ymax></bndbox></object></annotation>', r'<ymin> must be a number'),
+    (
+      '<annotation><object><name>a</name><bndbox><xmin>1</xmin><ymin>x</ymin>'
+      '<xmax>3</xmax><ymax>4</ymax></bndbox></object></annotation>',
+      r'<ymin> must be a number',
+    ),
     ('<annotation><object><bndbox/></object></annotation>', 'missing <name>'),
-])
+  ],
+)
 def test_malformed_xml_names_the_file(tmp_path, text, message):
   manual = make_flat(tmp_path / 'racks')
   (manual / 'rack_1.xml').write_text(text)
@@ -150,15 +204,28 @@ def test_parse_voc_rounds_float_coordinates(tmp_path):
   path = tmp_path / 'x.xml'
   path.write_text(voc_xml('x.jpg', (10, 10), [('a', (1.0, 2.4, 7.6, 9))]))
   annotation = rack.parse_voc(path)
-  assert annotation.boxes.tolist() == [[1, 2, 8, 9]] and annotation.size == (10, 10)
+  assert annotation.boxes.tolist() == [[1, 2, 8, 9]] and annotation.size == (
+    10,
+    10,
+  )
 
 
 def test_synthetic_racks_give_one_labelled_crop_per_object(tmp_path):
   from data_builders.synthetic import generate_racks
-  racks = generate_racks(tmp_path / 'gen', num_photos=3, num_classes=5, photo_size=(320, 240),
-                         boxes_per_photo=(8, 12), num_workers=0)
-  objects = {f'{xml.stem}_{k}': a for xml in sorted(racks.glob('*.xml'))
-             for k, a in enumerate(rack.parse_voc(xml).labels)}
+
+  racks = generate_racks(
+    tmp_path / 'gen',
+    num_photos=3,
+    num_classes=5,
+    photo_size=(320, 240),
+    boxes_per_photo=(8, 12),
+    num_workers=0,
+  )
+  objects = {
+    f'{xml.stem}_{k}': a
+    for xml in sorted(racks.glob('*.xml'))
+    for k, a in enumerate(rack.parse_voc(xml).labels)
+  }
   builder = build(racks, tmp_path / 'data', encoding='jpeg')
   crops = read_all(builder)
   assert set(crops) == set(objects)

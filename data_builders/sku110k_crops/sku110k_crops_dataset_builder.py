@@ -58,7 +58,9 @@ class _PhotoBoxes:
   size: tuple[int, int]  # (width, height) stated by the CSV
 
 
-def parse_annotations_csv(text: Iterator[str], filename: str) -> dict[str, _PhotoBoxes]:
+def parse_annotations_csv(
+  text: Iterator[str], filename: str
+) -> dict[str, _PhotoBoxes]:
   """Parses one SKU110K CSV (no header, 8 columns) into boxes per photo file name.
 
   Raises:
@@ -71,15 +73,19 @@ def parse_annotations_csv(text: Iterator[str], filename: str) -> dict[str, _Phot
       continue
     where = f'{filename}:{reader.line_num}'
     if len(row) != 8:
-      raise ValueError(f'{where}: expected 8 columns image_name,x1,y1,x2,y2,class,'
-                       f'image_width,image_height, got {len(row)}: {row!r}')
+      raise ValueError(
+        f'{where}: expected 8 columns image_name,x1,y1,x2,y2,class,'
+        f'image_width,image_height, got {len(row)}: {row!r}'
+      )
     name = row[0].strip()
     if not name:
       raise ValueError(f'{where}: empty image_name')
     try:
       x1, y1, x2, y2, width, height = (int(row[i]) for i in (1, 2, 3, 4, 6, 7))
     except ValueError:
-      raise ValueError(f'{where}: coordinates and image size must be integers: {row!r}') from None
+      raise ValueError(
+        f'{where}: coordinates and image size must be integers: {row!r}'
+      ) from None
     if width <= 0 or height <= 0:
       raise ValueError(f'{where}: image size must be positive: {row!r}')
     photo = photos.get(name)
@@ -102,8 +108,10 @@ def parse_yolo_labels(text: str, filename: str) -> np.ndarray:
       int(fields[0])
       rows.append([float(v) for v in fields[1:]])
     except ValueError:
-      raise ValueError(f'{filename}:{line_number}: expected `cls xc yc w h` '
-                       f'(int, 4 floats), got {line!r}') from None
+      raise ValueError(
+        f'{filename}:{line_number}: expected `cls xc yc w h` '
+        f'(int, 4 floats), got {line!r}'
+      ) from None
   return np.array(rows, dtype=np.float64).reshape(-1, 4)
 
 
@@ -111,10 +119,17 @@ def _natural_key(stem: str):
   return [int(t) if t.isdigit() else t for t in re.split(r'(\d+)', stem)]
 
 
-def _task(split: str, name: str, photo: _PhotoBoxes, **kwargs) -> crops.PhotoTask:
-  return crops.PhotoTask(split=split, origin=Path(name).stem, source=kwargs.pop('source', name),
-                         boxes=np.frombuffer(photo.boxes, dtype=np.int64).reshape(-1, 4),
-                         expected_size=photo.size, **kwargs)
+def _task(
+  split: str, name: str, photo: _PhotoBoxes, **kwargs
+) -> crops.PhotoTask:
+  return crops.PhotoTask(
+    split=split,
+    origin=Path(name).stem,
+    source=kwargs.pop('source', name),
+    boxes=np.frombuffer(photo.boxes, dtype=np.int64).reshape(-1, 4),
+    expected_size=photo.size,
+    **kwargs,
+  )
 
 
 def _read_csv_dir(directory: Path) -> dict[str, dict[str, _PhotoBoxes]]:
@@ -130,17 +145,26 @@ def _read_csv_dir(directory: Path) -> dict[str, dict[str, _PhotoBoxes]]:
 def _folder_source(root: Path) -> crops.CropSource:
   annotations = _read_csv_dir(root / 'annotations')
   if not annotations:
-    raise FileNotFoundError(f'no annotations_{{train,val,test}}.csv in {root / "annotations"}')
+    raise FileNotFoundError(
+      f'no annotations_{{train,val,test}}.csv in {root / "annotations"}'
+    )
   images = root / 'images'
 
   def tasks():
     for split, photos in annotations.items():
       for name, photo in photos.items():
-        yield _task(split, name, photo, path=str(images / name), source=str(images / name))
+        yield _task(
+          split, name, photo, path=str(images / name), source=str(images / name)
+        )
 
   extra = {split: {'unannotated_photos': 0} for split in annotations}
-  return crops.CropSource(f'extracted folder {root}', list(annotations), tasks,
-                          num_photos=sum(map(len, annotations.values())), extra_counts=extra)
+  return crops.CropSource(
+    f'extracted folder {root}',
+    list(annotations),
+    tasks,
+    num_photos=sum(map(len, annotations.values())),
+    extra_counts=extra,
+  )
 
 
 def _yolo_source(root: Path) -> crops.CropSource:
@@ -148,21 +172,42 @@ def _yolo_source(root: Path) -> crops.CropSource:
   photo_lists = {}
   extra = {}
   for split in splits:
-    photos = sorted((p for p in (root / 'images' / split).iterdir()
-                     if p.suffix in crops.IMAGE_EXTENSIONS), key=lambda p: _natural_key(p.stem))
+    photos = sorted(
+      (
+        p
+        for p in (root / 'images' / split).iterdir()
+        if p.suffix in crops.IMAGE_EXTENSIONS
+      ),
+      key=lambda p: _natural_key(p.stem),
+    )
     labelled = [(p, root / 'labels' / split / f'{p.stem}.txt') for p in photos]
     photo_lists[split] = [(p, lab) for p, lab in labelled if lab.is_file()]
-    extra[split] = {'unannotated_photos': len(labelled) - len(photo_lists[split])}
+    extra[split] = {
+      'unannotated_photos': len(labelled) - len(photo_lists[split])
+    }
 
   def tasks():
     for split, photos in photo_lists.items():
       for photo, label_file in photos:
-        boxes = parse_yolo_labels(label_file.read_text(encoding='utf-8'), str(label_file))
-        yield crops.PhotoTask(split=split, origin=photo.stem, source=str(photo), boxes=boxes,
-                              path=str(photo), normalized=True)
+        boxes = parse_yolo_labels(
+          label_file.read_text(encoding='utf-8'), str(label_file)
+        )
+        yield crops.PhotoTask(
+          split=split,
+          origin=photo.stem,
+          source=str(photo),
+          boxes=boxes,
+          path=str(photo),
+          normalized=True,
+        )
 
-  return crops.CropSource(f'YOLO layout {root}', splits, tasks,
-                          num_photos=sum(map(len, photo_lists.values())), extra_counts=extra)
+  return crops.CropSource(
+    f'YOLO layout {root}',
+    splits,
+    tasks,
+    num_photos=sum(map(len, photo_lists.values())),
+    extra_counts=extra,
+  )
 
 
 def _member_kind(name: str) -> tuple[str, str] | None:
@@ -186,20 +231,34 @@ def _read_tar_csvs(tar_path: Path) -> dict[str, dict[str, _PhotoBoxes]]:
       if kind and kind[0] == 'csv':
         # Line by line: the member file object of a stream is not seekable.
         text = codecs.iterdecode(tar.extractfile(member), 'utf-8')
-        annotations[kind[1]] = parse_annotations_csv(text, f'{tar_path}:{member.name}')
+        annotations[kind[1]] = parse_annotations_csv(
+          text, f'{tar_path}:{member.name}'
+        )
         if len(annotations) == len(SPLITS):
           break  # no need to decompress the rest
   return annotations
 
 
 def _tar_source(tar_path: Path) -> crops.CropSource:
-  csv_dir = next((d for d in (tar_path.parent / 'annotations',
-                              tar_path.parent / 'SKU110K_fixed' / 'annotations')
-                  if d.is_dir()), None)
+  csv_dir = next(
+    (
+      d
+      for d in (
+        tar_path.parent / 'annotations',
+        tar_path.parent / 'SKU110K_fixed' / 'annotations',
+      )
+      if d.is_dir()
+    ),
+    None,
+  )
   annotations = _read_csv_dir(csv_dir) if csv_dir else _read_tar_csvs(tar_path)
   if not annotations:
-    raise FileNotFoundError(f'{tar_path}: no annotations/annotations_{{train,val,test}}.csv')
-  split_of = {name: split for split, photos in annotations.items() for name in photos}
+    raise FileNotFoundError(
+      f'{tar_path}: no annotations/annotations_{{train,val,test}}.csv'
+    )
+  split_of = {
+    name: split for split, photos in annotations.items() for name in photos
+  }
   extra = {split: {'unannotated_photos': 0} for split in annotations}
 
   def tasks():
@@ -217,17 +276,39 @@ def _tar_source(tar_path: Path) -> crops.CropSource:
             extra[guess]['unannotated_photos'] += 1
           continue
         if name in seen:
-          log.warning('%s: %s appears twice in the archive; kept the first', tar_path, name)
+          log.warning(
+            '%s: %s appears twice in the archive; kept the first',
+            tar_path,
+            name,
+          )
           continue
         seen.add(name)
-        yield _task(split, name, annotations[split][name], data=tar.extractfile(member).read(),
-                    source=f'{tar_path}:{member.name}')
-    for name, split in split_of.items():  # annotated photos absent from the archive
+        yield _task(
+          split,
+          name,
+          annotations[split][name],
+          data=tar.extractfile(member).read(),
+          source=f'{tar_path}:{member.name}',
+        )
+    for (
+      name,
+      split,
+    ) in split_of.items():  # annotated photos absent from the archive
       if name not in seen:
-        yield _task(split, name, annotations[split][name], source=f'{tar_path}:images/{name}')
+        yield _task(
+          split,
+          name,
+          annotations[split][name],
+          source=f'{tar_path}:images/{name}',
+        )
 
-  return crops.CropSource(f'archive {tar_path}', list(annotations), tasks,
-                          num_photos=len(split_of), extra_counts=extra)
+  return crops.CropSource(
+    f'archive {tar_path}',
+    list(annotations),
+    tasks,
+    num_photos=len(split_of),
+    extra_counts=extra,
+  )
 
 
 def find_source(manual_dir: Path) -> crops.CropSource:
@@ -240,8 +321,9 @@ def find_source(manual_dir: Path) -> crops.CropSource:
   if (manual_dir / ARCHIVE_NAME).is_file():
     return _tar_source(manual_dir / ARCHIVE_NAME)
   raise FileNotFoundError(
-      f'{manual_dir}: found none of SKU110K_fixed/{{images,annotations}}/, '
-      f'images/+annotations/, images/{{split}}/+labels/{{split}}/ (YOLO), {ARCHIVE_NAME}')
+    f'{manual_dir}: found none of SKU110K_fixed/{{images,annotations}}/, '
+    f'images/+annotations/, images/{{split}}/+labels/{{split}}/ (YOLO), {ARCHIVE_NAME}'
+  )
 
 
 class Sku110kCrops(crops.CropsBuilder):
@@ -252,9 +334,10 @@ class Sku110kCrops(crops.CropsBuilder):
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
   BUILDER_CONFIGS = crops.size_configs(Sku110kCropsConfig)
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      f'Put {ARCHIVE_NAME} (https://github.com/eg4000/SKU110K_CVPR19), its extracted '
-      'SKU110K_fixed/ folder, or a YOLO conversion (images/{split}/, labels/{split}/) '
-      'in manual_dir.')
+    f'Put {ARCHIVE_NAME} (https://github.com/eg4000/SKU110K_CVPR19), its extracted '
+    'SKU110K_fixed/ folder, or a YOLO conversion (images/{split}/, labels/{split}/) '
+    'in manual_dir.'
+  )
 
   def _prepare_source(self, manual_dir: Path) -> crops.CropSource:
     return find_source(manual_dir)

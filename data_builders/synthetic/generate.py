@@ -17,12 +17,17 @@ from data_builders.synthetic import products, shelves
 
 SPLITS = ('train', 'val', 'test')
 DEFAULT_SHELF_PHOTOS = {'train': 24, 'val': 4, 'test': 8}
-DEFAULT_SHELF_PHOTO_SIZE = (720, 960)  # (width, height): a portrait phone photo, scaled down
+DEFAULT_SHELF_PHOTO_SIZE = (
+  720,
+  960,
+)  # (width, height): a portrait phone photo, scaled down
 DEFAULT_RACK_PHOTO_SIZE = (960, 720)
 # Fewer, larger products than on SKU110K shelves, like the thesis' small-shop
 # racks: 12 photos x ~36 boxes / 60 classes ~ 7 crops a class.
 DEFAULT_RACK_BOXES = (24, 48)
-RACK_PHOTOS_PER_CLASS = 3  # each class on 3 rack photos when the box budget allows, else 2
+RACK_PHOTOS_PER_CLASS = (
+  3  # each class on 3 rack photos when the box budget allows, else 2
+)
 ARCHIVE_ROOT = 'SKU110K_fixed'
 RACK_FOLDER = 'racks'
 _PROGRESS_MIN_PHOTOS = 5  # show a progress bar from this many photos on
@@ -30,7 +35,12 @@ _PROGRESS_MIN_PHOTOS = 5  # show a progress bar from this many photos on
 
 def _render_all(jobs: Sequence[shelves.PhotoJob], num_workers: int, desc: str):
   """Yields (job, jpeg, boxes) in job order; output does not depend on num_workers."""
-  bar = tqdm(total=len(jobs), desc=desc, unit='photo', disable=len(jobs) < _PROGRESS_MIN_PHOTOS)
+  bar = tqdm(
+    total=len(jobs),
+    desc=desc,
+    unit='photo',
+    disable=len(jobs) < _PROGRESS_MIN_PHOTOS,
+  )
   try:
     if num_workers <= 1:
       for job in jobs:
@@ -57,15 +67,15 @@ def _remove_stale(folder: pathlib.Path, patterns: Iterable[str]) -> None:
 
 
 def generate_shelves(
-    out_dir: str | os.PathLike,
-    *,
-    seed: int = 0,
-    photos_per_split: Mapping[str, int] | None = None,
-    photo_size: tuple[int, int] = DEFAULT_SHELF_PHOTO_SIZE,
-    boxes_per_photo: tuple[int, int] = (50, 150),
-    num_classes: int = 60,
-    class_offset: int = 0,
-    num_workers: int = 0,
+  out_dir: str | os.PathLike,
+  *,
+  seed: int = 0,
+  photos_per_split: Mapping[str, int] | None = None,
+  photo_size: tuple[int, int] = DEFAULT_SHELF_PHOTO_SIZE,
+  boxes_per_photo: tuple[int, int] = (50, 150),
+  num_classes: int = 60,
+  class_offset: int = 0,
+  num_workers: int = 0,
 ) -> pathlib.Path:
   """Writes shelf photos in the SKU110K archive layout; returns <out_dir>/SKU110K_fixed.
 
@@ -86,10 +96,14 @@ def generate_shelves(
       > 1 needs the caller's `if __name__ == '__main__':` guard). Output is
       identical for any value.
   """
-  photos_per_split = dict(DEFAULT_SHELF_PHOTOS if photos_per_split is None else photos_per_split)
+  photos_per_split = dict(
+    DEFAULT_SHELF_PHOTOS if photos_per_split is None else photos_per_split
+  )
   unknown = set(photos_per_split) - set(SPLITS)
   if unknown:
-    raise ValueError(f'unknown splits {sorted(unknown)}; expected a subset of {SPLITS}')
+    raise ValueError(
+      f'unknown splits {sorted(unknown)}; expected a subset of {SPLITS}'
+    )
   if any(int(n) < 0 for n in photos_per_split.values()):
     raise ValueError(f'photo counts must be >= 0, got {photos_per_split}')
   size = shelves.check_size(photo_size)
@@ -114,13 +128,17 @@ def generate_shelves(
     name = f'{job.kind}_{job.index}.jpg'
     (images / name).write_bytes(jpeg)
     w, h = job.photo_size
-    lines[job.kind] += [f'{name},{b.x1},{b.y1},{b.x2},{b.y2},object,{w},{h}\n' for b in boxes]
+    lines[job.kind] += [
+      f'{name},{b.x1},{b.y1},{b.x2},{b.y2},object,{w},{h}\n' for b in boxes
+    ]
   for split, split_lines in lines.items():
     (annotations / f'annotations_{split}.csv').write_text(''.join(split_lines))
   return root
 
 
-def rack_assignment(num_classes: int, box_counts: Sequence[int], rng: np.random.Generator) -> list[list[int]]:
+def rack_assignment(
+  num_classes: int, box_counts: Sequence[int], rng: np.random.Generator
+) -> list[list[int]]:
   """Class indices on each rack photo: every class on RACK_PHOTOS_PER_CLASS (>= 2) photos.
 
   Greedy: each class goes to the photos showing the fewest classes so far
@@ -128,14 +146,19 @@ def rack_assignment(num_classes: int, box_counts: Sequence[int], rng: np.random.
   every class fits at least one box.
   """
   num_photos = len(box_counts)
-  per_class = min(RACK_PHOTOS_PER_CLASS, num_photos, sum(box_counts) // num_classes)
+  per_class = min(
+    RACK_PHOTOS_PER_CLASS, num_photos, sum(box_counts) // num_classes
+  )
   if per_class < 2:
     raise ValueError(
-        f'{num_classes} classes need >= 2 rack photos each, but {num_photos} photos with '
-        f'{sum(box_counts)} boxes in all cannot hold them; add photos or boxes, or use fewer classes')
+      f'{num_classes} classes need >= 2 rack photos each, but {num_photos} photos with '
+      f'{sum(box_counts)} boxes in all cannot hold them; add photos or boxes, or use fewer classes'
+    )
   if num_classes * per_class < num_photos:
-    raise ValueError(f'{num_classes} classes on {per_class} photos each leave some of the '
-                     f'{num_photos} rack photos empty; use fewer photos or more classes')
+    raise ValueError(
+      f'{num_classes} classes on {per_class} photos each leave some of the '
+      f'{num_photos} rack photos empty; use fewer photos or more classes'
+    )
   left = np.asarray(box_counts, dtype=np.int64).copy()
   on_photo: list[list[int]] = [[] for _ in range(num_photos)]
   for c in rng.permutation(num_classes):
@@ -144,19 +167,25 @@ def rack_assignment(num_classes: int, box_counts: Sequence[int], rng: np.random.
     order = np.lexsort((rng.random(num_photos), -left, shown))
     chosen = order[:per_class]
     if left[chosen].min() < 1:
-      raise ValueError('rack photos ran out of boxes while spreading classes; '
-                       'use a narrower boxes_per_photo range or fewer classes')
+      raise ValueError(
+        'rack photos ran out of boxes while spreading classes; '
+        'use a narrower boxes_per_photo range or fewer classes'
+      )
     for p in chosen:
       on_photo[p].append(int(c))
       left[p] -= 1
   return [sorted(classes) for classes in on_photo]
 
 
-def _voc_xml(folder: str, filename: str, width: int, height: int, boxes) -> bytes:
+def _voc_xml(
+  folder: str, filename: str, width: int, height: int, boxes
+) -> bytes:
   ann = ET.Element('annotation')
   ET.SubElement(ann, 'folder').text = folder
   ET.SubElement(ann, 'filename').text = filename
-  ET.SubElement(ET.SubElement(ann, 'source'), 'database').text = 'sspr_jax synthetic'
+  ET.SubElement(
+    ET.SubElement(ann, 'source'), 'database'
+  ).text = 'sspr_jax synthetic'
   size = ET.SubElement(ann, 'size')
   ET.SubElement(size, 'width').text = str(width)
   ET.SubElement(size, 'height').text = str(height)
@@ -169,22 +198,24 @@ def _voc_xml(folder: str, filename: str, width: int, height: int, boxes) -> byte
     ET.SubElement(obj, 'truncated').text = '0'
     ET.SubElement(obj, 'difficult').text = '0'
     bndbox = ET.SubElement(obj, 'bndbox')
-    for tag, value in zip(('xmin', 'ymin', 'xmax', 'ymax'), (b.x1, b.y1, b.x2, b.y2)):
+    for tag, value in zip(
+      ('xmin', 'ymin', 'xmax', 'ymax'), (b.x1, b.y1, b.x2, b.y2)
+    ):
       ET.SubElement(bndbox, tag).text = str(value)
   ET.indent(ann, space='\t')
   return ET.tostring(ann, encoding='utf-8') + b'\n'
 
 
 def generate_racks(
-    out_dir: str | os.PathLike,
-    *,
-    seed: int = 0,
-    num_photos: int = 12,
-    num_classes: int = 60,
-    photo_size: tuple[int, int] = DEFAULT_RACK_PHOTO_SIZE,
-    boxes_per_photo: tuple[int, int] = DEFAULT_RACK_BOXES,
-    class_offset: int = 0,
-    num_workers: int = 0,
+  out_dir: str | os.PathLike,
+  *,
+  seed: int = 0,
+  num_photos: int = 12,
+  num_classes: int = 60,
+  photo_size: tuple[int, int] = DEFAULT_RACK_PHOTO_SIZE,
+  boxes_per_photo: tuple[int, int] = DEFAULT_RACK_BOXES,
+  class_offset: int = 0,
+  num_workers: int = 0,
 ) -> pathlib.Path:
   """Writes labeled rack photos `rack_<i>.jpg` + Pascal VOC `rack_<i>.xml`; returns <out_dir>/racks.
 
@@ -197,27 +228,49 @@ def generate_racks(
   num_workers as in generate_shelves.
   """
   if num_photos < 2:
-    raise ValueError(f'num_photos must be >= 2 (classes must span >= 2 photos), got {num_photos}')
+    raise ValueError(
+      f'num_photos must be >= 2 (classes must span >= 2 photos), got {num_photos}'
+    )
   size = shelves.check_size(photo_size)
   lo, hi = shelves.check_range(boxes_per_photo)
   catalogue = products.make_catalogue(seed, num_classes, class_offset)
   rng = shelves.photo_rng(seed, 'rack', 0, stream=2)
   box_counts = rng.integers(lo, hi + 1, size=num_photos)
   jobs = []
-  for i, classes in enumerate(rack_assignment(num_classes, box_counts.tolist(), rng)):
-    jobs.append(shelves.PhotoJob(seed, 'rack', i, size, shelves.rack_rows(catalogue, classes, int(box_counts[i]), size,
-                                                                          shelves.photo_rng(seed, 'rack', i, stream=1)), 'rack'))
+  for i, classes in enumerate(
+    rack_assignment(num_classes, box_counts.tolist(), rng)
+  ):
+    jobs.append(
+      shelves.PhotoJob(
+        seed,
+        'rack',
+        i,
+        size,
+        shelves.rack_rows(
+          catalogue,
+          classes,
+          int(box_counts[i]),
+          size,
+          shelves.photo_rng(seed, 'rack', i, stream=1),
+        ),
+        'rack',
+      )
+    )
   folder = pathlib.Path(out_dir) / RACK_FOLDER
   folder.mkdir(parents=True, exist_ok=True)
   _remove_stale(folder, ['rack_*.jpg', 'rack_*.xml'])
   for job, jpeg, boxes in _render_all(jobs, num_workers, 'rack photos'):
     stem = f'rack_{job.index}'
     (folder / f'{stem}.jpg').write_bytes(jpeg)
-    (folder / f'{stem}.xml').write_bytes(_voc_xml(folder.name, f'{stem}.jpg', *job.photo_size, boxes))
+    (folder / f'{stem}.xml').write_bytes(
+      _voc_xml(folder.name, f'{stem}.jpg', *job.photo_size, boxes)
+    )
   return folder
 
 
-def pack_archive(root: str | os.PathLike, tar_path: str | os.PathLike | None = None) -> pathlib.Path:
+def pack_archive(
+  root: str | os.PathLike, tar_path: str | os.PathLike | None = None
+) -> pathlib.Path:
   """Packs folder `root` as a reproducible tar.gz with top folder `root.name`.
 
   Default path: <root.parent>/<root.name>.tar.gz (SKU110K_fixed.tar.gz for
@@ -227,7 +280,11 @@ def pack_archive(root: str | os.PathLike, tar_path: str | os.PathLike | None = N
   root = pathlib.Path(root)
   if not root.is_dir():
     raise FileNotFoundError(f'not a folder: {root}')
-  tar_path = pathlib.Path(tar_path) if tar_path is not None else root.parent / f'{root.name}.tar.gz'
+  tar_path = (
+    pathlib.Path(tar_path)
+    if tar_path is not None
+    else root.parent / f'{root.name}.tar.gz'
+  )
 
   def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
     info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, '', ''
@@ -235,10 +292,20 @@ def pack_archive(root: str | os.PathLike, tar_path: str | os.PathLike | None = N
     return info
 
   tar_path.parent.mkdir(parents=True, exist_ok=True)
-  paths = sorted(p for p in root.rglob('*') if p.resolve() != tar_path.resolve())
-  with open(tar_path, 'wb') as raw, gzip.GzipFile(filename='', mode='wb', fileobj=raw, mtime=0) as gz, \
-      tarfile.open(fileobj=gz, mode='w', format=tarfile.PAX_FORMAT) as tar:
+  paths = sorted(
+    p for p in root.rglob('*') if p.resolve() != tar_path.resolve()
+  )
+  with (
+    open(tar_path, 'wb') as raw,
+    gzip.GzipFile(filename='', mode='wb', fileobj=raw, mtime=0) as gz,
+    tarfile.open(fileobj=gz, mode='w', format=tarfile.PAX_FORMAT) as tar,
+  ):
     tar.add(root, arcname=root.name, recursive=False, filter=normalise)
     for path in paths:
-      tar.add(path, arcname=f'{root.name}/{path.relative_to(root).as_posix()}', recursive=False, filter=normalise)
+      tar.add(
+        path,
+        arcname=f'{root.name}/{path.relative_to(root).as_posix()}',
+        recursive=False,
+        filter=normalise,
+      )
   return tar_path

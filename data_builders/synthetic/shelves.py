@@ -32,7 +32,9 @@ class PhotoJob:
   kind: str  # a split name or 'rack'
   index: int
   photo_size: tuple[int, int]
-  rows: tuple[tuple[products.ProductSpec, ...], ...]  # products left-to-right per row
+  rows: tuple[
+    tuple[products.ProductSpec, ...], ...
+  ]  # products left-to-right per row
   style: str  # 'shelf' or 'rack'
 
 
@@ -47,15 +49,21 @@ class Box:
   spec: products.ProductSpec
 
 
-def photo_rng(seed: int, kind: str, index: int, stream: int) -> np.random.Generator:
+def photo_rng(
+  seed: int, kind: str, index: int, stream: int
+) -> np.random.Generator:
   """Independent random stream per (seed, split or 'rack', photo index, purpose)."""
-  return np.random.default_rng([int(seed) & 0xFFFFFFFF, _KIND_CODES[kind], int(index), stream])
+  return np.random.default_rng(
+    [int(seed) & 0xFFFFFFFF, _KIND_CODES[kind], int(index), stream]
+  )
 
 
 def check_size(photo_size: Sequence[int]) -> tuple[int, int]:
   """Validated (width, height)."""
   if len(photo_size) != 2 or min(photo_size) < 32:
-    raise ValueError(f'photo_size must be (width, height) with both >= 32, got {photo_size!r}')
+    raise ValueError(
+      f'photo_size must be (width, height) with both >= 32, got {photo_size!r}'
+    )
   return int(photo_size[0]), int(photo_size[1])
 
 
@@ -63,11 +71,15 @@ def check_range(boxes_per_photo: Sequence[int]) -> tuple[int, int]:
   """Validated inclusive (min, max) box count."""
   lo, hi = (int(v) for v in boxes_per_photo)
   if not 1 <= lo <= hi:
-    raise ValueError(f'boxes_per_photo must be (min, max) with 1 <= min <= max, got {boxes_per_photo!r}')
+    raise ValueError(
+      f'boxes_per_photo must be (min, max) with 1 <= min <= max, got {boxes_per_photo!r}'
+    )
   return lo, hi
 
 
-def _num_rows(n_boxes: int, photo_size: tuple[int, int], aspect: float, rng) -> int:
+def _num_rows(
+  n_boxes: int, photo_size: tuple[int, int], aspect: float, rng
+) -> int:
   """Rows such that products of `aspect` (width / row height) fill the photo.
 
   With R rows of n/R products each, a product is W*R/n wide and ~0.8*H/R
@@ -98,8 +110,13 @@ def _facings(rng, limit: int) -> int:
 
 def shelf_rows(catalogue, n_boxes, photo_size, rng):
   """Product rows of a shelf photo: a section of the catalogue in grouped facings."""
-  section_size = int(rng.integers(min(6, len(catalogue)), min(20, len(catalogue)) + 1))
-  section = [catalogue[i] for i in rng.choice(len(catalogue), size=section_size, replace=False)]
+  section_size = int(
+    rng.integers(min(6, len(catalogue)), min(20, len(catalogue)) + 1)
+  )
+  section = [
+    catalogue[i]
+    for i in rng.choice(len(catalogue), size=section_size, replace=False)
+  ]
   sequence, last = [], None
   while len(sequence) < n_boxes:
     spec = section[int(rng.integers(len(section)))]
@@ -114,7 +131,9 @@ def rack_rows(catalogue, classes, n_boxes, photo_size, rng):
   """Product rows of a rack photo showing exactly `classes` (indices), each at least once."""
   if not 1 <= len(classes) <= n_boxes:
     raise ValueError(f'{len(classes)} classes do not fit in {n_boxes} boxes')
-  facings = 1 + rng.multinomial(n_boxes - len(classes), rng.dirichlet(np.ones(len(classes))))
+  facings = 1 + rng.multinomial(
+    n_boxes - len(classes), rng.dirichlet(np.ones(len(classes)))
+  )
   order = rng.permutation(len(classes))
   sequence = [catalogue[classes[k]] for k in order for _ in range(facings[k])]
   return _cut_rows(sequence, photo_size, rng)
@@ -125,8 +144,12 @@ def _cut_rows(sequence, photo_size, rng):
   # A row's products are scaled so its tallest one fills the row; relative to
   # the row height a product is then aspect * height_factor / (tallest factor) wide.
   factors = np.array([s.height_factor for s in sequence])
-  aspect = float(np.mean([s.aspect for s in sequence] * factors) / np.percentile(factors, 90))
-  counts = _split_counts(len(sequence), _num_rows(len(sequence), photo_size, aspect, rng), rng)
+  aspect = float(
+    np.mean([s.aspect for s in sequence] * factors) / np.percentile(factors, 90)
+  )
+  counts = _split_counts(
+    len(sequence), _num_rows(len(sequence), photo_size, aspect, rng), rng
+  )
   bounds = np.concatenate([[0], np.cumsum(counts)])
   return tuple(tuple(sequence[a:b]) for a, b in zip(bounds[:-1], bounds[1:]))
 
@@ -139,21 +162,27 @@ def _smooth_noise(rng, h: int, w: int, cells: int) -> np.ndarray:
   gh = max(2, int(cells * h / max(h, w)) + 2)
   gw = max(2, int(cells * w / max(h, w)) + 2)
   grid = rng.uniform(-1, 1, size=(gh, gw)).astype(np.float32)
-  return np.asarray(Image.fromarray(grid, 'F').resize((w, h), Image.BICUBIC), dtype=np.float32)
+  return np.asarray(
+    Image.fromarray(grid, 'F').resize((w, h), Image.BICUBIC), dtype=np.float32
+  )
 
 
 def _wall(rng, w: int, h: int, style: str) -> np.ndarray:
   if style == 'rack':
-    base = rng.uniform(200, 240) * np.array([1.0, rng.uniform(0.96, 1.0), rng.uniform(0.9, 1.0)])
+    base = rng.uniform(200, 240) * np.array(
+      [1.0, rng.uniform(0.96, 1.0), rng.uniform(0.9, 1.0)]
+    )
   else:
     tone = rng.uniform(40, 200)
     base = tone * (1 + rng.uniform(-0.08, 0.08, size=3))
   img = np.broadcast_to(base.astype(np.float32), (h, w, 3)).copy()
-  img *= (1 + 0.08 * _smooth_noise(rng, h, w, 6) + 0.04 * _smooth_noise(rng, h, w, 40))[..., None]
+  img *= (
+    1 + 0.08 * _smooth_noise(rng, h, w, 6) + 0.04 * _smooth_noise(rng, h, w, 40)
+  )[..., None]
   img += 3 * rng.standard_normal(size=(h, w, 1), dtype=np.float32)
   if style == 'rack':  # pegboard holes
     step = max(6, w // 48)
-    img[step // 2::step, step // 2::step] *= 0.55
+    img[step // 2 :: step, step // 2 :: step] *= 0.55
   else:  # back-panel seams
     for x in np.cumsum(rng.uniform(0.15, 0.4, size=8) * w):
       if x < w:
@@ -161,14 +190,21 @@ def _wall(rng, w: int, h: int, style: str) -> np.ndarray:
   return img
 
 
-def _composite(canvas: np.ndarray, labels: np.ndarray, rgba: np.ndarray, x: int, y: int, label: int) -> int:
+def _composite(
+  canvas: np.ndarray,
+  labels: np.ndarray,
+  rgba: np.ndarray,
+  x: int,
+  y: int,
+  label: int,
+) -> int:
   """Alpha-blend `rgba` at (x, y), clipped to the canvas; returns opaque pixels written."""
   H, W = labels.shape
   h, w = rgba.shape[:2]
   x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
   if x0 >= x1 or y0 >= y1:
     return 0
-  part = rgba[y0 - y: y1 - y, x0 - x: x1 - x].astype(np.float32)
+  part = rgba[y0 - y : y1 - y, x0 - x : x1 - x].astype(np.float32)
   alpha = part[..., 3:4] / 255.0
   region = canvas[y0:y1, x0:x1]
   region *= 1 - alpha
@@ -193,8 +229,10 @@ def _price_tag(canvas, labels, rng, x, y, w, h) -> None:
   # Printed price: a few dark bars stand in for digits at these sizes.
   for k in range(int(rng.integers(2, 5))):
     bx = x0 + w * (0.1 + 0.2 * k)
-    canvas[y0 + int(h * 0.3): y0 + max(int(h * 0.3) + 1, int(h * 0.75)),
-           int(bx): max(int(bx) + 1, int(bx + w * 0.12))] = (30, 30, 40)
+    canvas[
+      y0 + int(h * 0.3) : y0 + max(int(h * 0.3) + 1, int(h * 0.75)),
+      int(bx) : max(int(bx) + 1, int(bx + w * 0.12)),
+    ] = (30, 30, 40)
 
 
 def render_photo(job: PhotoJob) -> tuple[bytes, list[Box]]:
@@ -209,9 +247,13 @@ def render_photo(job: PhotoJob) -> tuple[bytes, list[Box]]:
   row_h = (H - top - bottom) / len(rows)
   board_t = max(2.0, row_h * rng.uniform(0.07, 0.1))
   if job.style == 'rack':
-    board_rgb = np.array([rng.uniform(150, 200), rng.uniform(110, 150), rng.uniform(70, 100)])
+    board_rgb = np.array(
+      [rng.uniform(150, 200), rng.uniform(110, 150), rng.uniform(70, 100)]
+    )
   else:
-    board_rgb = np.full(3, rng.uniform(150, 235)) * (1 + rng.uniform(-0.05, 0.05, size=3))
+    board_rgb = np.full(3, rng.uniform(150, 235)) * (
+      1 + rng.uniform(-0.05, 0.05, size=3)
+    )
   placed = []  # (spec, label, opaque pixels written, paste region)
   boards = []
   for r, row in enumerate(rows):
@@ -219,10 +261,18 @@ def render_photo(job: PhotoJob) -> tuple[bytes, list[Box]]:
     board_top = row_top + row_h - board_t
     headroom = row_h * rng.uniform(0.05, 0.12)
     inner = board_top - row_top - headroom
-    heights = np.array([inner * s.height_factor for s in row]) * rng.uniform(0.97, 1.03, size=len(row))
+    heights = np.array([inner * s.height_factor for s in row]) * rng.uniform(
+      0.97, 1.03, size=len(row)
+    )
     widths = heights * np.array([s.aspect for s in row])
-    new_group = np.array([i == 0 or row[i] is not row[i - 1] for i in range(len(row))])
-    gaps = np.where(new_group, rng.uniform(0.0, 0.06, size=len(row)), rng.uniform(-0.05, 0.02, size=len(row)))
+    new_group = np.array(
+      [i == 0 or row[i] is not row[i - 1] for i in range(len(row))]
+    )
+    gaps = np.where(
+      new_group,
+      rng.uniform(0.0, 0.06, size=len(row)),
+      rng.uniform(-0.05, 0.02, size=len(row)),
+    )
     gaps[0] = 0.0
     margin = W * 0.01
     natural = widths.sum() + (gaps * widths).sum()
@@ -232,8 +282,9 @@ def render_photo(job: PhotoJob) -> tuple[bytes, list[Box]]:
     heights, widths = heights * scale, widths * scale
     if min(heights.min(), widths.min()) < _MIN_PRODUCT_PIXELS:
       raise ValueError(
-          f'{len(row)} products do not fit in a {W}px wide row at >= {_MIN_PRODUCT_PIXELS}px each; '
-          'use a larger photo_size or fewer boxes_per_photo')
+        f'{len(row)} products do not fit in a {W}px wide row at >= {_MIN_PRODUCT_PIXELS}px each; '
+        'use a larger photo_size or fewer boxes_per_photo'
+      )
     steps = np.concatenate([[0.0], widths[:-1] * (1 + gaps[1:])])
     xs = margin + np.cumsum(steps)
     free = W - 2 * margin - (xs[-1] + widths[-1] - margin)
@@ -247,26 +298,38 @@ def render_photo(job: PhotoJob) -> tuple[bytes, list[Box]]:
       y = int(round(board_top - hi + rng.uniform(0, 0.02) * hi))
       label, px, py = len(placed), int(round(x)) - pad_x, y - pad_y
       opaque = _composite(canvas, labels, inst, px, py, label)
-      placed.append((spec, label, opaque, (px, py, px + inst.shape[1], py + inst.shape[0])))
+      placed.append(
+        (spec, label, opaque, (px, py, px + inst.shape[1], py + inst.shape[0]))
+      )
     boards.append((row_top, board_top, xs, widths, new_group))
   # Shelf fronts and price tags go in front of the products.
   for row_top, board_top, xs, widths, new_group in boards:
     lip = board_top - board_t * 0.25
     _fill(canvas, labels, (0, lip, W, board_top + board_t), board_rgb)
-    canvas[int(board_top + board_t * 0.35): int(board_top + board_t) + 1] *= 0.85  # front-face shading
+    canvas[int(board_top + board_t * 0.35) : int(board_top + board_t) + 1] *= (
+      0.85  # front-face shading
+    )
     shadow_y = int(board_top + board_t) + 1
-    canvas[shadow_y: shadow_y + max(1, int(board_t * 0.4))] *= 0.7
+    canvas[shadow_y : shadow_y + max(1, int(board_t * 0.4))] *= 0.7
     for x, w, is_new in zip(xs, widths, new_group):
       if is_new and rng.random() < 0.8:
         tw = min(max(6, board_t * 3.0), w * 1.2)
-        _price_tag(canvas, labels, rng, x + rng.uniform(0, 0.3) * w, board_top - board_t * 0.3, tw, board_t * 1.1)
+        _price_tag(
+          canvas,
+          labels,
+          rng,
+          x + rng.uniform(0, 0.3) * w,
+          board_top - board_t * 0.3,
+          tw,
+          board_t * 1.1,
+        )
   if top > 2:  # board of the shelf above the first row
     _fill(canvas, labels, (0, top - board_t, W, top), board_rgb * 0.9)
   # Photo-level effects: uneven illumination, sensor noise, focus, JPEG.
   light = 1 + 0.18 * _smooth_noise(rng, H, W, 3)
   xx = np.linspace(-0.5, 0.5, W, dtype=np.float32)[None, :]
   yy = np.linspace(-0.5, 0.5, H, dtype=np.float32)[:, None]
-  light *= 1 - 0.5 * (xx ** 2 + yy ** 2)  # vignette
+  light *= 1 - 0.5 * (xx**2 + yy**2)  # vignette
   canvas *= (light * np.float32(rng.uniform(0.8, 1.12)))[..., None]
   # Camera colour rendering differs between photos: white balance (warm /
   # cool, green / magenta tint) and saturation, so that the raw colours of
@@ -278,7 +341,9 @@ def render_photo(job: PhotoJob) -> tuple[bytes, list[Box]]:
   canvas -= grey
   canvas *= np.float32(rng.uniform(0.65, 1.2))
   canvas += grey
-  canvas += np.float32(rng.uniform(1.0, 4.0)) * rng.standard_normal(size=canvas.shape, dtype=np.float32)
+  canvas += np.float32(rng.uniform(1.0, 4.0)) * rng.standard_normal(
+    size=canvas.shape, dtype=np.float32
+  )
   img = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8), 'RGB')
   if rng.random() < 0.3:
     img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.8)))
@@ -290,5 +355,13 @@ def render_photo(job: PhotoJob) -> tuple[bytes, list[Box]]:
     ys, xs = np.nonzero(labels[y0:y1, x0:x1] == label)
     if opaque == 0 or len(ys) < _MIN_VISIBLE_FRACTION * opaque:
       continue
-    boxes.append(Box(x0 + int(xs.min()), y0 + int(ys.min()), x0 + int(xs.max()) + 1, y0 + int(ys.max()) + 1, spec))
+    boxes.append(
+      Box(
+        x0 + int(xs.min()),
+        y0 + int(ys.min()),
+        x0 + int(xs.max()) + 1,
+        y0 + int(ys.max()) + 1,
+        spec,
+      )
+    )
   return buf.getvalue(), boxes

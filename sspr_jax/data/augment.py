@@ -42,7 +42,8 @@ def _per_example(fn: Callable, key: jax.Array, images: jax.Array, *args):
 def _per_image(factor, ndim: int = 3) -> jax.Array:
   """Broadcasts a scalar or per-image [...] factor against [..., H, W, C]."""
   return jnp.asarray(factor, jnp.float32).reshape(
-      jnp.shape(factor) + (1,) * ndim)
+    jnp.shape(factor) + (1,) * ndim
+  )
 
 
 # ----------------------------------------------------------------------------
@@ -50,10 +51,13 @@ def _per_image(factor, ndim: int = 3) -> jax.Array:
 
 
 def random_resized_crop_params(
-    key: jax.Array, height: int, width: int,
-    scale: Sequence[float] = (0.08, 1.0),
-    ratio: Sequence[float] = (3 / 4, 4 / 3),
-    attempts: int = 10) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  key: jax.Array,
+  height: int,
+  width: int,
+  scale: Sequence[float] = (0.08, 1.0),
+  ratio: Sequence[float] = (3 / 4, 4 / 3),
+  attempts: int = 10,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   """torchvision ``RandomResizedCrop.get_params`` for one image, branch-free.
 
   Draws ``attempts`` candidates at once and takes the first that fits; if
@@ -63,10 +67,11 @@ def random_resized_crop_params(
   k_area, k_ratio, k_top, k_left = jax.random.split(key, 4)
   area = height * width
   target_area = area * jax.random.uniform(
-      k_area, (attempts,), minval=scale[0], maxval=scale[1])
+    k_area, (attempts,), minval=scale[0], maxval=scale[1]
+  )
   log_ratio = jax.random.uniform(
-      k_ratio, (attempts,), minval=math.log(ratio[0]),
-      maxval=math.log(ratio[1]))
+    k_ratio, (attempts,), minval=math.log(ratio[0]), maxval=math.log(ratio[1])
+  )
   aspect = jnp.exp(log_ratio)
   # jnp.round rounds half to even like Python's round().
   w = jnp.round(jnp.sqrt(target_area * aspect)).astype(jnp.int32)
@@ -86,13 +91,23 @@ def random_resized_crop_params(
   else:
     fb_w, fb_h = width, height
   pick = lambda a, b: jnp.where(any_fits, a, b).astype(jnp.int32)
-  return (pick(top, (height - fb_h) // 2), pick(left, (width - fb_w) // 2),
-          pick(h, fb_h), pick(w, fb_w))
+  return (
+    pick(top, (height - fb_h) // 2),
+    pick(left, (width - fb_w) // 2),
+    pick(h, fb_h),
+    pick(w, fb_w),
+  )
 
 
-def resized_crop(images: jax.Array, top, left, crop_h, crop_w,
-                 size: int | tuple[int, int],
-                 antialias: bool = True) -> jax.Array:
+def resized_crop(
+  images: jax.Array,
+  top,
+  left,
+  crop_h,
+  crop_w,
+  size: int | tuple[int, int],
+  antialias: bool = True,
+) -> jax.Array:
   """Crops [top:top+crop_h, left:left+crop_w] and resizes, in one op.
 
   Bilinear, with antialiasing when shrinking (torchvision >= 0.17 and PIL
@@ -107,26 +122,42 @@ def resized_crop(images: jax.Array, top, left, crop_h, crop_w,
     # crop corner (top, left) lands on 0.
     translation = -jnp.stack([top, left]).astype(jnp.float32) * scale
     return jax.image.scale_and_translate(
-        image, (out_h, out_w, image.shape[-1]), (0, 1), scale, translation,
-        method='linear', antialias=antialias)
+      image,
+      (out_h, out_w, image.shape[-1]),
+      (0, 1),
+      scale,
+      translation,
+      method='linear',
+      antialias=antialias,
+    )
 
-  params = (jnp.broadcast_to(p, images.shape[:1])
-            for p in (top, left, crop_h, crop_w))
+  params = (
+    jnp.broadcast_to(p, images.shape[:1]) for p in (top, left, crop_h, crop_w)
+  )
   return jax.vmap(one)(images, *params)
 
 
-def random_resized_crop(key: jax.Array, images: jax.Array, size: int,
-                        scale: Sequence[float] = (0.08, 1.0),
-                        ratio: Sequence[float] = (3 / 4, 4 / 3)) -> jax.Array:
+def random_resized_crop(
+  key: jax.Array,
+  images: jax.Array,
+  size: int,
+  scale: Sequence[float] = (0.08, 1.0),
+  ratio: Sequence[float] = (3 / 4, 4 / 3),
+) -> jax.Array:
   """torchvision ``RandomResizedCrop(size, scale, ratio)`` per example."""
   return _per_example(
-      functools.partial(_random_resized_crop_one, size=size, scale=scale,
-                        ratio=ratio), key, images)
+    functools.partial(
+      _random_resized_crop_one, size=size, scale=scale, ratio=ratio
+    ),
+    key,
+    images,
+  )
 
 
 def _random_resized_crop_one(key, image, size, scale, ratio):
-  params = random_resized_crop_params(key, image.shape[0], image.shape[1],
-                                      scale, ratio)
+  params = random_resized_crop_params(
+    key, image.shape[0], image.shape[1], scale, ratio
+  )
   return resized_crop(image[None], *params, size=size)[0]
 
 
@@ -134,8 +165,9 @@ def _random_resized_crop_one(key, image, size, scale, ratio):
 # Flips, rotations, jigsaw tiles.
 
 
-def horizontal_flip(key: jax.Array, images: jax.Array,
-                    p: float = 0.5) -> jax.Array:
+def horizontal_flip(
+  key: jax.Array, images: jax.Array, p: float = 0.5
+) -> jax.Array:
   """Mirrors each image left-right with probability ``p``."""
   flip = jax.random.uniform(key, images.shape[:1]) < p
   return jnp.where(flip[:, None, None, None], images[:, :, ::-1], images)
@@ -151,11 +183,17 @@ def rotate90(images: jax.Array, k) -> jax.Array:
   k = jnp.broadcast_to(jnp.asarray(k, jnp.int32), images.shape[:1])
   branches = [functools.partial(jnp.rot90, k=i, axes=(0, 1)) for i in range(4)]
   return jax.vmap(lambda image, k: jax.lax.switch(k % 4, branches, image))(
-      images, k)
+    images, k
+  )
 
 
-def jigsaw_tiles(key: jax.Array, images: jax.Array, permutations: jax.Array,
-                 grid: int = 3, jitter: int = 21) -> jax.Array:
+def jigsaw_tiles(
+  key: jax.Array,
+  images: jax.Array,
+  permutations: jax.Array,
+  grid: int = 3,
+  jitter: int = 21,
+) -> jax.Array:
   """Cuts each image into grid x grid jittered tiles in permuted order.
 
   The image (side S) is split into cells of side ``S // grid``; from each cell
@@ -180,11 +218,19 @@ def jigsaw_tiles(key: jax.Array, images: jax.Array, permutations: jax.Array,
 
   def one(key, image, permutation):
     offsets = jax.random.randint(key, (grid * grid, 2), 0, jitter + 1)
-    tiles = [jax.lax.dynamic_slice(
-        image, (r * cell + offsets[r * grid + c, 0],
-                c * cell + offsets[r * grid + c, 1], 0),
-        (tile, tile, image.shape[-1]))
-             for r in range(grid) for c in range(grid)]
+    tiles = [
+      jax.lax.dynamic_slice(
+        image,
+        (
+          r * cell + offsets[r * grid + c, 0],
+          c * cell + offsets[r * grid + c, 1],
+          0,
+        ),
+        (tile, tile, image.shape[-1]),
+      )
+      for r in range(grid)
+      for c in range(grid)
+    ]
     return jnp.stack(tiles)[permutation]
 
   return _per_example(one, key, images, jnp.asarray(permutations))
@@ -238,8 +284,9 @@ def rgb_to_hsv(rgb: jax.Array) -> jax.Array:
   s = chroma / jnp.where(gray, 1.0, maxc)
   divisor = jnp.where(gray, 1.0, chroma)
   rc, gc, bc = ((maxc - c) / divisor for c in (r, g, b))
-  h = jnp.where(maxc == r, bc - gc,
-                jnp.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+  h = jnp.where(
+    maxc == r, bc - gc, jnp.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc)
+  )
   h = jnp.where(gray, 0.0, h)
   h = jnp.mod(h / 6.0 + 1.0, 1.0)
   return jnp.stack([h, s, maxc], -1)
@@ -255,28 +302,44 @@ def hsv_to_rgb(hsv: jax.Array) -> jax.Array:
   q = jnp.clip(v * (1.0 - s * f), 0.0, 1.0)
   t = jnp.clip(v * (1.0 - s * (1.0 - f)), 0.0, 1.0)
   choose = lambda *vals: jnp.choose(sector, vals, mode='clip')
-  return jnp.stack([choose(v, q, p, p, t, v), choose(t, v, v, q, p, p),
-                    choose(p, p, t, v, v, q)], -1)
+  return jnp.stack(
+    [
+      choose(v, q, p, p, t, v),
+      choose(t, v, v, q, p, p),
+      choose(p, p, t, v, v, q),
+    ],
+    -1,
+  )
 
 
-def color_jitter(key: jax.Array, images: jax.Array, brightness=0.0,
-                 contrast=0.0, saturation=0.0, hue=0.0, p=1.0) -> jax.Array:
+def color_jitter(
+  key: jax.Array,
+  images: jax.Array,
+  brightness=0.0,
+  contrast=0.0,
+  saturation=0.0,
+  hue=0.0,
+  p=1.0,
+) -> jax.Array:
   """torchvision ``RandomApply([ColorJitter(b, c, s, h)], p)`` per example.
 
   Factors are uniform in [max(0, 1 - x), 1 + x] (hue: [-h, h]) and the four
   ops run in a random order per example, as in torchvision. Strengths and
   ``p`` may be traced values.
   """
+
   def one(key, image):
-    order, factors, apply = color_jitter_params(key, brightness, contrast,
-                                                saturation, hue, p)
+    order, factors, apply = color_jitter_params(
+      key, brightness, contrast, saturation, hue, p
+    )
     return jnp.where(apply, apply_color_jitter(image, order, factors), image)
 
   return _per_example(one, key, to_float(images))
 
 
-def color_jitter_params(key: jax.Array, brightness=0.0, contrast=0.0,
-                        saturation=0.0, hue=0.0, p=1.0):
+def color_jitter_params(
+  key: jax.Array, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0, p=1.0
+):
   """Samples one image's jitter: (op order [4], factors [4], apply flag).
 
   Op indices: 0 brightness, 1 contrast, 2 saturation, 3 hue.
@@ -285,28 +348,36 @@ def color_jitter_params(key: jax.Array, brightness=0.0, contrast=0.0,
   strengths = jnp.asarray([brightness, contrast, saturation], jnp.float32)
   u = jax.random.uniform(k_factors, (4,))
   low = jnp.maximum(0.0, 1.0 - strengths)
-  factors = jnp.concatenate([low + u[:3] * (1.0 + strengths - low),
-                             jnp.asarray(hue, jnp.float32)[None]
-                             * (2.0 * u[3:] - 1.0)])
+  factors = jnp.concatenate(
+    [
+      low + u[:3] * (1.0 + strengths - low),
+      jnp.asarray(hue, jnp.float32)[None] * (2.0 * u[3:] - 1.0),
+    ]
+  )
   order = jax.random.permutation(k_order, 4)
   return order, factors, jax.random.uniform(k_apply) < p
 
 
-def apply_color_jitter(image: jax.Array, order: jax.Array,
-                       factors: jax.Array) -> jax.Array:
+def apply_color_jitter(
+  image: jax.Array, order: jax.Array, factors: jax.Array
+) -> jax.Array:
   """Applies the four colour ops to one image in ``order`` with ``factors``."""
-  ops = [lambda x: adjust_brightness(x, factors[0]),
-         lambda x: adjust_contrast(x, factors[1]),
-         lambda x: adjust_saturation(x, factors[2]),
-         lambda x: adjust_hue(x, factors[3])]
+  ops = [
+    lambda x: adjust_brightness(x, factors[0]),
+    lambda x: adjust_contrast(x, factors[1]),
+    lambda x: adjust_saturation(x, factors[2]),
+    lambda x: adjust_hue(x, factors[3]),
+  ]
   # A loop, not unrolled: under vmap each switch evaluates all four ops, and
   # one copy of them keeps compile times short.
   return jax.lax.fori_loop(
-      0, 4, lambda i, x: jax.lax.switch(order[i], ops, x), to_float(image))
+    0, 4, lambda i, x: jax.lax.switch(order[i], ops, x), to_float(image)
+  )
 
 
-def random_grayscale(key: jax.Array, images: jax.Array,
-                     p: float = 0.2) -> jax.Array:
+def random_grayscale(
+  key: jax.Array, images: jax.Array, p: float = 0.2
+) -> jax.Array:
   """Replaces each image by its 3-channel luma with probability ``p``."""
   images = to_float(images)
   gray = jnp.broadcast_to(rgb_to_grayscale(images), images.shape)
@@ -314,17 +385,28 @@ def random_grayscale(key: jax.Array, images: jax.Array,
   return jnp.where(chosen[:, None, None, None], gray, images)
 
 
-def color_distortion(key: jax.Array, images: jax.Array, strength: float = 1.0,
-                     jitter_p: float = 0.8,
-                     grayscale_p: float = 0.2) -> jax.Array:
+def color_distortion(
+  key: jax.Array,
+  images: jax.Array,
+  strength: float = 1.0,
+  jitter_p: float = 0.8,
+  grayscale_p: float = 0.2,
+) -> jax.Array:
   """SimCLR's ``get_color_distortion(s)``: jitter (p=0.8) then grayscale.
 
   Jitter strengths are 0.8s, 0.8s, 0.8s, 0.2s; s=0.5 gives MoCo v2's
   ColorJitter(0.4, 0.4, 0.4, 0.1).
   """
   k_jitter, k_gray = jax.random.split(key)
-  images = color_jitter(k_jitter, images, 0.8 * strength, 0.8 * strength,
-                        0.8 * strength, 0.2 * strength, p=jitter_p)
+  images = color_jitter(
+    k_jitter,
+    images,
+    0.8 * strength,
+    0.8 * strength,
+    0.8 * strength,
+    0.2 * strength,
+    p=jitter_p,
+  )
   return random_grayscale(k_gray, images, grayscale_p)
 
 
@@ -337,8 +419,9 @@ def blur_kernel_size(image_size: int) -> int:
   return max(3, 2 * (int(0.1 * image_size) // 2) + 1)
 
 
-def gaussian_blur(images: jax.Array, sigma,
-                  kernel_size: int | None = None) -> jax.Array:
+def gaussian_blur(
+  images: jax.Array, sigma, kernel_size: int | None = None
+) -> jax.Array:
   """Separable Gaussian blur with reflect padding (torchvision GaussianBlur).
 
   ``sigma`` is a scalar or one per image (pixels); ``kernel_size`` (odd)
@@ -361,29 +444,38 @@ def gaussian_blur(images: jax.Array, sigma,
     # A weighted sum of K shifted slices: cheap and vmap-friendly, unlike a
     # convolution with a per-example kernel on XLA CPU.
     return sum(
-        _per_image(weights[..., i]) * jax.lax.slice_in_dim(x, i, i + length,
-                                                           axis=axis)
-        for i in range(kernel_size))
+      _per_image(weights[..., i])
+      * jax.lax.slice_in_dim(x, i, i + length, axis=axis)
+      for i in range(kernel_size)
+    )
 
   return blur_axis(blur_axis(images, images.ndim - 3), images.ndim - 2)
 
 
-def random_gaussian_blur(key: jax.Array, images: jax.Array, p: float = 0.5,
-                         sigma_range: Sequence[float] = (0.1, 2.0),
-                         kernel_size: int | None = None) -> jax.Array:
+def random_gaussian_blur(
+  key: jax.Array,
+  images: jax.Array,
+  p: float = 0.5,
+  sigma_range: Sequence[float] = (0.1, 2.0),
+  kernel_size: int | None = None,
+) -> jax.Array:
   """Blurs each image with probability ``p``, sigma ~ U(sigma_range)."""
   images = to_float(images)
   k_apply, k_sigma = jax.random.split(key)
   batch = images.shape[:1]
-  sigma = jax.random.uniform(k_sigma, batch, minval=sigma_range[0],
-                             maxval=sigma_range[1])
+  sigma = jax.random.uniform(
+    k_sigma, batch, minval=sigma_range[0], maxval=sigma_range[1]
+  )
   chosen = jax.random.uniform(k_apply, batch) < p
   blurred = gaussian_blur(images, sigma, kernel_size)
   return jnp.where(chosen[:, None, None, None], blurred, images)
 
 
-def normalize(images: jax.Array, mean: Sequence[float] = IMAGENET_MEAN,
-              std: Sequence[float] = IMAGENET_STD) -> jax.Array:
+def normalize(
+  images: jax.Array,
+  mean: Sequence[float] = IMAGENET_MEAN,
+  std: Sequence[float] = IMAGENET_STD,
+) -> jax.Array:
   """(x - mean) / std per channel on 0-1 images (uint8 is scaled first)."""
   return (to_float(images) - jnp.asarray(mean)) / jnp.asarray(std)
 
@@ -392,13 +484,19 @@ def normalize(images: jax.Array, mean: Sequence[float] = IMAGENET_MEAN,
 # Compositions.
 
 
-def contrastive_view(key: jax.Array, images: jax.Array, size: int = 224,
-                     crop_scale: Sequence[float] = (0.08, 1.0),
-                     flip_p: float = 0.5, color_strength: float = 0.5,
-                     color_jitter_p: float = 0.8, grayscale_p: float = 0.2,
-                     blur_p: float = 0.5,
-                     blur_sigma: Sequence[float] = (0.1, 2.0),
-                     normalise: bool = True) -> jax.Array:
+def contrastive_view(
+  key: jax.Array,
+  images: jax.Array,
+  size: int = 224,
+  crop_scale: Sequence[float] = (0.08, 1.0),
+  flip_p: float = 0.5,
+  color_strength: float = 0.5,
+  color_jitter_p: float = 0.8,
+  grayscale_p: float = 0.2,
+  blur_p: float = 0.5,
+  blur_sigma: Sequence[float] = (0.1, 2.0),
+  normalise: bool = True,
+) -> jax.Array:
   """One MoCo v2 / SimCLR view per image: [B, H, W, 3] -> [B, size, size, 3].
 
   RandomResizedCrop(size, crop_scale) -> h-flip -> colour distortion
@@ -410,8 +508,10 @@ def contrastive_view(key: jax.Array, images: jax.Array, size: int = 224,
   k_crop, k_flip, k_color, k_blur = jax.random.split(key, 4)
   views = random_resized_crop(k_crop, images, size, crop_scale)
   views = horizontal_flip(k_flip, views, flip_p)
-  views = color_distortion(k_color, views, color_strength, color_jitter_p,
-                           grayscale_p)
-  views = random_gaussian_blur(k_blur, views, blur_p, blur_sigma,
-                               blur_kernel_size(size))
+  views = color_distortion(
+    k_color, views, color_strength, color_jitter_p, grayscale_p
+  )
+  views = random_gaussian_blur(
+    k_blur, views, blur_p, blur_sigma, blur_kernel_size(size)
+  )
   return normalize(views) if normalise else views

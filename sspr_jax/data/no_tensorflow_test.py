@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 
-_SCRIPT = textwrap.dedent('''
+_SCRIPT = textwrap.dedent("""
     import importlib, importlib.abc, importlib.machinery, pkgutil, sys, traceback
 
     attempts = []
@@ -68,14 +68,22 @@ _SCRIPT = textwrap.dedent('''
     loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'tensorflow')
     assert not attempts and not loaded, (len(attempts), loaded)
     print('OK', len(modules), 'modules')
-    ''')
+    """)
 
 
 def test_project_never_imports_tensorflow(tmp_path):
   result = subprocess.run(
-      [sys.executable, '-c', _SCRIPT, str(tmp_path / 'tfds'),
-       str(tmp_path / 'shelves')],
-      env=dict(os.environ, JAX_PLATFORMS='cpu'), capture_output=True,
-      text=True, timeout=300)
-  assert result.returncode == 0, (result.stdout[-4000:] + result.stderr[-4000:])
+    [
+      sys.executable,
+      '-c',
+      _SCRIPT,
+      str(tmp_path / 'tfds'),
+      str(tmp_path / 'shelves'),
+    ],
+    env=dict(os.environ, JAX_PLATFORMS='cpu'),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
   assert 'OK' in result.stdout

@@ -49,20 +49,28 @@ def _version_dirs(directory: pathlib.Path) -> list[pathlib.Path]:
   found = []
   for child in directory.iterdir():
     parts = child.name.split('.')
-    if (child.is_dir() and len(parts) == 3 and all(p.isdigit() for p in parts)
-        and (child / 'dataset_info.json').is_file()):
+    if (
+      child.is_dir()
+      and len(parts) == 3
+      and all(p.isdigit() for p in parts)
+      and (child / 'dataset_info.json').is_file()
+    ):
       found.append(child)
   return sorted(found, key=lambda p: tuple(int(x) for x in p.name.split('.')))
 
 
 def _built_configs(dataset_dir: pathlib.Path) -> list[str]:
   """Config subdirectories holding at least one built version."""
-  return sorted(p.name for p in dataset_dir.iterdir()
-                if p.is_dir() and not p.name.startswith('.') and _version_dirs(p))
+  return sorted(
+    p.name
+    for p in dataset_dir.iterdir()
+    if p.is_dir() and not p.name.startswith('.') and _version_dirs(p)
+  )
 
 
-def find_dataset_dir(name: str, *, data_dir: str | os.PathLike,
-                     config: str | None = None) -> pathlib.Path:
+def find_dataset_dir(
+  name: str, *, data_dir: str | os.PathLike, config: str | None = None
+) -> pathlib.Path:
   """Returns `data_dir/name[/config]/<latest version>` of a built dataset.
 
   Raises:
@@ -72,30 +80,39 @@ def find_dataset_dir(name: str, *, data_dir: str | os.PathLike,
   dataset_dir = pathlib.Path(data_dir).expanduser() / name
   if not dataset_dir.is_dir():
     raise FileNotFoundError(
-        f'No built dataset {name!r}: directory {dataset_dir} does not exist. '
-        f'Build it first (data_builders) or pass the right data_dir.')
+      f'No built dataset {name!r}: directory {dataset_dir} does not exist. '
+      f'Build it first (data_builders) or pass the right data_dir.'
+    )
   search_dir = dataset_dir / config if config else dataset_dir
   if not search_dir.is_dir():
     raise FileNotFoundError(
-        f'No config {config!r} of dataset {name!r}: directory {search_dir} '
-        f'does not exist (built: {_built_configs(dataset_dir) or "none"}).')
+      f'No config {config!r} of dataset {name!r}: directory {search_dir} '
+      f'does not exist (built: {_built_configs(dataset_dir) or "none"}).'
+    )
   versions = _version_dirs(search_dir)
   if versions:
     return versions[-1]
   configs = _built_configs(search_dir)
   if configs and not config:
     raise FileNotFoundError(
-        f'Dataset {name!r} at {search_dir} has configs {configs}; pass '
-        f'config=one of them.')
+      f'Dataset {name!r} at {search_dir} has configs {configs}; pass '
+      f'config=one of them.'
+    )
   raise FileNotFoundError(
-      f'No built version of {name!r} in {search_dir} (expected a '
-      f'subdirectory like 1.0.0/ holding dataset_info.json; an interrupted '
-      f'build leaves only incomplete.* directories).')
+    f'No built version of {name!r} in {search_dir} (expected a '
+    f'subdirectory like 1.0.0/ holding dataset_info.json; an interrupted '
+    f'build leaves only incomplete.* directories).'
+  )
 
 
-def open_source(name: str, *, split: str, data_dir: str | os.PathLike,
-                config: str | None = None,
-                decode_images: bool = False) -> Sequence[dict[str, Any]]:
+def open_source(
+  name: str,
+  *,
+  split: str,
+  data_dir: str | os.PathLike,
+  config: str | None = None,
+  decode_images: bool = False,
+) -> Sequence[dict[str, Any]]:
   """Opens a built array_record split as a random-access sequence of dicts.
 
   Needs neither the builder code nor TensorFlow. `split` accepts TFDS slices
@@ -111,10 +128,10 @@ def open_source(name: str, *, split: str, data_dir: str | os.PathLike,
   base_split = split.split('[')[0]
   if base_split not in available:
     raise ValueError(
-        f'Split {split!r} not in dataset at {version_dir}; available splits: '
-        f'{available}.')
-  decoders = None if decode_images else {
-      IMAGE_KEY: tfds.decode.SkipDecoding()}
+      f'Split {split!r} not in dataset at {version_dir}; available splits: '
+      f'{available}.'
+    )
+  decoders = None if decode_images else {IMAGE_KEY: tfds.decode.SkipDecoding()}
   return builder.as_data_source(split, decoders=decoders)
 
 
@@ -132,12 +149,15 @@ def _as_pil(image: Any) -> Image.Image:
     return Image.fromarray(np.asarray(image, np.uint8))
   if isinstance(image, Image.Image):
     return image
-  raise TypeError(f'Unsupported image type {type(image).__name__}; expected '
-                  'encoded bytes, a uint8 numpy array or a PIL image.')
+  raise TypeError(
+    f'Unsupported image type {type(image).__name__}; expected '
+    'encoded bytes, a uint8 numpy array or a PIL image.'
+  )
 
 
-def decode_and_resize(image: Any, image_size: int,
-                      resize: ResizeMode = 'square') -> np.ndarray:
+def decode_and_resize(
+  image: Any, image_size: int, resize: ResizeMode = 'square'
+) -> np.ndarray:
   """Decodes one image and resizes it to uint8 [image_size, image_size, 3].
 
   resize='square' stretches the whole crop to the square; 'shorter_center_crop'
@@ -152,8 +172,10 @@ def decode_and_resize(image: Any, image_size: int,
     need = (image_size, image_size)
   else:
     scale = image_size / min(width, height)
-    need = (max(image_size, round(width * scale)),
-            max(image_size, round(height * scale)))
+    need = (
+      max(image_size, round(width * scale)),
+      max(image_size, round(height * scale)),
+    )
   # For JPEG, libjpeg decodes at 1/2, 1/4 or 1/8 scale while staying at least
   # `need` in both sides: most of the decode cost vanishes for large crops.
   img.draft('RGB', need)
@@ -165,8 +187,12 @@ def decode_and_resize(image: Any, image_size: int,
     side = min(width, height)
     left, top = (width - side) / 2, (height - side) / 2
     box = (left, top, left + side, top + side)
-  out = img.resize((image_size, image_size), Image.Resampling.BILINEAR,
-                   box=box, reducing_gap=_REDUCING_GAP)
+  out = img.resize(
+    (image_size, image_size),
+    Image.Resampling.BILINEAR,
+    box=box,
+    reducing_gap=_REDUCING_GAP,
+  )
   return np.asarray(out, dtype=np.uint8)
 
 
@@ -178,8 +204,10 @@ def _to_numpy_feature(key: str, value: Any) -> np.ndarray:
     return np.bytes_(value)
   array = np.asarray(value)
   if array.dtype.kind in 'iub' and array.dtype != np.int32:
-    if array.size and (array.max() > np.iinfo(np.int32).max or
-                       array.min() < np.iinfo(np.int32).min):
+    if array.size and (
+      array.max() > np.iinfo(np.int32).max
+      or array.min() < np.iinfo(np.int32).min
+    ):
       raise ValueError(f'Feature {key!r} does not fit in int32: {value!r}.')
     array = array.astype(np.int32)
   return array
@@ -188,8 +216,9 @@ def _to_numpy_feature(key: str, value: Any) -> np.ndarray:
 class _Preprocess(grain.transforms.Map):
   """Example dict -> {'image': uint8 [S,S,3], *keys}; picklable for workers."""
 
-  def __init__(self, image_size: int, resize: ResizeMode,
-               keys: tuple[str, ...]):
+  def __init__(
+    self, image_size: int, resize: ResizeMode, keys: tuple[str, ...]
+  ):
     self._image_size = image_size
     self._resize = resize
     self._keys = keys
@@ -197,17 +226,22 @@ class _Preprocess(grain.transforms.Map):
   def map(self, example: Mapping[str, Any]) -> dict[str, np.ndarray]:
     missing = [k for k in (IMAGE_KEY, *self._keys) if k not in example]
     if missing:
-      raise KeyError(f'Example lacks features {missing}; it has '
-                     f'{sorted(example)}.')
-    out = {IMAGE_KEY: decode_and_resize(example[IMAGE_KEY], self._image_size,
-                                        self._resize)}
+      raise KeyError(
+        f'Example lacks features {missing}; it has {sorted(example)}.'
+      )
+    out = {
+      IMAGE_KEY: decode_and_resize(
+        example[IMAGE_KEY], self._image_size, self._resize
+      )
+    }
     for key in self._keys:
       out[key] = _to_numpy_feature(key, example[key])
     return out
 
 
-def _stack_batch(examples: Sequence[dict[str, np.ndarray]]
-                 ) -> dict[str, np.ndarray]:
+def _stack_batch(
+  examples: Sequence[dict[str, np.ndarray]],
+) -> dict[str, np.ndarray]:
   # Text stacks to a fixed-width numpy bytes array ('S<n>'), which crosses
   # process boundaries cheaply, unlike object arrays.
   return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
@@ -240,21 +274,21 @@ def _shuffle_seed(seed: int) -> int:
 
 
 def make_loader(
-    source: Sequence[Mapping[str, Any]],
-    *,
-    batch_size: int,
-    image_size: int,
-    seed: int,
-    shuffle: bool = True,
-    num_epochs: int | None = None,
-    worker_count: int = 0,
-    shard_index: int | None = None,
-    shard_count: int | None = None,
-    drop_remainder: bool = True,
-    resize: ResizeMode = 'square',
-    keys: Sequence[str] = (),
-    read_threads: int | None = None,
-    prefetch_batches: int = 2,
+  source: Sequence[Mapping[str, Any]],
+  *,
+  batch_size: int,
+  image_size: int,
+  seed: int,
+  shuffle: bool = True,
+  num_epochs: int | None = None,
+  worker_count: int = 0,
+  shard_index: int | None = None,
+  shard_count: int | None = None,
+  drop_remainder: bool = True,
+  resize: ResizeMode = 'square',
+  keys: Sequence[str] = (),
+  read_threads: int | None = None,
+  prefetch_batches: int = 2,
 ) -> Loader:
   """Returns an iterable of per-process batches (dicts of numpy arrays).
 
@@ -287,8 +321,10 @@ def make_loader(
     prefetch_batches: batches buffered ahead per process/worker.
   """
   if batch_size <= 0 or image_size <= 0:
-    raise ValueError(f'batch_size and image_size must be positive, got '
-                     f'{batch_size} and {image_size}.')
+    raise ValueError(
+      f'batch_size and image_size must be positive, got '
+      f'{batch_size} and {image_size}.'
+    )
   if resize not in RESIZE_MODES:
     raise ValueError(f'resize must be one of {RESIZE_MODES}, got {resize!r}.')
   if worker_count < 0:
@@ -296,11 +332,14 @@ def make_loader(
   keys = tuple(k for k in keys if k != IMAGE_KEY)
   if shard_index is None or shard_count is None:
     import jax  # pylint: disable=g-import-not-at-top
+
     shard_index = jax.process_index() if shard_index is None else shard_index
     shard_count = jax.process_count() if shard_count is None else shard_count
   if not 0 <= shard_index < shard_count:
-    raise ValueError(f'Need 0 <= shard_index < shard_count, got '
-                     f'{shard_index} and {shard_count}.')
+    raise ValueError(
+      f'Need 0 <= shard_index < shard_count, got '
+      f'{shard_index} and {shard_count}.'
+    )
 
   num_examples = len(source)
   per_shard = num_examples // shard_count
@@ -308,8 +347,9 @@ def make_loader(
     stop = per_shard * shard_count
     if per_shard < batch_size:
       raise ValueError(
-          f'Shard {shard_index}/{shard_count} has {per_shard} examples, fewer '
-          f'than batch_size={batch_size}: every batch would be dropped.')
+        f'Shard {shard_index}/{shard_count} has {per_shard} examples, fewer '
+        f'than batch_size={batch_size}: every batch would be dropped.'
+      )
   else:
     stop = num_examples
   dataset = grain.MapDataset.source(source)[shard_index:stop:shard_count]
@@ -318,13 +358,18 @@ def make_loader(
   if num_epochs != 1:  # repeat(None) repeats forever.
     dataset = dataset.repeat(num_epochs)
   dataset = dataset.map(_Preprocess(image_size, resize, keys))
-  dataset = dataset.batch(batch_size, drop_remainder=drop_remainder,
-                          batch_fn=_stack_batch)
+  dataset = dataset.batch(
+    batch_size, drop_remainder=drop_remainder, batch_fn=_stack_batch
+  )
   if read_threads is None:
     read_threads = 1 if worker_count else 2
-  return Loader(dataset, worker_count=worker_count, read_threads=read_threads,
-                prefetch_batches=prefetch_batches,
-                examples_per_epoch=len(range(shard_index, stop, shard_count)))
+  return Loader(
+    dataset,
+    worker_count=worker_count,
+    read_threads=read_threads,
+    prefetch_batches=prefetch_batches,
+    examples_per_epoch=len(range(shard_index, stop, shard_count)),
+  )
 
 
 class Loader(grain.IterDataset):
@@ -336,9 +381,15 @@ class Loader(grain.IterDataset):
   random-access `grain.MapDataset`, sliced from batch n.
   """
 
-  def __init__(self, batches: grain.MapDataset, *, worker_count: int,
-               read_threads: int, prefetch_batches: int,
-               examples_per_epoch: int):
+  def __init__(
+    self,
+    batches: grain.MapDataset,
+    *,
+    worker_count: int,
+    read_threads: int,
+    prefetch_batches: int,
+    examples_per_epoch: int,
+  ):
     super().__init__()
     self._batches = batches
     self._worker_count = worker_count
@@ -350,22 +401,30 @@ class Loader(grain.IterDataset):
     """A plain grain iterator starting at batch `next_batch`."""
     batches = self._batches[next_batch:] if next_batch else self._batches
     # Prefetch counts batches here; grain's default (500) would hold GBs.
-    dataset = batches.to_iter_dataset(grain.ReadOptions(
+    dataset = batches.to_iter_dataset(
+      grain.ReadOptions(
         num_threads=self._read_threads,
-        prefetch_buffer_size=max(self._prefetch_batches, self._read_threads)))
+        prefetch_buffer_size=max(self._prefetch_batches, self._read_threads),
+      )
+    )
     if self._worker_count:
       ensure_absl_flags_parsed()
-      dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(
+      dataset = dataset.mp_prefetch(
+        grain.MultiprocessingOptions(
           num_workers=self._worker_count,
-          per_worker_buffer_size=self._prefetch_batches))
+          per_worker_buffer_size=self._prefetch_batches,
+        )
+      )
     return iter(dataset)
 
   def __iter__(self) -> LoaderIterator:
     return LoaderIterator(self)
 
   def __str__(self) -> str:
-    return (f'Loader(workers={self._worker_count}, '
-            f'threads={self._read_threads}, batches={self._batches})')
+    return (
+      f'Loader(workers={self._worker_count}, '
+      f'threads={self._read_threads}, batches={self._batches})'
+    )
 
 
 class LoaderIterator(grain.DatasetIterator):
@@ -390,8 +449,9 @@ class LoaderIterator(grain.DatasetIterator):
 
   def set_state(self, state: Mapping[str, Any]) -> None:
     if 'next_batch' not in state:
-      raise ValueError(f'Not a Loader iterator state (no "next_batch"): '
-                       f'{state!r}')
+      raise ValueError(
+        f'Not a Loader iterator state (no "next_batch"): {state!r}'
+      )
     self._iterator.close()
     self._next_batch = int(state['next_batch'])
     self._iterator = self._loader.iter_from(self._next_batch)
@@ -408,8 +468,9 @@ class LoaderIterator(grain.DatasetIterator):
 # --------------------------------------------------------------------------
 
 
-def shard_batch(batch: Mapping[str, Any], mesh, axis: str = 'data'
-                ) -> dict[str, Any]:
+def shard_batch(
+  batch: Mapping[str, Any], mesh, axis: str = 'data'
+) -> dict[str, Any]:
   """Per-process numpy batch -> global `jax.Array`s sharded along `axis`.
 
   Only numeric and boolean arrays are transferred; text (bytes/object) fields
@@ -431,7 +492,8 @@ def shard_batch(batch: Mapping[str, Any], mesh, axis: str = 'data'
       out[key] = jax.make_array_from_process_local_data(sharding, array)
     except ValueError as e:
       raise ValueError(
-          f'Batch field {key!r} with per-process shape {array.shape} cannot '
-          f'be split along mesh axis {axis!r} ({mesh.shape[axis]} devices): '
-          f'{e}') from e
+        f'Batch field {key!r} with per-process shape {array.shape} cannot '
+        f'be split along mesh axis {axis!r} ({mesh.shape[axis]} devices): '
+        f'{e}'
+      ) from e
   return out

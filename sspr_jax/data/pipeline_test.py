@@ -28,28 +28,36 @@ class TinyCrops(tfds.core.GeneratorBasedBuilder):
 
   def _info(self):
     return tfds.core.DatasetInfo(
-        builder=self,
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(None, None, 3),
-                                         encoding_format='jpeg'),
-            'origin': tfds.features.Text(),
-            'box': tfds.features.Tensor(shape=(4,), dtype=np.int32),
-            'crop_index': tfds.features.Scalar(dtype=np.int32),
-            'crop_id': tfds.features.Text(),
-            'label': tfds.features.ClassLabel(num_classes=3),
-            'label_name': tfds.features.Text(),
-        }))
+      builder=self,
+      features=tfds.features.FeaturesDict(
+        {
+          'image': tfds.features.Image(
+            shape=(None, None, 3), encoding_format='jpeg'
+          ),
+          'origin': tfds.features.Text(),
+          'box': tfds.features.Tensor(shape=(4,), dtype=np.int32),
+          'crop_index': tfds.features.Scalar(dtype=np.int32),
+          'crop_id': tfds.features.Text(),
+          'label': tfds.features.ClassLabel(num_classes=3),
+          'label_name': tfds.features.Text(),
+        }
+      ),
+    )
 
   def _split_generators(self, dl_manager):
-    return {split: self._generate_examples(split, n)
-            for split, n in self.SPLIT_SIZES.items()}
+    return {
+      split: self._generate_examples(split, n)
+      for split, n in self.SPLIT_SIZES.items()
+    }
 
   def _generate_examples(self, split, num_examples):
     rng = np.random.default_rng(len(split))
     for i in range(num_examples):
       height, width = 30 + 3 * i, 20 + 5 * i
       pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-      yield f'{split}{i}', {
+      yield (
+        f'{split}{i}',
+        {
           'image': _encode(pixels, 'JPEG'),
           'origin': f'{split}_photo{i // 4}',
           'box': np.array([i, i, i + width, i + height], np.int32),
@@ -57,7 +65,8 @@ class TinyCrops(tfds.core.GeneratorBasedBuilder):
           'crop_id': f'{split}_photo{i // 4}_{i % 4}',
           'label': i % 3,
           'label_name': f'class{i % 3}',
-      }
+        },
+      )
 
 
 def build_tiny_crops(data_dir) -> pathlib.Path:
@@ -80,8 +89,14 @@ def _memory_source(num_examples: int, seed: int = 0) -> list[dict]:
   for i in range(num_examples):
     height, width = rng.integers(8, 40, size=2)
     pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-    examples.append({'image': _encode(pixels, 'PNG'), 'label': i % 5,
-                     'crop_id': f'c{i}'.encode(), 'origin': b'photo'})
+    examples.append(
+      {
+        'image': _encode(pixels, 'PNG'),
+        'label': i % 5,
+        'crop_id': f'c{i}'.encode(),
+        'origin': b'photo',
+      }
+    )
   return examples
 
 
@@ -105,24 +120,29 @@ def tiny_data_dir(tmp_path_factory):
 
 
 def test_open_source_reads_built_split_as_bytes(tiny_data_dir):
-  source = pipeline.open_source(TINY_NAME, split='train', data_dir=tiny_data_dir)
+  source = pipeline.open_source(
+    TINY_NAME, split='train', data_dir=tiny_data_dir
+  )
   assert len(source) == TinyCrops.SPLIT_SIZES['train']
   example = source[0]
   assert isinstance(example['image'], bytes)  # SkipDecoding: raw JPEG.
   assert example['image'][:2] == b'\xff\xd8'
   assert isinstance(example['origin'], bytes)
   assert np.asarray(example['box']).shape == (4,)
-  decoded = pipeline.open_source(TINY_NAME, split='train',
-                                 data_dir=tiny_data_dir, decode_images=True)
+  decoded = pipeline.open_source(
+    TINY_NAME, split='train', data_dir=tiny_data_dir, decode_images=True
+  )
   assert decoded[0]['image'].dtype == np.uint8
   assert decoded[0]['image'].ndim == 3
 
 
 def test_open_source_split_slices(tiny_data_dir):
-  half = pipeline.open_source(TINY_NAME, split='train[:50%]',
-                              data_dir=tiny_data_dir)
-  rest = pipeline.open_source(TINY_NAME, split='train[50%:]',
-                              data_dir=tiny_data_dir)
+  half = pipeline.open_source(
+    TINY_NAME, split='train[:50%]', data_dir=tiny_data_dir
+  )
+  rest = pipeline.open_source(
+    TINY_NAME, split='train[50%:]', data_dir=tiny_data_dir
+  )
   assert len(half) == len(rest) == 10
   ids = {half[i]['crop_id'] for i in range(10)}
   ids |= {rest[i]['crop_id'] for i in range(10)}
@@ -143,12 +163,15 @@ def test_missing_dataset_errors_name_the_path(tiny_data_dir, tmp_path):
   with pytest.raises(FileNotFoundError, match=str(tmp_path / 'nope')):
     pipeline.open_source('nope', split='train', data_dir=tmp_path)
   with pytest.raises(FileNotFoundError, match=r"config 'big'.*built: none"):
-    pipeline.open_source(TINY_NAME, split='train', data_dir=tiny_data_dir,
-                         config='big')
+    pipeline.open_source(
+      TINY_NAME, split='train', data_dir=tiny_data_dir, config='big'
+    )
   (tmp_path / 'half_built' / 'incomplete.ABC_1.0.0').mkdir(parents=True)
   with pytest.raises(FileNotFoundError, match='No built version'):
     pipeline.find_dataset_dir('half_built', data_dir=tmp_path)
-  with pytest.raises(ValueError, match=r"Split 'validation'.*\['test', 'train'\]"):
+  with pytest.raises(
+    ValueError, match=r"Split 'validation'.*\['test', 'train'\]"
+  ):
     pipeline.open_source(TINY_NAME, split='validation', data_dir=tiny_data_dir)
 
 
@@ -161,8 +184,10 @@ def test_configs_need_a_config_name(tmp_path):
     pipeline.find_dataset_dir('ds', data_dir=tmp_path)
   with pytest.raises(FileNotFoundError, match=r"config 'big'.*\['small'\]"):
     pipeline.find_dataset_dir('ds', data_dir=tmp_path, config='big')
-  assert pipeline.find_dataset_dir('ds', data_dir=tmp_path,
-                                   config='small') == version_dir
+  assert (
+    pipeline.find_dataset_dir('ds', data_dir=tmp_path, config='small')
+    == version_dir
+  )
 
 
 def test_end_to_end_synthetic_sku110k_crops(tmp_path):
@@ -171,21 +196,45 @@ def test_end_to_end_synthetic_sku110k_crops(tmp_path):
   from data_builders.synthetic import generate_shelves  # pylint: disable=g-import-not-at-top
 
   shelves = generate_shelves(
-      tmp_path / 'shelves', seed=0,
-      photos_per_split={'train': 2, 'val': 1, 'test': 1},
-      photo_size=(320, 240), boxes_per_photo=(50, 60), num_workers=0)
-  build('sku110k_crops', config='128', manual_dir=shelves,
-        data_dir=tmp_path / 'tfds', num_workers=0)
+    tmp_path / 'shelves',
+    seed=0,
+    photos_per_split={'train': 2, 'val': 1, 'test': 1},
+    photo_size=(320, 240),
+    boxes_per_photo=(50, 60),
+    num_workers=0,
+  )
+  build(
+    'sku110k_crops',
+    config='128',
+    manual_dir=shelves,
+    data_dir=tmp_path / 'tfds',
+    num_workers=0,
+  )
   with pytest.raises(FileNotFoundError, match=r"config 'native'.*\['128'\]"):
-    pipeline.open_source('sku110k_crops', split='train',
-                         data_dir=tmp_path / 'tfds', config='native')
-  source = pipeline.open_source('sku110k_crops', split='train',
-                                data_dir=tmp_path / 'tfds', config='128')
+    pipeline.open_source(
+      'sku110k_crops',
+      split='train',
+      data_dir=tmp_path / 'tfds',
+      config='native',
+    )
+  source = pipeline.open_source(
+    'sku110k_crops', split='train', data_dir=tmp_path / 'tfds', config='128'
+  )
   assert len(source) >= 100  # 2 photos x 50-60 boxes.
-  batches = list(pipeline.make_loader(
-      source, batch_size=16, image_size=32, seed=0, num_epochs=1,
-      drop_remainder=False, resize='shorter_center_crop',
-      keys=('crop_id', 'origin', 'box'), shard_index=0, shard_count=1))
+  batches = list(
+    pipeline.make_loader(
+      source,
+      batch_size=16,
+      image_size=32,
+      seed=0,
+      num_epochs=1,
+      drop_remainder=False,
+      resize='shorter_center_crop',
+      keys=('crop_id', 'origin', 'box'),
+      shard_index=0,
+      shard_count=1,
+    )
+  )
   ids = _ids(batches)
   assert len(ids) == len(set(ids)) == len(source)
   assert all(b['image'].shape[1:] == (32, 32, 3) for b in batches)
@@ -212,13 +261,13 @@ def test_shorter_center_crop_keeps_the_center(fmt):
   out = pipeline.decode_and_resize(image, 8, 'shorter_center_crop')
   assert out.shape == (8, 8, 3) and out.dtype == np.uint8
   # Only the red center survives (inner pixels: away from bilinear edges).
-  np.testing.assert_allclose(out[1:-1, 1:-1].mean((0, 1)), (255, 0, 0),
-                             atol=12)
+  np.testing.assert_allclose(out[1:-1, 1:-1].mean((0, 1)), (255, 0, 0), atol=12)
 
 
 def test_square_resize_keeps_the_whole_crop():
-  out = pipeline.decode_and_resize(_encode(_three_band_image(), 'PNG'), 12,
-                                   'square')
+  out = pipeline.decode_and_resize(
+    _encode(_three_band_image(), 'PNG'), 12, 'square'
+  )
   assert out.shape == (12, 12, 3)
   np.testing.assert_array_equal(out[:, 0], [[0, 0, 255]] * 12)
   np.testing.assert_array_equal(out[:, 6], [[255, 0, 0]] * 12)
@@ -230,8 +279,11 @@ def test_jpeg_draft_downscale_matches_full_decode():
   smooth = np.kron(rng.integers(0, 256, (8, 12, 3)), np.ones((40, 40, 1)))
   encoded = _encode(smooth.astype(np.uint8), 'JPEG')  # 320 x 480.
   fast = pipeline.decode_and_resize(encoded, 32, 'square')
-  reference = np.asarray(Image.open(io.BytesIO(encoded)).convert('RGB').resize(
-      (32, 32), Image.Resampling.BILINEAR))
+  reference = np.asarray(
+    Image.open(io.BytesIO(encoded))
+    .convert('RGB')
+    .resize((32, 32), Image.Resampling.BILINEAR)
+  )
   assert np.abs(fast.astype(int) - reference).mean() < 6
 
 
@@ -254,11 +306,22 @@ def test_bad_resize_mode_and_image_type():
 
 @pytest.mark.parametrize('resize', ['square', 'shorter_center_crop'])
 def test_loader_shapes_and_dtypes_from_tfds(tiny_data_dir, resize):
-  source = pipeline.open_source(TINY_NAME, split='train', data_dir=tiny_data_dir)
-  batch = _take(pipeline.make_loader(
-      source, batch_size=4, image_size=24, seed=0, resize=resize,
+  source = pipeline.open_source(
+    TINY_NAME, split='train', data_dir=tiny_data_dir
+  )
+  batch = _take(
+    pipeline.make_loader(
+      source,
+      batch_size=4,
+      image_size=24,
+      seed=0,
+      resize=resize,
       keys=('label', 'origin', 'box', 'crop_index'),
-      shard_index=0, shard_count=1), 1)[0]
+      shard_index=0,
+      shard_count=1,
+    ),
+    1,
+  )[0]
   assert batch['image'].shape == (4, 24, 24, 3)
   assert batch['image'].dtype == np.uint8
   assert batch['label'].dtype == np.int32 and batch['label'].shape == (4,)
@@ -270,9 +333,15 @@ def test_loader_shapes_and_dtypes_from_tfds(tiny_data_dir, resize):
 
 
 def test_loader_missing_key_names_available_features():
-  loader = pipeline.make_loader(_memory_source(4), batch_size=2, image_size=8,
-                                seed=0, keys=('bbox',), shard_index=0,
-                                shard_count=1)
+  loader = pipeline.make_loader(
+    _memory_source(4),
+    batch_size=2,
+    image_size=8,
+    seed=0,
+    keys=('bbox',),
+    shard_index=0,
+    shard_count=1,
+  )
   with pytest.raises(KeyError, match=r"\['bbox'\].*crop_id"):
     next(iter(loader))
 
@@ -281,14 +350,33 @@ def test_same_seed_same_batches_other_seed_differs():
   source = _memory_source(24)
 
   def ids(seed):
-    return _ids(_take(pipeline.make_loader(
-        source, batch_size=6, image_size=8, seed=seed, keys=('crop_id',),
-        shard_index=0, shard_count=1), 4))
+    return _ids(
+      _take(
+        pipeline.make_loader(
+          source,
+          batch_size=6,
+          image_size=8,
+          seed=seed,
+          keys=('crop_id',),
+          shard_index=0,
+          shard_count=1,
+        ),
+        4,
+      )
+    )
 
-  first = _take(pipeline.make_loader(source, batch_size=6, image_size=8,
-                                     seed=3, shard_index=0, shard_count=1), 2)
-  again = _take(pipeline.make_loader(source, batch_size=6, image_size=8,
-                                     seed=3, shard_index=0, shard_count=1), 2)
+  first = _take(
+    pipeline.make_loader(
+      source, batch_size=6, image_size=8, seed=3, shard_index=0, shard_count=1
+    ),
+    2,
+  )
+  again = _take(
+    pipeline.make_loader(
+      source, batch_size=6, image_size=8, seed=3, shard_index=0, shard_count=1
+    ),
+    2,
+  )
   for a, b in zip(first, again):
     np.testing.assert_array_equal(a['image'], b['image'])
   assert ids(3) == ids(3)
@@ -298,21 +386,40 @@ def test_same_seed_same_batches_other_seed_differs():
 
 def test_each_epoch_is_reshuffled():
   source = _memory_source(16)
-  batches = list(pipeline.make_loader(
-      source, batch_size=4, image_size=8, seed=0, num_epochs=3,
-      keys=('crop_id',), shard_index=0, shard_count=1))
+  batches = list(
+    pipeline.make_loader(
+      source,
+      batch_size=4,
+      image_size=8,
+      seed=0,
+      num_epochs=3,
+      keys=('crop_id',),
+      shard_index=0,
+      shard_count=1,
+    )
+  )
   assert len(batches) == 12
   order = _ids(batches)
-  epochs = [order[i * 16:(i + 1) * 16] for i in range(3)]
+  epochs = [order[i * 16 : (i + 1) * 16] for i in range(3)]
   for epoch in epochs:
     assert sorted(epoch) == sorted(f'c{i}' for i in range(16))
   assert epochs[0] != epochs[1] and epochs[1] != epochs[2]
 
 
 def test_no_shuffle_keeps_source_order():
-  batches = list(pipeline.make_loader(
-      _memory_source(6), batch_size=3, image_size=8, seed=0, shuffle=False,
-      num_epochs=1, keys=('crop_id',), shard_index=0, shard_count=1))
+  batches = list(
+    pipeline.make_loader(
+      _memory_source(6),
+      batch_size=3,
+      image_size=8,
+      seed=0,
+      shuffle=False,
+      num_epochs=1,
+      keys=('crop_id',),
+      shard_index=0,
+      shard_count=1,
+    )
+  )
   assert _ids(batches) == [f'c{i}' for i in range(6)]
 
 
@@ -322,10 +429,19 @@ def test_shards_are_disjoint_and_cover_once(shard_count):
   source = _memory_source(num_examples)
   per_shard = []
   for shard_index in range(shard_count):
-    batches = list(pipeline.make_loader(
-        source, batch_size=4, image_size=8, seed=1, num_epochs=1,
-        drop_remainder=False, keys=('crop_id',), shard_index=shard_index,
-        shard_count=shard_count))
+    batches = list(
+      pipeline.make_loader(
+        source,
+        batch_size=4,
+        image_size=8,
+        seed=1,
+        num_epochs=1,
+        drop_remainder=False,
+        keys=('crop_id',),
+        shard_index=shard_index,
+        shard_count=shard_count,
+      )
+    )
     per_shard.append(_ids(batches))
   all_ids = [i for ids in per_shard for i in ids]
   assert sorted(all_ids) == sorted(f'c{i}' for i in range(num_examples))
@@ -337,9 +453,18 @@ def test_drop_remainder_gives_equal_shards(shard_count):
   source = _memory_source(29)
   counts, seen = [], set()
   for shard_index in range(shard_count):
-    ids = _ids(pipeline.make_loader(
-        source, batch_size=3, image_size=8, seed=1, num_epochs=1,
-        keys=('crop_id',), shard_index=shard_index, shard_count=shard_count))
+    ids = _ids(
+      pipeline.make_loader(
+        source,
+        batch_size=3,
+        image_size=8,
+        seed=1,
+        num_epochs=1,
+        keys=('crop_id',),
+        shard_index=shard_index,
+        shard_count=shard_count,
+      )
+    )
     counts.append(len(ids))
     assert not seen & set(ids)
     seen |= set(ids)
@@ -349,14 +474,26 @@ def test_drop_remainder_gives_equal_shards(shard_count):
 
 def test_shard_too_small_for_batch_raises():
   with pytest.raises(ValueError, match='fewer than batch_size=8'):
-    pipeline.make_loader(_memory_source(10), batch_size=8, image_size=8,
-                         seed=0, shard_index=0, shard_count=2)
+    pipeline.make_loader(
+      _memory_source(10),
+      batch_size=8,
+      image_size=8,
+      seed=0,
+      shard_index=0,
+      shard_count=2,
+    )
 
 
 def test_iterator_state_resumes_exactly():
-  loader = pipeline.make_loader(_memory_source(20), batch_size=3, image_size=8,
-                                seed=5, keys=('crop_id',), shard_index=0,
-                                shard_count=1)
+  loader = pipeline.make_loader(
+    _memory_source(20),
+    batch_size=3,
+    image_size=8,
+    seed=5,
+    keys=('crop_id',),
+    shard_index=0,
+    shard_count=1,
+  )
   assert loader.examples_per_epoch == 20
   iterator = iter(loader)
   for _ in range(4):
@@ -375,8 +512,15 @@ def test_worker_processes_give_the_same_batches_and_states():
   # Spawned workers import this pipeline; also checks the absl flag handling
   # outside absl.app.run (pytest never parses absl flags).
   source = _memory_source(20)
-  kwargs = dict(batch_size=4, image_size=8, seed=2, num_epochs=2,
-                keys=('crop_id', 'label'), shard_index=0, shard_count=1)
+  kwargs = dict(
+    batch_size=4,
+    image_size=8,
+    seed=2,
+    num_epochs=2,
+    keys=('crop_id', 'label'),
+    shard_index=0,
+    shard_count=1,
+  )
   in_process = list(pipeline.make_loader(source, worker_count=0, **kwargs))
   iterator = iter(pipeline.make_loader(source, worker_count=2, **kwargs))
   with_workers = [next(iterator) for _ in range(3)]
@@ -425,9 +569,17 @@ def test_shard_batch_on_two_cpu_devices():
         raise AssertionError('odd batch was split over 2 devices')
       print('OK')
       """)
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
-             JAX_PLATFORMS='cpu')
-  result = subprocess.run([sys.executable, '-c', script], env=env,
-                          capture_output=True, text=True, timeout=120)
+  env = dict(
+    os.environ,
+    XLA_FLAGS='--xla_force_host_platform_device_count=2',
+    JAX_PLATFORMS='cpu',
+  )
+  result = subprocess.run(
+    [sys.executable, '-c', script],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.strip().endswith('OK')

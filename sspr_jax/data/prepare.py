@@ -3,6 +3,7 @@
 With `config.data.source='synthetic'` the embedded shelf and rack photos are
 generated first (into WORKDIR/raw, once per set of generator settings).
 """
+
 import json
 import os
 import pathlib
@@ -11,29 +12,43 @@ import shutil
 import ml_collections
 
 
-def _generate(data: ml_collections.ConfigDict, raw_dir: pathlib.Path,
-              datasets_dir: pathlib.Path):
+def _generate(
+  data: ml_collections.ConfigDict,
+  raw_dir: pathlib.Path,
+  datasets_dir: pathlib.Path,
+):
   """Generates the embedded photos unless the same settings already did.
 
   New photos make datasets built from the old ones stale: those are removed
   from `datasets_dir` so that they are built again.
   """
   from data_builders import synthetic  # pylint: disable=g-import-not-at-top
-  settings = {'seed': data.seed, 'shelf_photos': dict(data.shelf_photos),
-              'rack_photos': data.rack_photos, 'num_classes': data.num_classes}
+
+  settings = {
+    'seed': data.seed,
+    'shelf_photos': dict(data.shelf_photos),
+    'rack_photos': data.rack_photos,
+    'num_classes': data.num_classes,
+  }
   marker = raw_dir / 'generated.json'
   # The builder reads the packed archive, like the real SKU110K download.
   archive_dir = raw_dir / 'sku110k_archive'
   racks_dir = raw_dir / 'racks'
   if not (marker.exists() and json.loads(marker.read_text()) == settings):
     shelves_root = synthetic.generate_shelves(
-        raw_dir / 'sku110k', seed=data.seed,
-        photos_per_split=dict(data.shelf_photos), num_classes=data.num_classes)
+      raw_dir / 'sku110k',
+      seed=data.seed,
+      photos_per_split=dict(data.shelf_photos),
+      num_classes=data.num_classes,
+    )
     archive_dir.mkdir(parents=True, exist_ok=True)
     synthetic.pack_archive(shelves_root, archive_dir / 'SKU110K_fixed.tar.gz')
     racks_dir = synthetic.generate_racks(
-        raw_dir, seed=data.seed, num_photos=data.rack_photos,
-        num_classes=data.num_classes)
+      raw_dir,
+      seed=data.seed,
+      num_photos=data.rack_photos,
+      num_classes=data.num_classes,
+    )
     for name in ('sku110k_crops', 'rack_crops'):
       shutil.rmtree(datasets_dir / name, ignore_errors=True)
     marker.write_text(json.dumps(settings))
@@ -44,34 +59,47 @@ def data_dir(data: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
   return pathlib.Path(data.data_dir or os.path.join(workdir, 'tfds'))
 
 
-_MANUAL_DIR_KEYS = {'sku110k_crops': 'sku110k_manual_dir',
-                    'rack_crops': 'rack_manual_dir'}
+_MANUAL_DIR_KEYS = {
+  'sku110k_crops': 'sku110k_manual_dir',
+  'rack_crops': 'rack_manual_dir',
+}
 
 
-def manual_dirs(data: ml_collections.ConfigDict, workdir: str,
-                which=tuple(_MANUAL_DIR_KEYS)):
+def manual_dirs(
+  data: ml_collections.ConfigDict, workdir: str, which=tuple(_MANUAL_DIR_KEYS)
+):
   """(sku110k manual_dir, rack manual_dir), generating synthetic data if asked.
 
   With `source='manual'` only the folders of the datasets in `which` are
   required; the others may be '' (returned as None).
   """
   if data.source == 'synthetic':
-    return _generate(data, pathlib.Path(workdir) / 'raw',
-                     data_dir(data, workdir))
+    return _generate(
+      data, pathlib.Path(workdir) / 'raw', data_dir(data, workdir)
+    )
   if data.source != 'manual':
-    raise ValueError(f"Unknown config.data.source {data.source!r}; valid: "
-                     "'synthetic', 'manual'.")
+    raise ValueError(
+      f'Unknown config.data.source {data.source!r}; valid: '
+      "'synthetic', 'manual'."
+    )
   for name in which:
     key = _MANUAL_DIR_KEYS[name]
     if not data[key]:
-      raise ValueError(f"config.data.source='manual' needs config.data.{key} "
-                       f'(the raw photos of {name}).')
-  return tuple(pathlib.Path(data[k]) if data[k] else None
-               for k in _MANUAL_DIR_KEYS.values())
+      raise ValueError(
+        f"config.data.source='manual' needs config.data.{key} "
+        f'(the raw photos of {name}).'
+      )
+  return tuple(
+    pathlib.Path(data[k]) if data[k] else None
+    for k in _MANUAL_DIR_KEYS.values()
+  )
 
 
-def build_datasets(data: ml_collections.ConfigDict, workdir: str,
-                   which=('sku110k_crops', 'rack_crops')) -> dict:
+def build_datasets(
+  data: ml_collections.ConfigDict,
+  workdir: str,
+  which=('sku110k_crops', 'rack_crops'),
+) -> dict:
   """Builds (or reuses) the datasets; returns {name: tfds builder}.
 
   With several JAX processes, process 0 generates and builds while the others
@@ -81,19 +109,23 @@ def build_datasets(data: ml_collections.ConfigDict, workdir: str,
   import jax  # pylint: disable=g-import-not-at-top
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   from data_builders import build as build_lib  # pylint: disable=g-import-not-at-top
+
   barrier = f'{",".join(which)} built'
   shared = jax.process_count() > 1
   if shared and jax.process_index() != 0:
     multihost_utils.sync_global_devices(barrier)
   sku_dir, rack_dir = manual_dirs(data, workdir, which)
   out = data_dir(data, workdir)
-  plan = {'sku110k_crops': (data.sku110k_config, sku_dir),
-          'rack_crops': (data.rack_config, rack_dir)}
+  plan = {
+    'sku110k_crops': (data.sku110k_config, sku_dir),
+    'rack_crops': (data.rack_config, rack_dir),
+  }
   builders = {}
   for name in which:
     config, manual_dir = plan[name]
-    builders[name] = build_lib.build(name, config=config, manual_dir=manual_dir,
-                                     data_dir=out)
+    builders[name] = build_lib.build(
+      name, config=config, manual_dir=manual_dir, data_dir=out
+    )
   if shared and jax.process_index() == 0:
     multihost_utils.sync_global_devices(barrier)
   return builders
@@ -102,16 +134,17 @@ def build_datasets(data: ml_collections.ConfigDict, workdir: str,
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Builds both datasets and prints (and saves) a summary with counts."""
   from data_builders import build as build_lib  # pylint: disable=g-import-not-at-top
+
   builders = build_datasets(config.data, workdir)
   summary = {}
   for name, builder in builders.items():
     print(build_lib.summary(builder))
     info = builder.info
     summary[name] = {
-        'config': builder.builder_config.name,
-        'data_dir': builder.data_dir,
-        'splits': {s: info.splits[s].num_examples for s in info.splits},
-        'counts': dict((info.metadata or {}).get('counts', {})),
+      'config': builder.builder_config.name,
+      'data_dir': builder.data_dir,
+      'splits': {s: info.splits[s].num_examples for s in info.splits},
+      'counts': dict((info.metadata or {}).get('counts', {})),
     }
     if 'label' in info.features:
       summary[name]['num_classes'] = info.features['label'].num_classes

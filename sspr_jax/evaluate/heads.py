@@ -85,8 +85,8 @@ MLP_ALPHAS = (0.01, 0.1)  # thesis
 LINEAR_ALPHAS = (1e-3, 1e-2, 0.1, 1.0)
 SVC_C = (0.1, 0.5, 1, 5, 10)  # thesis
 SVC_GRID = (
-    {'kernel': ['linear', 'rbf'], 'C': list(SVC_C)},
-    {'kernel': ['poly'], 'degree': [2, 3, 4, 5, 10], 'C': list(SVC_C)},
+  {'kernel': ['linear', 'rbf'], 'C': list(SVC_C)},
+  {'kernel': ['poly'], 'degree': [2, 3, 4, 5, 10], 'C': list(SVC_C)},
 )
 SOLVERS = ('lbfgs', 'lbfgs_zoom', 'adam')
 
@@ -97,8 +97,9 @@ Params = list  # [{'w': [fan_in, fan_out], 'b': [fan_out]}, ...]
 # Model, objective, solver.
 
 
-def init_params(key, dims: Sequence[int], *, zeros: bool = False,
-                fan_in0: int | None = None) -> Params:
+def init_params(
+  key, dims: Sequence[int], *, zeros: bool = False, fan_in0: int | None = None
+) -> Params:
   """Layers ``dims[0] -> ... -> dims[-1]``; sklearn MLPClassifier's init.
 
   ``fan_in0`` overrides the first layer's fan-in in the Glorot bound (used
@@ -108,16 +109,25 @@ def init_params(key, dims: Sequence[int], *, zeros: bool = False,
   keys = jax.random.split(key, max(len(dims) - 1, 1))
   for i, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
     if zeros:
-      params.append({'w': jnp.zeros((fan_in, fan_out), jnp.float32),
-                     'b': jnp.zeros((fan_out,), jnp.float32)})
+      params.append(
+        {
+          'w': jnp.zeros((fan_in, fan_out), jnp.float32),
+          'b': jnp.zeros((fan_out,), jnp.float32),
+        }
+      )
       continue
-    bound = np.sqrt(6.0 / ((fan_in0 if i == 0 and fan_in0 else fan_in)
-                           + fan_out))
+    bound = np.sqrt(
+      6.0 / ((fan_in0 if i == 0 and fan_in0 else fan_in) + fan_out)
+    )
     kw, kb = jax.random.split(keys[i])
-    params.append({
-        'w': jax.random.uniform(kw, (fan_in, fan_out), jnp.float32,
-                                -bound, bound),
-        'b': jax.random.uniform(kb, (fan_out,), jnp.float32, -bound, bound)})
+    params.append(
+      {
+        'w': jax.random.uniform(
+          kw, (fan_in, fan_out), jnp.float32, -bound, bound
+        ),
+        'b': jax.random.uniform(kb, (fan_out,), jnp.float32, -bound, bound),
+      }
+    )
   return params
 
 
@@ -137,20 +147,32 @@ def objective(params: Params, x, y, weights, alpha) -> jax.Array:
   ``y``: int class ids; ``weights``: per-row weights (0/1 fold masks).
   """
   logits = logits_fn(params, x)
-  ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1)[:, 0]
+  ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1)[
+    :, 0
+  ]
   n = jnp.maximum(jnp.sum(weights), 1.0)
   penalty = sum(jnp.sum(jnp.square(layer['w'])) for layer in params)
   return jnp.sum(weights * ce) / n + 0.5 * alpha * penalty / n
 
 
 def _all_finite(tree) -> jax.Array:
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf))
-                            for leaf in jax.tree.leaves(tree)]))
+  return jnp.all(
+    jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)])
+  )
 
 
-def fit(params: Params, x, y, weights, alpha, *, steps: int = 200,
-        solver: str = 'lbfgs', learning_rate: float = 1e-2,
-        memory_size: int = 10) -> tuple[Params, jax.Array]:
+def fit(
+  params: Params,
+  x,
+  y,
+  weights,
+  alpha,
+  *,
+  steps: int = 200,
+  solver: str = 'lbfgs',
+  learning_rate: float = 1e-2,
+  memory_size: int = 10,
+) -> tuple[Params, jax.Array]:
   """Minimise ``objective`` from ``params`` for ``steps`` iterations.
 
   Pure and traceable: ``vmap`` it over weights/alpha.  Returns the params and
@@ -169,8 +191,9 @@ def fit(params: Params, x, y, weights, alpha, *, steps: int = 200,
       updates, state = opt.update(grad, state, p)
       return (optax.apply_updates(p, updates), state), value
 
-    (params, _), values = jax.lax.scan(adam_step, (params, opt.init(params)),
-                                       None, length=steps)
+    (params, _), values = jax.lax.scan(
+      adam_step, (params, opt.init(params)), None, length=steps
+    )
     return params, values
 
   if solver == 'lbfgs_zoom':  # Strong-Wolfe line search.
@@ -183,28 +206,38 @@ def fit(params: Params, x, y, weights, alpha, *, steps: int = 200,
     # for the 12 fits of one architecture, same final objective (+0.5 %).
     # (Never increasing the step was 74 ms but stalled some fits.)
     linesearch = optax.scale_by_backtracking_linesearch(
-        max_backtracking_steps=15, increase_factor=2.0, decrease_factor=0.5,
-        store_grad=True)
+      max_backtracking_steps=15,
+      increase_factor=2.0,
+      decrease_factor=0.5,
+      store_grad=True,
+    )
   opt = optax.lbfgs(memory_size=memory_size, linesearch=linesearch)
+
   # Both line searches store the value and gradient of the accepted point in
   # the state, so each iteration needs only the line search's evaluations.
   # (optax.value_and_grad_from_state reads them too, but through lax.cond,
   # which vmap turns into computing both branches: one extra evaluation.)
   def lbfgs_step(carry, _):
     p, state, value, grad = carry
-    updates, new_state = opt.update(grad, state, p, value=value, grad=grad,
-                                    value_fn=fun)
+    updates, new_state = opt.update(
+      grad, state, p, value=value, grad=grad, value_fn=fun
+    )
     new_p = optax.apply_updates(p, updates)
     new_value = optax.tree.get(new_state, 'value')
     new_grad = optax.tree.get(new_state, 'grad')
     ok = _all_finite((new_p, new_value, new_grad))
     keep = lambda a, b: jax.tree.map(lambda u, v: jnp.where(ok, u, v), a, b)  # pylint: disable=unnecessary-lambda-assignment
-    return (keep(new_p, p), keep(new_state, state), jnp.where(ok, new_value, value),
-            keep(new_grad, grad)), value
+    return (
+      keep(new_p, p),
+      keep(new_state, state),
+      jnp.where(ok, new_value, value),
+      keep(new_grad, grad),
+    ), value
 
   value, grad = jax.value_and_grad(fun)(params)
   (params, _, _, _), values = jax.lax.scan(
-      lbfgs_step, (params, opt.init(params), value, grad), None, length=steps)
+    lbfgs_step, (params, opt.init(params), value, grad), None, length=steps
+  )
   return params, values
 
 
@@ -216,8 +249,9 @@ def predict_proba(params: Params, x) -> jax.Array:
 # Folds and the jitted grid program.
 
 
-def stratified_folds(y, n_splits: int = 5, *, shuffle: bool = False,
-                     seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+def stratified_folds(
+  y, n_splits: int = 5, *, shuffle: bool = False, seed: int = 0
+) -> tuple[np.ndarray, dict[str, Any]]:
   """Validation masks ``[n_splits, n]`` (bool) and how they were made.
 
   ``StratifiedKFold(n_splits, shuffle, random_state=seed if shuffle)``; its
@@ -229,10 +263,13 @@ def stratified_folds(y, n_splits: int = 5, *, shuffle: bool = False,
   if len(y) < n_splits:
     raise ValueError(f'{len(y)} samples cannot make {n_splits} folds')
   _, counts = np.unique(y, return_counts=True)
-  info = {'classes_below_folds': int(np.sum(counts < n_splits)),
-          'fold_method': 'StratifiedKFold'}
-  kw = dict(n_splits=n_splits, shuffle=shuffle,
-            random_state=seed if shuffle else None)
+  info = {
+    'classes_below_folds': int(np.sum(counts < n_splits)),
+    'fold_method': 'StratifiedKFold',
+  }
+  kw = dict(
+    n_splits=n_splits, shuffle=shuffle, random_state=seed if shuffle else None
+  )
   if counts.max() >= n_splits:
     with warnings.catch_warnings():
       warnings.filterwarnings('ignore', message='The least populated class')
@@ -246,43 +283,102 @@ def stratified_folds(y, n_splits: int = 5, *, shuffle: bool = False,
   return masks, info
 
 
-def _arch_program(key, x, y, train_masks, val_masks, alphas, test_x, *,
-                  hidden, num_classes, fan_in0, steps, solver, learning_rate):
+def _arch_program(
+  key,
+  x,
+  y,
+  train_masks,
+  val_masks,
+  alphas,
+  test_x,
+  *,
+  hidden,
+  num_classes,
+  fan_in0,
+  steps,
+  solver,
+  learning_rate,
+):
   """Fits [folds + 1, len(alphas)] problems of one architecture."""
   dims = (x.shape[1], *hidden, num_classes)
   params0 = init_params(key, dims, zeros=not hidden, fan_in0=fan_in0)
 
   def one(weights, alpha):
-    params, values = fit(params0, x, y, weights, alpha, steps=steps,
-                         solver=solver, learning_rate=learning_rate)
-    correct = (jnp.argmax(logits_fn(params, x), axis=-1) == y).astype(jnp.float32)
+    params, values = fit(
+      params0,
+      x,
+      y,
+      weights,
+      alpha,
+      steps=steps,
+      solver=solver,
+      learning_rate=learning_rate,
+    )
+    correct = (jnp.argmax(logits_fn(params, x), axis=-1) == y).astype(
+      jnp.float32
+    )
     return params, values[-1], correct
 
   grid_fit = jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))
   params, final_loss, correct = grid_fit(train_masks, alphas)
   num_folds = val_masks.shape[0]
   val = val_masks.astype(jnp.float32)
-  val_acc = (jnp.sum(correct[:num_folds] * val[:, None, :], axis=-1)
-             / jnp.maximum(jnp.sum(val, axis=-1), 1.0)[:, None])  # [F, G]
+  val_acc = (
+    jnp.sum(correct[:num_folds] * val[:, None, :], axis=-1)
+    / jnp.maximum(jnp.sum(val, axis=-1), 1.0)[:, None]
+  )  # [F, G]
   refit = jax.tree.map(lambda leaf: leaf[num_folds], params)  # [G, ...]
   test_proba = jax.vmap(predict_proba, in_axes=(0, None))(refit, test_x)
   return val_acc, test_proba, final_loss, refit
 
 
 @functools.partial(
-    jax.jit, static_argnames=('archs', 'num_classes', 'fan_in0', 'steps',
-                              'solver', 'learning_rate'))
-def _cv_program(key, x, y, val_masks, alphas, test_x, *, archs, num_classes,
-                fan_in0, steps, solver, learning_rate):
+  jax.jit,
+  static_argnames=(
+    'archs',
+    'num_classes',
+    'fan_in0',
+    'steps',
+    'solver',
+    'learning_rate',
+  ),
+)
+def _cv_program(
+  key,
+  x,
+  y,
+  val_masks,
+  alphas,
+  test_x,
+  *,
+  archs,
+  num_classes,
+  fan_in0,
+  steps,
+  solver,
+  learning_rate,
+):
   """All architectures x folds x alphas + refits; picks the best grid point."""
   train_masks = jnp.concatenate(
-      [~val_masks, jnp.ones((1, x.shape[0]), bool)]).astype(jnp.float32)
+    [~val_masks, jnp.ones((1, x.shape[0]), bool)]
+  ).astype(jnp.float32)
   val_accs, probas, losses = [], [], []
   for i, hidden in enumerate(archs):
     val_acc, proba, loss, _ = _arch_program(
-        jax.random.fold_in(key, i), x, y, train_masks, val_masks, alphas[i], test_x,
-        hidden=hidden, num_classes=num_classes, fan_in0=fan_in0, steps=steps,
-        solver=solver, learning_rate=learning_rate)
+      jax.random.fold_in(key, i),
+      x,
+      y,
+      train_masks,
+      val_masks,
+      alphas[i],
+      test_x,
+      hidden=hidden,
+      num_classes=num_classes,
+      fan_in0=fan_in0,
+      steps=steps,
+      solver=solver,
+      learning_rate=learning_rate,
+    )
     val_accs.append(val_acc)
     probas.append(proba)
     losses.append(loss)
@@ -291,9 +387,14 @@ def _cv_program(key, x, y, val_masks, alphas, test_x, *, archs, num_classes,
   best = jnp.argmax(mean_acc)  # first of ties, as GridSearchCV
   proba = jnp.concatenate(probas)  # [total grid, T, C]
   loss = jnp.concatenate(losses, axis=1)  # [F + 1, total grid]
-  return {'val_accuracy': val_acc, 'mean_val_accuracy': mean_acc,
-          'best': best, 'test_proba': proba[best], 'all_test_proba': proba,
-          'final_loss': loss}
+  return {
+    'val_accuracy': val_acc,
+    'mean_val_accuracy': mean_acc,
+    'best': best,
+    'test_proba': proba[best],
+    'all_test_proba': proba,
+    'final_loss': loss,
+  }
 
 
 def _grid(head: str, hidden_sizes, alphas):
@@ -301,8 +402,10 @@ def _grid(head: str, hidden_sizes, alphas):
     return ((),), (tuple(LINEAR_ALPHAS if alphas is None else alphas),)
   if head == 'mlp':
     hidden_sizes = MLP_HIDDEN if hidden_sizes is None else hidden_sizes
-    hidden_sizes = tuple(tuple(h) if isinstance(h, (tuple, list)) else (int(h),)
-                         for h in hidden_sizes)
+    hidden_sizes = tuple(
+      tuple(h) if isinstance(h, (tuple, list)) else (int(h),)
+      for h in hidden_sizes
+    )
     alphas = tuple(MLP_ALPHAS if alphas is None else alphas)
     return hidden_sizes, (alphas,) * len(hidden_sizes)
   raise ValueError(f"unknown head {head!r}; valid: 'linear', 'mlp'")
@@ -316,15 +419,29 @@ def rank_reduce(train_x, test_x) -> tuple[np.ndarray, np.ndarray]:
   train_x = np.asarray(train_x, np.float64)
   _, _, vt = np.linalg.svd(train_x, full_matrices=False)
   v = vt.T
-  return ((train_x @ v).astype(np.float32),
-          (np.asarray(test_x, np.float64) @ v).astype(np.float32))
+  return (
+    (train_x @ v).astype(np.float32),
+    (np.asarray(test_x, np.float64) @ v).astype(np.float32),
+  )
 
 
-def cross_validate(train_x, train_y, test_x, *, head: str = 'mlp',
-                   hidden_sizes=None, alphas=None, folds: int = 5,
-                   shuffle: bool = False, seed: int = 0, steps: int = 200,
-                   solver: str = 'lbfgs', learning_rate: float = 1e-2,
-                   reduce_rank: bool = True, val_masks=None) -> dict[str, Any]:
+def cross_validate(
+  train_x,
+  train_y,
+  test_x,
+  *,
+  head: str = 'mlp',
+  hidden_sizes=None,
+  alphas=None,
+  folds: int = 5,
+  shuffle: bool = False,
+  seed: int = 0,
+  steps: int = 200,
+  solver: str = 'lbfgs',
+  learning_rate: float = 1e-2,
+  reduce_rank: bool = True,
+  val_masks=None,
+) -> dict[str, Any]:
   """Grid search (folds x grid, one jitted program), refit, test scores.
 
   ``train_y`` may be any labels; columns of the scores follow
@@ -342,8 +459,10 @@ def cross_validate(train_x, train_y, test_x, *, head: str = 'mlp',
   checks.check_finite(train_x, 'train embeddings')
   checks.check_finite(test_x, 'test embeddings')
   if np.shape(train_y) != (len(train_x),):
-    raise ValueError(f'train labels must be [{len(train_x)}] (train embeddings '
-                     f'rows), got shape {np.shape(train_y)}')
+    raise ValueError(
+      f'train labels must be [{len(train_x)}] (train embeddings '
+      f'rows), got shape {np.shape(train_y)}'
+    )
   classes, y = np.unique(np.asarray(train_y), return_inverse=True)
   if val_masks is None:
     val_masks, info = stratified_folds(y, folds, shuffle=shuffle, seed=seed)
@@ -355,35 +474,58 @@ def cross_validate(train_x, train_y, test_x, *, head: str = 'mlp',
   if reduce_rank and train_x.shape[0] < dim:
     train_x, test_x = rank_reduce(train_x, test_x)
   out = _cv_program(
-      jax.random.PRNGKey(seed), jnp.asarray(train_x), jnp.asarray(y, jnp.int32),
-      jnp.asarray(val_masks), tuple(jnp.asarray(a, jnp.float32) for a in alpha_sets),
-      jnp.asarray(test_x), archs=archs, num_classes=len(classes), fan_in0=dim,
-      steps=steps, solver=solver, learning_rate=learning_rate)
+    jax.random.PRNGKey(seed),
+    jnp.asarray(train_x),
+    jnp.asarray(y, jnp.int32),
+    jnp.asarray(val_masks),
+    tuple(jnp.asarray(a, jnp.float32) for a in alpha_sets),
+    jnp.asarray(test_x),
+    archs=archs,
+    num_classes=len(classes),
+    fan_in0=dim,
+    steps=steps,
+    solver=solver,
+    learning_rate=learning_rate,
+  )
   out = jax.device_get(out)
-  grid = [{'hidden': h, 'alpha': float(a)} for h, alist in zip(archs, alpha_sets)
-          for a in alist]
-  for g, mean, accs in zip(grid, out['mean_val_accuracy'], out['val_accuracy'].T):
+  grid = [
+    {'hidden': h, 'alpha': float(a)}
+    for h, alist in zip(archs, alpha_sets)
+    for a in alist
+  ]
+  for g, mean, accs in zip(
+    grid, out['mean_val_accuracy'], out['val_accuracy'].T
+  ):
     g['mean_val_accuracy'] = float(mean)
     g['val_accuracy'] = [float(v) for v in accs]
   best = int(out['best'])
   return {
-      'classes': classes,
-      'test_proba': np.asarray(out['test_proba']),
-      'all_test_proba': np.asarray(out['all_test_proba']),
-      'best': {'hidden': grid[best]['hidden'], 'alpha': grid[best]['alpha']},
-      'best_index': best,
-      'cv_accuracy': grid[best]['mean_val_accuracy'],
-      'grid': grid,
-      'final_loss': np.asarray(out['final_loss']),
-      'num_folds': int(val_masks.shape[0]),
-      **info,
-      'seconds': time.perf_counter() - start,
+    'classes': classes,
+    'test_proba': np.asarray(out['test_proba']),
+    'all_test_proba': np.asarray(out['all_test_proba']),
+    'best': {'hidden': grid[best]['hidden'], 'alpha': grid[best]['alpha']},
+    'best_index': best,
+    'cv_accuracy': grid[best]['mean_val_accuracy'],
+    'grid': grid,
+    'final_loss': np.asarray(out['final_loss']),
+    'num_folds': int(val_masks.shape[0]),
+    **info,
+    'seconds': time.perf_counter() - start,
   }
 
 
-def fit_head(train_x, train_y, *, hidden=(), alpha: float = 0.01, seed: int = 0,
-             arch_index: int = 0, steps: int = 200, solver: str = 'lbfgs',
-             learning_rate: float = 1e-2) -> tuple[Params, np.ndarray]:
+def fit_head(
+  train_x,
+  train_y,
+  *,
+  hidden=(),
+  alpha: float = 0.01,
+  seed: int = 0,
+  arch_index: int = 0,
+  steps: int = 200,
+  solver: str = 'lbfgs',
+  learning_rate: float = 1e-2,
+) -> tuple[Params, np.ndarray]:
   """One head on all of ``train_x`` (no CV, no rank reduction): params, classes.
 
   Same start as ``cross_validate`` (same ``seed``, ``reduce_rank=False``)
@@ -395,15 +537,22 @@ def fit_head(train_x, train_y, *, hidden=(), alpha: float = 0.01, seed: int = 0,
   dims = (train_x.shape[1], *tuple(hidden), len(classes))
   params0 = init_params(key, dims, zeros=not hidden, fan_in0=train_x.shape[1])
   params, _ = _jitted_fit(steps, solver, learning_rate)(
-      params0, train_x, jnp.asarray(y, jnp.int32),
-      jnp.ones(train_x.shape[0], jnp.float32), jnp.float32(alpha))
+    params0,
+    train_x,
+    jnp.asarray(y, jnp.int32),
+    jnp.ones(train_x.shape[0], jnp.float32),
+    jnp.float32(alpha),
+  )
   return params, classes
 
 
 @functools.lru_cache(maxsize=16)
 def _jitted_fit(steps: int, solver: str, learning_rate: float):
-  return jax.jit(functools.partial(fit, steps=steps, solver=solver,
-                                   learning_rate=learning_rate))
+  return jax.jit(
+    functools.partial(
+      fit, steps=steps, solver=solver, learning_rate=learning_rate
+    )
+  )
 
 
 # --------------------------------------------------------------------------
@@ -443,7 +592,9 @@ def classification_metrics(y_true, scores, classes) -> dict[str, Any]:
   scores = np.asarray(scores, np.float64)
   classes = np.asarray(classes)
   if scores.shape != (len(y_true), len(classes)):
-    raise ValueError(f'scores {scores.shape} != ({len(y_true)}, {len(classes)})')
+    raise ValueError(
+      f'scores {scores.shape} != ({len(y_true)}, {len(classes)})'
+    )
   pred = classes[np.argmax(scores, axis=1)]
   labels = np.union1d(classes, y_true)
   ti = np.searchsorted(labels, y_true)
@@ -452,28 +603,34 @@ def classification_metrics(y_true, scores, classes) -> dict[str, Any]:
   np.add.at(confusion, (ti, pi), 1)
   tp = np.diag(confusion).astype(np.float64)
   predicted, actual = confusion.sum(0), confusion.sum(1)
-  precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+  precision = np.divide(
+    tp, predicted, out=np.zeros_like(tp), where=predicted > 0
+  )
   recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
   col = np.searchsorted(classes, y_true)
-  col = np.where((col < len(classes)) & (classes[np.minimum(col, len(classes) - 1)]
-                                         == y_true), col, -1)
+  col = np.where(
+    (col < len(classes))
+    & (classes[np.minimum(col, len(classes) - 1)] == y_true),
+    col,
+    -1,
+  )
   ap = rank_ap(scores, col)
   _, true_ids = np.unique(y_true, return_inverse=True)
   per_class = np.bincount(true_ids, weights=ap) / np.bincount(true_ids)
   unseen = col < 0
   return {
-      'num_unseen': int(unseen.sum()),
-      'unseen_labels': np.unique(y_true[unseen]),
-      'accuracy': float(np.mean(pred == y_true)) if len(y_true) else float('nan'),
-      'map': float(per_class.mean()) if len(y_true) else float('nan'),
-      'map_per_sample': float(ap.mean()) if len(y_true) else float('nan'),
-      'top5': float(np.mean(ap >= 0.2 - 1e-12)) if len(y_true) else float('nan'),
-      'labels': labels,
-      'precision': precision,
-      'recall': recall,
-      'confusion': confusion,
-      'predictions': pred,
-      'ap': ap,
+    'num_unseen': int(unseen.sum()),
+    'unseen_labels': np.unique(y_true[unseen]),
+    'accuracy': float(np.mean(pred == y_true)) if len(y_true) else float('nan'),
+    'map': float(per_class.mean()) if len(y_true) else float('nan'),
+    'map_per_sample': float(ap.mean()) if len(y_true) else float('nan'),
+    'top5': float(np.mean(ap >= 0.2 - 1e-12)) if len(y_true) else float('nan'),
+    'labels': labels,
+    'precision': precision,
+    'recall': recall,
+    'confusion': confusion,
+    'predictions': pred,
+    'ap': ap,
   }
 
 
@@ -481,8 +638,17 @@ def classification_metrics(y_true, scores, classes) -> dict[str, Any]:
 # scikit-learn SVC grid (the thesis's), for parity.
 
 
-def sklearn_svc(train_x, train_y, test_x, test_y, folds=5, *, seed: int = 0,
-                n_jobs: int | None = None, param_grid=SVC_GRID) -> dict[str, Any]:
+def sklearn_svc(
+  train_x,
+  train_y,
+  test_x,
+  test_y,
+  folds=5,
+  *,
+  seed: int = 0,
+  n_jobs: int | None = None,
+  param_grid=SVC_GRID,
+) -> dict[str, Any]:
   """``GridSearchCV(SVC, thesis grid, cv=folds)``, refit with probabilities.
 
   The search scores accuracy, which ``SVC.predict`` gives from the decision
@@ -500,6 +666,7 @@ def sklearn_svc(train_x, train_y, test_x, test_y, folds=5, *, seed: int = 0,
   from sklearn.base import clone
   from sklearn.model_selection import GridSearchCV
   from sklearn.svm import SVC
+
   start = time.perf_counter()
   train_y = np.asarray(train_y)
   if isinstance(folds, int):
@@ -508,10 +675,19 @@ def sklearn_svc(train_x, train_y, test_x, test_y, folds=5, *, seed: int = 0,
     masks, info = folds.astype(bool), {'fold_method': 'given'}
   else:
     masks, info = None, {'fold_method': repr(folds)}
-  cv = ([(np.flatnonzero(~m), np.flatnonzero(m)) for m in masks]
-        if masks is not None else folds)
-  search = GridSearchCV(SVC(random_state=seed), list(param_grid), cv=cv,
-                        scoring='accuracy', n_jobs=n_jobs, refit=False)
+  cv = (
+    [(np.flatnonzero(~m), np.flatnonzero(m)) for m in masks]
+    if masks is not None
+    else folds
+  )
+  search = GridSearchCV(
+    SVC(random_state=seed),
+    list(param_grid),
+    cv=cv,
+    scoring='accuracy',
+    n_jobs=n_jobs,
+    refit=False,
+  )
   with warnings.catch_warnings():
     warnings.filterwarnings('ignore', message='The least populated class')
     search.fit(train_x, train_y)
@@ -519,21 +695,25 @@ def sklearn_svc(train_x, train_y, test_x, test_y, folds=5, *, seed: int = 0,
   if 'probability' in best.get_params():
     # Deprecated in sklearn 1.9 (removed in 1.11), kept for thesis parity.
     with warnings.catch_warnings():
-      warnings.filterwarnings('ignore', message='The `probability` parameter',
-                              category=FutureWarning)
+      warnings.filterwarnings(
+        'ignore', message='The `probability` parameter', category=FutureWarning
+      )
       model = clone(best).set_params(probability=True).fit(train_x, train_y)
   else:  # sklearn >= 1.11: the replacement its deprecation message names
     from sklearn.calibration import CalibratedClassifierCV
+
     model = CalibratedClassifierCV(best, ensemble=False).fit(train_x, train_y)
   classes = model.classes_
   proba = classification_metrics(test_y, model.predict_proba(test_x), classes)
   fitted_svc = getattr(model, 'calibrated_classifiers_', None)
   fitted_svc = fitted_svc[0].estimator if fitted_svc else model
   decision = classification_metrics(
-      test_y, fitted_svc.decision_function(test_x), classes)
+    test_y, fitted_svc.decision_function(test_x), classes
+  )
   pred = fitted_svc.predict(test_x)
   out = dict(proba)
-  out.update({
+  out.update(
+    {
       'accuracy': float(np.mean(pred == np.asarray(test_y))),
       'predictions': pred,
       'map_decision': decision['map'],
@@ -542,7 +722,8 @@ def sklearn_svc(train_x, train_y, test_x, test_y, folds=5, *, seed: int = 0,
       'cv_accuracy': float(search.best_score_),
       **info,
       'seconds': time.perf_counter() - start,
-  })
+    }
+  )
   return out
 
 
@@ -554,12 +735,24 @@ def _normalise(x: np.ndarray) -> np.ndarray:
   return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def few_label_eval(embeddings, labels, origins=None, *, split: str = 'strict',
-                   seed: int = 0, heads: Sequence[str] = ('linear', 'mlp'),
-                   folds: int = 5, steps: int = 200, solver: str = 'lbfgs',
-                   normalize: bool = True, reduce_rank: bool = True,
-                   mlp_hidden=None, mlp_alphas=None, linear_alphas=None,
-                   keep_details: bool = False) -> dict[str, Any]:
+def few_label_eval(
+  embeddings,
+  labels,
+  origins=None,
+  *,
+  split: str = 'strict',
+  seed: int = 0,
+  heads: Sequence[str] = ('linear', 'mlp'),
+  folds: int = 5,
+  steps: int = 200,
+  solver: str = 'lbfgs',
+  normalize: bool = True,
+  reduce_rank: bool = True,
+  mlp_hidden=None,
+  mlp_alphas=None,
+  linear_alphas=None,
+  keep_details: bool = False,
+) -> dict[str, Any]:
   """Split (``splits.py``), grid-searched heads, test metrics per head.
 
   ``split``: ``'strict'`` (origin split; needs ``origins``) or
@@ -584,11 +777,14 @@ def few_label_eval(embeddings, labels, origins=None, *, split: str = 'strict',
   labels = np.asarray(labels)
   checks.check_matrix(x, 'embeddings')
   if labels.shape != (len(x),):
-    raise ValueError(f'labels must be [{len(x)}] (embeddings rows), got shape '
-                     f'{labels.shape}')
+    raise ValueError(
+      f'labels must be [{len(x)}] (embeddings rows), got shape {labels.shape}'
+    )
   if origins is not None and np.shape(origins) != (len(x),):
-    raise ValueError(f'origins must be [{len(x)}] (embeddings rows), got shape '
-                     f'{np.shape(origins)}')
+    raise ValueError(
+      f'origins must be [{len(x)}] (embeddings rows), got shape '
+      f'{np.shape(origins)}'
+    )
   checks.check_finite(x, 'embeddings')
   if split == 'strict':
     if origins is None:
@@ -601,24 +797,35 @@ def few_label_eval(embeddings, labels, origins=None, *, split: str = 'strict',
   if normalize:
     x = _normalise(x)
   result: dict[str, Any] = {
-      'split': split, 'num_train': int(len(train)), 'num_test': int(len(test)),
-      'num_classes': int(len(np.unique(labels[train]))),
-      'num_test_unseen': int(np.sum(~np.isin(labels[test], labels[train]))),
-      'metrics': {}}
+    'split': split,
+    'num_train': int(len(train)),
+    'num_test': int(len(test)),
+    'num_classes': int(len(np.unique(labels[train]))),
+    'num_test_unseen': int(np.sum(~np.isin(labels[test], labels[train]))),
+    'metrics': {},
+  }
   if not len(test) or not len(train):
     return result
   bulky = ('ap', 'predictions', 'test_proba', 'all_test_proba')
   for head in heads:
     if head == 'svc':
-      r = sklearn_svc(x[train], labels[train], x[test], labels[test], folds,
-                      seed=seed)
+      r = sklearn_svc(
+        x[train], labels[train], x[test], labels[test], folds, seed=seed
+      )
     else:
       cv = cross_validate(
-          x[train], labels[train], x[test], head=head,
-          hidden_sizes=mlp_hidden,
-          alphas=linear_alphas if head == 'linear' else mlp_alphas,
-          folds=folds, seed=seed, steps=steps, solver=solver,
-          reduce_rank=reduce_rank)
+        x[train],
+        labels[train],
+        x[test],
+        head=head,
+        hidden_sizes=mlp_hidden,
+        alphas=linear_alphas if head == 'linear' else mlp_alphas,
+        folds=folds,
+        seed=seed,
+        steps=steps,
+        solver=solver,
+        reduce_rank=reduce_rank,
+      )
       r = classification_metrics(labels[test], cv['test_proba'], cv['classes'])
       r.update({k: v for k, v in cv.items() if k != 'classes'})
     if not keep_details:

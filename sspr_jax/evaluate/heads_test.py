@@ -1,4 +1,5 @@
 """Tests of the few-label heads; tiny problems, few compiles (~10 s each)."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,14 +32,24 @@ def problem():
 
 def test_objective_is_sklearn_mlp_loss():
   from sklearn.neural_network import MLPClassifier
+
   x, y = _blobs(40, 5, 3, seed=2)
-  mlp = MLPClassifier(hidden_layer_sizes=(7,), alpha=0.3, max_iter=5,
-                      solver='lbfgs', random_state=0)
+  mlp = MLPClassifier(
+    hidden_layer_sizes=(7,),
+    alpha=0.3,
+    max_iter=5,
+    solver='lbfgs',
+    random_state=0,
+  )
   with pytest.warns(Warning):  # ConvergenceWarning
     mlp.fit(x.astype(np.float64), y)
-  params = [{'w': jnp.asarray(w, jnp.float32), 'b': jnp.asarray(b, jnp.float32)}
-            for w, b in zip(mlp.coefs_, mlp.intercepts_)]
-  ours = heads.objective(params, jnp.asarray(x), jnp.asarray(y), jnp.ones(40), 0.3)
+  params = [
+    {'w': jnp.asarray(w, jnp.float32), 'b': jnp.asarray(b, jnp.float32)}
+    for w, b in zip(mlp.coefs_, mlp.intercepts_)
+  ]
+  ours = heads.objective(
+    params, jnp.asarray(x), jnp.asarray(y), jnp.ones(40), 0.3
+  )
   np.testing.assert_allclose(float(ours), mlp.loss_, rtol=1e-5)
 
 
@@ -48,14 +59,24 @@ def test_linear_head_matches_logistic_regression():
   alpha = 0.1
   params, classes = heads.fit_head(x[train], y[train], alpha=alpha, steps=100)
   lr = LogisticRegression(C=1 / alpha, max_iter=2000, tol=1e-10).fit(
-      x[train].astype(np.float64), y[train])
-  sk = [{'w': jnp.asarray(lr.coef_.T, jnp.float32),
-         'b': jnp.asarray(lr.intercept_, jnp.float32)}]
-  f = lambda p: float(heads.objective(p, jnp.asarray(x[train]), jnp.asarray(y[train]),
-                                      jnp.ones(200), alpha))
+    x[train].astype(np.float64), y[train]
+  )
+  sk = [
+    {
+      'w': jnp.asarray(lr.coef_.T, jnp.float32),
+      'b': jnp.asarray(lr.intercept_, jnp.float32),
+    }
+  ]
+  f = lambda p: float(
+    heads.objective(
+      p, jnp.asarray(x[train]), jnp.asarray(y[train]), jnp.ones(200), alpha
+    )
+  )
   # alpha = 1 / C: the same objective (divided by n), so the same optimum.
   assert f(params) <= f(sk) * (1 + 1e-4) + 1e-6
-  ours_acc = np.mean(classes[np.argmax(heads.predict_proba(params, x[test]), 1)] == y[test])
+  ours_acc = np.mean(
+    classes[np.argmax(heads.predict_proba(params, x[test]), 1)] == y[test]
+  )
   assert abs(ours_acc - lr.score(x[test], y[test])) <= 0.02
   assert ours_acc > 0.8
 
@@ -65,34 +86,58 @@ def test_mlp_learns_xor():
   x = rng.uniform(-1, 1, (400, 2)).astype(np.float32)
   y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(int)
   params, classes = heads.fit_head(x, y, hidden=(16,), alpha=1e-3, steps=150)
-  assert np.mean(classes[np.argmax(heads.predict_proba(params, x), 1)] == y) > 0.95
+  assert (
+    np.mean(classes[np.argmax(heads.predict_proba(params, x), 1)] == y) > 0.95
+  )
   # A linear head cannot.
   params, classes = heads.fit_head(x, y, alpha=1e-3, steps=STEPS)
-  assert np.mean(classes[np.argmax(heads.predict_proba(params, x), 1)] == y) < 0.75
+  assert (
+    np.mean(classes[np.argmax(heads.predict_proba(params, x), 1)] == y) < 0.75
+  )
 
 
 def test_adam_solver_learns():
   x, y = _blobs(100, 6, 3, seed=3, spread=0.5)
-  params, classes = heads.fit_head(x, y, alpha=0.01, steps=150, solver='adam',
-                                   learning_rate=0.05)
-  assert np.mean(classes[np.argmax(heads.predict_proba(params, x), 1)] == y) > 0.95
+  params, classes = heads.fit_head(
+    x, y, alpha=0.01, steps=150, solver='adam', learning_rate=0.05
+  )
+  assert (
+    np.mean(classes[np.argmax(heads.predict_proba(params, x), 1)] == y) > 0.95
+  )
 
 
 def test_cv_picks_what_a_python_loop_picks(problem):
   train_x, train_y, test_x, _ = problem
   alphas = (0.01, 3.0, 30.0)
-  cv = heads.cross_validate(train_x, train_y, test_x, head='linear', alphas=alphas,
-                            steps=STEPS, reduce_rank=False)
-  masks, info = heads.stratified_folds(np.unique(train_y, return_inverse=True)[1], 5)
-  assert info['fold_method'] == 'StratifiedKFold' and info['classes_below_folds'] == 0
+  cv = heads.cross_validate(
+    train_x,
+    train_y,
+    test_x,
+    head='linear',
+    alphas=alphas,
+    steps=STEPS,
+    reduce_rank=False,
+  )
+  masks, info = heads.stratified_folds(
+    np.unique(train_y, return_inverse=True)[1], 5
+  )
+  assert (
+    info['fold_method'] == 'StratifiedKFold'
+    and info['classes_below_folds'] == 0
+  )
   classes, y = np.unique(train_y, return_inverse=True)
   fit = heads._jitted_fit(STEPS, 'lbfgs', 1e-2)  # pylint: disable=protected-access
   params0 = heads.init_params(jax.random.PRNGKey(0), (8, 4), zeros=True)
   loop = np.zeros((5, len(alphas)))
   for f, val in enumerate(masks):
     for g, alpha in enumerate(alphas):
-      params, _ = fit(params0, jnp.asarray(train_x), jnp.asarray(y),
-                      jnp.asarray(~val, jnp.float32), jnp.float32(alpha))
+      params, _ = fit(
+        params0,
+        jnp.asarray(train_x),
+        jnp.asarray(y),
+        jnp.asarray(~val, jnp.float32),
+        jnp.float32(alpha),
+      )
       pred = np.argmax(np.asarray(heads.logits_fn(params, train_x)), 1)
       loop[f, g] = np.mean(pred[val] == y[val])
   got = np.array([g['val_accuracy'] for g in cv['grid']]).T
@@ -102,25 +147,42 @@ def test_cv_picks_what_a_python_loop_picks(problem):
   assert len(set(np.round(loop.mean(0), 6))) > 1  # the grid matters here
   # A masked fold fits as the subset does (same objective).
   val = masks[0]
-  sub, _ = heads.fit_head(train_x[~val], train_y[~val], alpha=alphas[1], steps=STEPS)
-  full, _ = fit(params0, jnp.asarray(train_x), jnp.asarray(y),
-                jnp.asarray(~val, jnp.float32), jnp.float32(alphas[1]))
-  np.testing.assert_allclose(heads.predict_proba(sub, train_x[val]),
-                             heads.predict_proba(full, train_x[val]), atol=1e-4)
+  sub, _ = heads.fit_head(
+    train_x[~val], train_y[~val], alpha=alphas[1], steps=STEPS
+  )
+  full, _ = fit(
+    params0,
+    jnp.asarray(train_x),
+    jnp.asarray(y),
+    jnp.asarray(~val, jnp.float32),
+    jnp.float32(alphas[1]),
+  )
+  np.testing.assert_allclose(
+    heads.predict_proba(sub, train_x[val]),
+    heads.predict_proba(full, train_x[val]),
+    atol=1e-4,
+  )
   # The refit of every grid point is fitted on ALL train rows.
   for g, alpha in enumerate(alphas):
     refit, _ = heads.fit_head(train_x, train_y, alpha=alpha, steps=STEPS)
-    np.testing.assert_allclose(cv['all_test_proba'][g], heads.predict_proba(refit, test_x),
-                               atol=5e-3)  # alpha = 0.01 is not fully converged
-  np.testing.assert_array_equal(cv['test_proba'], cv['all_test_proba'][cv['best_index']])
+    np.testing.assert_allclose(
+      cv['all_test_proba'][g], heads.predict_proba(refit, test_x), atol=5e-3
+    )  # alpha = 0.01 is not fully converged
+  np.testing.assert_array_equal(
+    cv['test_proba'], cv['all_test_proba'][cv['best_index']]
+  )
 
 
 def test_mlp_cv_is_deterministic_for_a_seed(problem):
   train_x, train_y, test_x, test_y = problem
-  kw = dict(head='mlp', hidden_sizes=[(6,), (4, 3)], alphas=(0.1,), steps=STEPS, seed=3)
+  kw = dict(
+    head='mlp', hidden_sizes=[(6,), (4, 3)], alphas=(0.1,), steps=STEPS, seed=3
+  )
   cv = heads.cross_validate(train_x, train_y, test_x, **kw)
   assert [g['hidden'] for g in cv['grid']] == [(6,), (4, 3)]
-  assert cv['final_loss'].shape == (6, 2) and np.all(np.isfinite(cv['final_loss']))
+  assert cv['final_loss'].shape == (6, 2) and np.all(
+    np.isfinite(cv['final_loss'])
+  )
   again = heads.cross_validate(train_x, train_y, test_x, **kw)
   np.testing.assert_array_equal(cv['test_proba'], again['test_proba'])
   assert cv['grid'] == again['grid']
@@ -132,11 +194,15 @@ def test_mlp_cv_is_deterministic_for_a_seed(problem):
 
 def test_classification_metrics_by_hand():
   classes = np.array([1, 2, 5])
-  scores = np.array([[0.6, 0.3, 0.1],   # true 1: rank 1
-                     [0.5, 0.2, 0.3],   # true 2: rank 3
-                     [0.4, 0.4, 0.2],   # true 2: tie with 1 -> rank 2
-                     [0.2, 0.3, 0.5],   # true 5: rank 1
-                     [0.1, 0.8, 0.1]])  # true 7: never trained -> AP 0
+  scores = np.array(
+    [
+      [0.6, 0.3, 0.1],  # true 1: rank 1
+      [0.5, 0.2, 0.3],  # true 2: rank 3
+      [0.4, 0.4, 0.2],  # true 2: tie with 1 -> rank 2
+      [0.2, 0.3, 0.5],  # true 5: rank 1
+      [0.1, 0.8, 0.1],
+    ]
+  )  # true 7: never trained -> AP 0
   y = np.array([1, 2, 2, 5, 7])
   m = heads.classification_metrics(y, scores, classes)
   np.testing.assert_allclose(m['ap'], [1, 1 / 3, 1 / 2, 1, 0])
@@ -158,13 +224,17 @@ def test_classification_metrics_match_sklearn():
   scores = rng.random((200, len(classes)))
   m = heads.classification_metrics(y, scores, classes)
   pred = classes[scores.argmax(1)]
-  np.testing.assert_array_equal(m['confusion'], confusion_matrix(y, pred, labels=m['labels']))
-  p, r, _, _ = precision_recall_fscore_support(y, pred, labels=m['labels'],
-                                               zero_division=0)
+  np.testing.assert_array_equal(
+    m['confusion'], confusion_matrix(y, pred, labels=m['labels'])
+  )
+  p, r, _, _ = precision_recall_fscore_support(
+    y, pred, labels=m['labels'], zero_division=0
+  )
   np.testing.assert_allclose(m['precision'], p)
   np.testing.assert_allclose(m['recall'], r)
   # Rank AP == sklearn average_precision_score with the true class as the one positive.
   from sklearn.metrics import average_precision_score
+
   for i in range(20):
     if y[i] in classes:
       expected = average_precision_score(classes == y[i], scores[i])
@@ -186,7 +256,9 @@ def test_sklearn_svc_runs():
   x, y = _blobs(80, 6, 4, seed=5, spread=0.7)
   grid = ({'kernel': ['linear', 'rbf'], 'C': [0.1, 1]},)
   r = heads.sklearn_svc(x[:60], y[:60], x[60:], y[60:], 5, param_grid=grid)
-  assert r['accuracy'] > 0.8 and 0 < r['map'] <= 1 and 0 < r['map_decision'] <= 1
+  assert (
+    r['accuracy'] > 0.8 and 0 < r['map'] <= 1 and 0 < r['map_decision'] <= 1
+  )
   assert r['best']['kernel'] in ('linear', 'rbf')
   assert r['confusion'].sum() == 20
 
@@ -194,23 +266,47 @@ def test_sklearn_svc_runs():
 def test_few_label_eval_strict_split_and_rank_reduction():
   x, y = _blobs(120, 100, 6, seed=6, spread=3.0)
   origins = np.arange(120) % 4  # 4 photos
-  r = heads.few_label_eval(x, y, origins, heads=('linear',), steps=STEPS,
-                           linear_alphas=(0.01, 0.1), keep_details=True)
+  r = heads.few_label_eval(
+    x,
+    y,
+    origins,
+    heads=('linear',),
+    steps=STEPS,
+    linear_alphas=(0.01, 0.1),
+    keep_details=True,
+  )
   assert r['num_train'] + r['num_test'] == 120 and 0 < r['num_train'] < 100
   lin = r['linear']
-  assert set(r['metrics']) == {'strict/linear/accuracy', 'strict/linear/map',
-                               'strict/linear/cv_accuracy'}
-  assert lin['accuracy'] > 0.6 and lin['map_per_sample'] >= lin['accuracy'] - 1e-9
+  assert set(r['metrics']) == {
+    'strict/linear/accuracy',
+    'strict/linear/map',
+    'strict/linear/cv_accuracy',
+  }
+  assert (
+    lin['accuracy'] > 0.6 and lin['map_per_sample'] >= lin['accuracy'] - 1e-9
+  )
   assert lin['best']['alpha'] in (0.01, 0.1)
   # n_train < D: trained in the train rows' span; exact for the linear head.
   from sspr_jax.evaluate import splits
+
   train, test = splits.strict_origin_split(y, origins)
   xn = x / np.linalg.norm(x, axis=1, keepdims=True)
-  full = heads.cross_validate(xn[train], y[train], xn[test], head='linear',
-                              alphas=(0.01, 0.1), steps=STEPS, reduce_rank=False)
+  full = heads.cross_validate(
+    xn[train],
+    y[train],
+    xn[test],
+    head='linear',
+    alphas=(0.01, 0.1),
+    steps=STEPS,
+    reduce_rank=False,
+  )
   np.testing.assert_allclose(lin['test_proba'], full['test_proba'], atol=2e-3)
   assert lin['best'] == full['best']
-  assert 'test_proba' not in heads.few_label_eval(
-      x, y, origins, heads=('linear',), steps=STEPS, linear_alphas=(0.01, 0.1))['linear']
+  assert (
+    'test_proba'
+    not in heads.few_label_eval(
+      x, y, origins, heads=('linear',), steps=STEPS, linear_alphas=(0.01, 0.1)
+    )['linear']
+  )
   with pytest.raises(ValueError):
     heads.few_label_eval(x, y, split='strict')

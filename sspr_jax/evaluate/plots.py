@@ -1,4 +1,5 @@
 """PNG figures for the evaluation report (matplotlib, no display needed)."""
+
 import collections
 import os
 
@@ -19,8 +20,9 @@ def _save(fig, path: str) -> str:
   return path
 
 
-def scores_over_steps(results: list[dict], path: str,
-                      metric: str = 'full_map/cosine') -> str | None:
+def scores_over_steps(
+  results: list[dict], path: str, metric: str = 'full_map/cosine'
+) -> str | None:
   """`metric` per checkpoint step for each run, as the thesis plotted its logs.
 
   Uses the evaluated checkpoints in `results` and, where a run logged them,
@@ -44,12 +46,21 @@ def scores_over_steps(results: list[dict], path: str,
   fig, ax = plt.subplots(figsize=(6, 4))
   for run, points in series.items():
     steps = sorted(points)
-    ax.plot(steps, [100 * points[s] for s in steps], marker='o',
-            label=os.path.basename(os.path.normpath(run)))
+    ax.plot(
+      steps,
+      [100 * points[s] for s in steps],
+      marker='o',
+      label=os.path.basename(os.path.normpath(run)),
+    )
   for name, value in baselines.items():
     ax.axhline(100 * value, linestyle='--', color='gray')
-    ax.annotate(name, (ax.get_xlim()[0], 100 * value), fontsize=8,
-                color='gray', va='bottom')
+    ax.annotate(
+      name,
+      (ax.get_xlim()[0], 100 * value),
+      fontsize=8,
+      color='gray',
+      va='bottom',
+    )
   ax.set_xlabel('pre-training step')
   ax.set_ylabel(f'{metric} (%)')
   ax.legend(fontsize=8)
@@ -57,11 +68,18 @@ def scores_over_steps(results: list[dict], path: str,
   return _save(fig, path)
 
 
-def class_similarity(features: np.ndarray, labels: np.ndarray, path: str,
-                     class_names=None, max_classes: int = 60) -> str:
+def class_similarity(
+  features: np.ndarray,
+  labels: np.ndarray,
+  path: str,
+  class_names=None,
+  max_classes: int = 60,
+) -> str:
   """Cosine similarity of the class-mean embeddings (first `max_classes`)."""
   classes = np.unique(labels)[:max_classes]
-  x = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+  x = features / np.maximum(
+    np.linalg.norm(features, axis=1, keepdims=True), 1e-12
+  )
   means = np.stack([x[labels == c].mean(0) for c in classes])
   means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
   sim = means @ means.T
@@ -76,10 +94,13 @@ def class_similarity(features: np.ndarray, labels: np.ndarray, path: str,
   return _save(fig, path)
 
 
-def embedding_map(features: np.ndarray, labels: np.ndarray, path: str,
-                  max_classes: int = 20) -> str:
+def embedding_map(
+  features: np.ndarray, labels: np.ndarray, path: str, max_classes: int = 20
+) -> str:
   """2-D PCA of the normalised embeddings, the `max_classes` largest classes."""
-  x = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+  x = features / np.maximum(
+    np.linalg.norm(features, axis=1, keepdims=True), 1e-12
+  )
   xy = PCA(n_components=2, random_state=0).fit_transform(x)
   counts = collections.Counter(labels.tolist())
   shown = [c for c, _ in counts.most_common(max_classes)]

@@ -11,6 +11,7 @@ image_size, batch_size, scores, knn_k, heads. `config.dataset` (optional, see
 configs/evaluate.py) names the labeled gallery: 'synthetic', a folder of
 labeled rack photos, or a TFDS data dir holding a built `rack_crops`.
 """
+
 import json
 import logging
 import os
@@ -29,9 +30,15 @@ from sspr_jax.evaluate import plots
 from sspr_jax.evaluate import splits
 
 
-def evaluate_embeddings(emb: dict, scores, knn_k: int, heads=(),
-                        head_splits=('standard', 'strict'), head_steps=200,
-                        details: dict | None = None) -> dict:
+def evaluate_embeddings(
+  emb: dict,
+  scores,
+  knn_k: int,
+  heads=(),
+  head_splits=('standard', 'strict'),
+  head_steps=200,
+  details: dict | None = None,
+) -> dict:
   """Every metric of one backbone's embeddings of the labeled gallery.
 
   `heads` ('linear', 'mlp', 'svc') are few-label classifiers grid-searched
@@ -41,8 +48,13 @@ def evaluate_embeddings(emb: dict, scores, knn_k: int, heads=(),
   metrics = gallery.gallery_metrics(emb['features'], emb['label'], scores)
   for split in head_splits if heads else ():
     result = heads_lib.few_label_eval(
-        emb['features'], emb['label'], emb['origin'], split=split,
-        heads=tuple(heads), steps=head_steps)
+      emb['features'],
+      emb['label'],
+      emb['origin'],
+      split=split,
+      heads=tuple(heads),
+      steps=head_steps,
+    )
     metrics.update(result['metrics'])
     if details is not None:
       details[split] = result
@@ -50,15 +62,23 @@ def evaluate_embeddings(emb: dict, scores, knn_k: int, heads=(),
   if len(test):
     x = emb['features_normalized']
     metrics['strict_knn_accuracy'] = knn.knn_accuracy(
-        x[train], emb['label'][train], x[test], emb['label'][test],
-        k=min(knn_k, len(train)))
+      x[train],
+      emb['label'][train],
+      x[test],
+      emb['label'][test],
+      k=min(knn_k, len(train)),
+    )
   metrics['strict_split_sizes'] = [int(len(train)), int(len(test))]
-  return {k: (v.item() if isinstance(v, np.generic) else v)
-          for k, v in metrics.items()}
+  return {
+    k: (v.item() if isinstance(v, np.generic) else v)
+    for k, v in metrics.items()
+  }
 
 
-BASELINES_HELP = ("'random', 'imagenet_efficientnet_lite0', "
-                  "'imagenet_resnet50:/path/to/resnet50.pth' (also resnet18/34)")
+BASELINES_HELP = (
+  "'random', 'imagenet_efficientnet_lite0', "
+  "'imagenet_resnet50:/path/to/resnet50.pth' (also resnet18/34)"
+)
 
 
 def _parse_baseline(baseline: str) -> tuple[str, str | None]:
@@ -67,9 +87,10 @@ def _parse_baseline(baseline: str) -> tuple[str, str | None]:
   if baseline == 'random':
     return 'random', None
   name, _, path = baseline.partition(':')
-  kind = name[len('imagenet_'):] if name.startswith('imagenet_') else None
+  kind = name[len('imagenet_') :] if name.startswith('imagenet_') else None
   if kind not in embed_lib.IMAGENET_KINDS or (
-      kind.startswith('resnet') and not path):
+    kind.startswith('resnet') and not path
+  ):
     raise ValueError(f'Unknown baseline {baseline!r}; valid: {BASELINES_HELP}.')
   return kind, path or None
 
@@ -124,12 +145,16 @@ def _plan(ev, workdir) -> tuple[list, list]:
     if os.path.isdir(os.path.join(workdir, 'checkpoints')):
       paths = [workdir]
     elif baselines:
-      logging.warning('No checkpoints given and none in %s: evaluating the '
-                      'baselines only.', workdir)
+      logging.warning(
+        'No checkpoints given and none in %s: evaluating the baselines only.',
+        workdir,
+      )
     else:
-      raise ValueError('Nothing to evaluate: config.evaluate.checkpoints is '
-                       f'empty, {workdir!r} has no checkpoints and '
-                       'config.evaluate.baselines is empty.')
+      raise ValueError(
+        'Nothing to evaluate: config.evaluate.checkpoints is '
+        f'empty, {workdir!r} has no checkpoints and '
+        'config.evaluate.baselines is empty.'
+      )
   return [_run_and_steps(p, ev.all_steps) for p in paths], baselines
 
 
@@ -147,35 +172,54 @@ def _backbones(config, runs, baselines):
       yield run_dir, backbone
   for kind, path in baselines:
     if kind == 'random':
-      yield 'baseline', embed_lib.random_backbone(
-          architecture or config.model.backbone, seed=config.get('seed', 0))
+      yield (
+        'baseline',
+        embed_lib.random_backbone(
+          architecture or config.model.backbone, seed=config.get('seed', 0)
+        ),
+      )
     else:
       yield 'baseline', embed_lib.imagenet_backbone(kind, path)
 
 
 def _report(results: list[dict], scores, ev) -> str:
-  cols = [f'full_map/{s}' for s in scores] + ['average_map/cosine',
-                                               'full_top1/cosine',
-                                               'strict_knn_accuracy']
-  cols += [f'{split}/{head}/{m}' for head in ev.heads
-           for split in ev.head_splits for m in ('accuracy', 'map')]
-  lines = ['# Evaluation on rack_crops', '',
-           '| model | ' + ' | '.join(cols) + ' |',
-           '|---|' + '---|' * len(cols)]
+  cols = [f'full_map/{s}' for s in scores] + [
+    'average_map/cosine',
+    'full_top1/cosine',
+    'strict_knn_accuracy',
+  ]
+  cols += [
+    f'{split}/{head}/{m}'
+    for head in ev.heads
+    for split in ev.head_splits
+    for m in ('accuracy', 'map')
+  ]
+  lines = [
+    '# Evaluation on rack_crops',
+    '',
+    '| model | ' + ' | '.join(cols) + ' |',
+    '|---|' + '---|' * len(cols),
+  ]
   for r in results:
-    cells = [f"{100 * r['metrics'][c]:.2f}" if c in r['metrics'] else '-'
-             for c in cols]
-    lines.append(f"| {r['name']} | " + ' | '.join(cells) + ' |')
-  lines += ['', 'Values in %. Full-gallery mAP is leave-one-out and class-'
-            'balanced; average-gallery mAP ranks each class\'s first crop '
-            'against class prototypes; kNN (cosine, similarity-weighted) '
-            'trains on the strict origin split; <split>/<head> are few-label '
-            'heads grid-searched with 5-fold CV on the standard 80/20 or the '
-            'strict origin split (accuracy and 1/rank mAP on its test part).']
+    cells = [
+      f'{100 * r["metrics"][c]:.2f}' if c in r['metrics'] else '-' for c in cols
+    ]
+    lines.append(f'| {r["name"]} | ' + ' | '.join(cells) + ' |')
+  lines += [
+    '',
+    'Values in %. Full-gallery mAP is leave-one-out and class-'
+    "balanced; average-gallery mAP ranks each class's first crop "
+    'against class prototypes; kNN (cosine, similarity-weighted) '
+    'trains on the strict origin split; <split>/<head> are few-label '
+    'heads grid-searched with 5-fold CV on the standard 80/20 or the '
+    'strict origin split (accuracy and 1/rank mAP on its test part).',
+  ]
   return '\n'.join(lines) + '\n'
 
 
-def gallery_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+def gallery_data(
+  config: ml_collections.ConfigDict,
+) -> ml_collections.ConfigDict:
   """`config.data` with `config.dataset` (if any) applied.
 
   'synthetic': the embedded rack photos; a folder holding a built
@@ -192,8 +236,9 @@ def gallery_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
   path = os.path.abspath(os.path.expanduser(dataset))
   if not os.path.isdir(path):
     raise FileNotFoundError(
-        f"config.dataset={dataset!r}: no such folder (valid: 'synthetic', a "
-        'folder of labeled rack photos, or a TFDS data dir with rack_crops/).')
+      f"config.dataset={dataset!r}: no such folder (valid: 'synthetic', a "
+      'folder of labeled rack photos, or a TFDS data dir with rack_crops/).'
+    )
   data.source = 'manual'
   if os.path.isdir(os.path.join(path, 'rack_crops')):
     data.data_dir = path
@@ -207,17 +252,21 @@ def _rack_source(config, workdir):
   data = gallery_data(config)
   prepare.build_datasets(data, workdir, which=('rack_crops',))
   data_dir = prepare.data_dir(data, workdir)
-  source = pipeline.open_source('rack_crops', split='train', data_dir=data_dir,
-                                config=data.rack_config)
+  source = pipeline.open_source(
+    'rack_crops', split='train', data_dir=data_dir, config=data.rack_config
+  )
   if len(source) == 0:
-    raise ValueError(f'The labeled gallery rack_crops in {data_dir} has no '
-                     'crops: check '
-                     'the rack photos and their annotations (data_summary).')
+    raise ValueError(
+      f'The labeled gallery rack_crops in {data_dir} has no '
+      'crops: check '
+      'the rack photos and their annotations (data_summary).'
+    )
   return source
 
 
-def periodic_evaluator(config: ml_collections.ConfigDict, workdir: str,
-                       backbone_module):
+def periodic_evaluator(
+  config: ml_collections.ConfigDict, workdir: str, backbone_module
+):
   """`evaluate(state) -> metrics` for the trainer: gallery mAP and kNN of the
   current backbone on the rack crops, the same code as the 'evaluate' mode."""
   ev = settings(config)
@@ -225,14 +274,23 @@ def periodic_evaluator(config: ml_collections.ConfigDict, workdir: str,
 
   def evaluate(state) -> dict:
     backbone = embed_lib.Backbone(
-        'current', backbone_module,
-        {'params': state.params['backbone'],
-         'batch_stats': state.batch_stats['backbone']})
-    emb = embed_lib.embed(backbone, source, image_size=ev.image_size,
-                          batch_size=ev.batch_size)
+      'current',
+      backbone_module,
+      {
+        'params': state.params['backbone'],
+        'batch_stats': state.batch_stats['backbone'],
+      },
+    )
+    emb = embed_lib.embed(
+      backbone, source, image_size=ev.image_size, batch_size=ev.batch_size
+    )
     metrics = evaluate_embeddings(emb, ('cosine',), ev.knn_k)
-    keep = ('full_map/cosine', 'average_map/cosine', 'full_top1/cosine',
-            'strict_knn_accuracy')
+    keep = (
+      'full_map/cosine',
+      'average_map/cosine',
+      'full_top1/cosine',
+      'strict_knn_accuracy',
+    )
     return {f'eval/{k}': metrics[k] for k in keep if k in metrics}
 
   return evaluate
@@ -251,42 +309,81 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
     os.makedirs(out_dir, exist_ok=True)
   results, figures = [], []
   for i, (run_dir, backbone) in enumerate(_backbones(config, runs, baselines)):
-    emb = embed_lib.embed(backbone, source, image_size=ev.image_size,
-                          batch_size=ev.batch_size)
-    slug = f'{i:02d}_' + ''.join(c if c.isalnum() else '_' for c in backbone.name)
+    emb = embed_lib.embed(
+      backbone, source, image_size=ev.image_size, batch_size=ev.batch_size
+    )
+    slug = f'{i:02d}_' + ''.join(
+      c if c.isalnum() else '_' for c in backbone.name
+    )
     if writes:
       embed_lib.save(os.path.join(out_dir, f'{slug}.npz'), emb, class_names)
     details = {}
-    metrics = evaluate_embeddings(emb, scores, ev.knn_k, ev.heads,
-                                  ev.head_splits, ev.head_steps, details)
-    results.append({'run': run_dir, 'name': backbone.name,
-                    'step': backbone.step, 'metrics': metrics,
-                    'embeddings': f'evaluation/{slug}.npz'})
-    logging.info('%s: full-gallery %s mAP %.4f', backbone.name, scores[0],
-                 metrics[f'full_map/{scores[0]}'])
+    metrics = evaluate_embeddings(
+      emb, scores, ev.knn_k, ev.heads, ev.head_splits, ev.head_steps, details
+    )
+    results.append(
+      {
+        'run': run_dir,
+        'name': backbone.name,
+        'step': backbone.step,
+        'metrics': metrics,
+        'embeddings': f'evaluation/{slug}.npz',
+      }
+    )
+    logging.info(
+      '%s: full-gallery %s mAP %.4f',
+      backbone.name,
+      scores[0],
+      metrics[f'full_map/{scores[0]}'],
+    )
     if i == 0 and writes:  # Figures of the first (latest pre-trained) backbone.
-      figures.append((f'Class similarity, {backbone.name}', plots.class_similarity(
-          emb['features'], emb['label'], os.path.join(out_dir, 'class_similarity.png'),
-          class_names)))
-      figures.append((f'Embedding map, {backbone.name}', plots.embedding_map(
-          emb['features'], emb['label'], os.path.join(out_dir, 'embedding_map.png'))))
+      figures.append(
+        (
+          f'Class similarity, {backbone.name}',
+          plots.class_similarity(
+            emb['features'],
+            emb['label'],
+            os.path.join(out_dir, 'class_similarity.png'),
+            class_names,
+          ),
+        )
+      )
+      figures.append(
+        (
+          f'Embedding map, {backbone.name}',
+          plots.embedding_map(
+            emb['features'],
+            emb['label'],
+            os.path.join(out_dir, 'embedding_map.png'),
+          ),
+        )
+      )
       for split, result in details.items():
         head = ev.heads[-1]
         if head in result and 'confusion' in result[head]:
-          figures.append((f'Confusion matrix, {head} head, {split} split, '
-                          f'{backbone.name}', plots.confusion_matrix(
-                              np.asarray(result[head]['confusion']),
-                              os.path.join(out_dir, f'confusion_{split}_{head}.png'))))
+          figures.append(
+            (
+              f'Confusion matrix, {head} head, {split} split, {backbone.name}',
+              plots.confusion_matrix(
+                np.asarray(result[head]['confusion']),
+                os.path.join(out_dir, f'confusion_{split}_{head}.png'),
+              ),
+            )
+          )
   if not writes:
     return results
-  curve = plots.scores_over_steps(results, os.path.join(out_dir, 'map_over_steps.png'))
+  curve = plots.scores_over_steps(
+    results, os.path.join(out_dir, 'map_over_steps.png')
+  )
   if curve:
     figures.insert(0, ('Full-gallery cosine mAP per checkpoint', curve))
   with open(os.path.join(workdir, 'metrics.json'), 'w') as f:
     json.dump(results, f, indent=2)
   report = _report(results, scores, ev)
-  report += ''.join(f'\n## {title}\n\n![{title}]({os.path.relpath(path, workdir)})\n'
-                    for title, path in figures)
+  report += ''.join(
+    f'\n## {title}\n\n![{title}]({os.path.relpath(path, workdir)})\n'
+    for title, path in figures
+  )
   with open(os.path.join(workdir, 'report.md'), 'w') as f:
     f.write(report)
   print(report)

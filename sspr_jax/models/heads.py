@@ -33,8 +33,12 @@ class LinearHead(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = True):
     del train  # uniform signature with the other heads
-    return nn.Dense(self.num_outputs, dtype=self.dtype,
-                    param_dtype=self.param_dtype, name='fc')(x)
+    return nn.Dense(
+      self.num_outputs,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      name='fc',
+    )(x)
 
 
 class ProjectionHead(nn.Module):
@@ -55,13 +59,18 @@ class ProjectionHead(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = True):
     for i, dim in enumerate(self.hidden_dims):
-      x = nn.Dense(dim, dtype=self.dtype, param_dtype=self.param_dtype,
-                   name=f'fc{i}')(x)
+      x = nn.Dense(
+        dim, dtype=self.dtype, param_dtype=self.param_dtype, name=f'fc{i}'
+      )(x)
       if self.use_bn:
         x = _batch_norm(self, train, f'bn{i}')(x)
       x = nn.relu(x)
-    x = nn.Dense(self.out_dim, dtype=self.dtype, param_dtype=self.param_dtype,
-                 name=f'fc{len(self.hidden_dims)}')(x)
+    x = nn.Dense(
+      self.out_dim,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      name=f'fc{len(self.hidden_dims)}',
+    )(x)
     if self.use_bn and self.bn_on_output:
       x = _batch_norm(self, train, f'bn{len(self.hidden_dims)}')(x)
     return x
@@ -84,15 +93,28 @@ class JigsawHead(nn.Module):
   def __call__(self, tile_features, train: bool = True):
     batch, num_tiles, dim = tile_features.shape
     x = tile_features.reshape(batch * num_tiles, dim)
-    x = nn.Dense(self.tile_dim, dtype=self.dtype,
-                 param_dtype=self.param_dtype, name='tile_fc')(x)
+    x = nn.Dense(
+      self.tile_dim,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      name='tile_fc',
+    )(x)
     x = nn.relu(_batch_norm(self, train, 'tile_bn')(x))
     x = x.reshape(batch, num_tiles * self.tile_dim)
-    return nn.Dense(self.num_permutations, dtype=self.dtype,
-                    param_dtype=self.param_dtype, name='fc')(x)
+    return nn.Dense(
+      self.num_permutations,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      name='fc',
+    )(x)
 
 
 def _batch_norm(module, train: bool, name: str) -> nn.BatchNorm:
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                      epsilon=1e-5, dtype=module.dtype,
-                      param_dtype=module.param_dtype, name=name)
+  return nn.BatchNorm(
+    use_running_average=not train,
+    momentum=0.9,
+    epsilon=1e-5,
+    dtype=module.dtype,
+    param_dtype=module.param_dtype,
+    name=name,
+  )

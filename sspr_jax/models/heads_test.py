@@ -22,12 +22,14 @@ def test_linear_head_shape():
 def test_projection_head_default_is_linear_relu_linear_2048_2048_128():
   model = heads.ProjectionHead()
   x = jax.ShapeDtypeStruct((2, 2048), jnp.float32)
-  variables = jax.eval_shape(lambda: model.init(jax.random.key(0),
-                                                jnp.zeros(x.shape)))
+  variables = jax.eval_shape(
+    lambda: model.init(jax.random.key(0), jnp.zeros(x.shape))
+  )
   assert set(variables) == {'params'}  # no BatchNorm by default
   assert _param_shapes(variables) == {
-      'fc0': {'kernel': (2048, 2048), 'bias': (2048,)},
-      'fc1': {'kernel': (2048, 128), 'bias': (128,)}}
+    'fc0': {'kernel': (2048, 2048), 'bias': (2048,)},
+    'fc1': {'kernel': (2048, 128), 'bias': (128,)},
+  }
 
 
 def test_projection_head_matches_manual_mlp():
@@ -35,20 +37,23 @@ def test_projection_head_matches_manual_mlp():
   x = jax.random.normal(jax.random.key(1), (5, 6))
   variables = model.init(jax.random.key(0), x)
   p = variables['params']
-  expected = (jax.nn.relu(x @ p['fc0']['kernel'] + p['fc0']['bias'])
-              @ p['fc1']['kernel'] + p['fc1']['bias'])
-  np.testing.assert_allclose(model.apply(variables, x), expected, rtol=1e-5,
-                             atol=1e-6)
+  expected = (
+    jax.nn.relu(x @ p['fc0']['kernel'] + p['fc0']['bias']) @ p['fc1']['kernel']
+    + p['fc1']['bias']
+  )
+  np.testing.assert_allclose(
+    model.apply(variables, x), expected, rtol=1e-5, atol=1e-6
+  )
 
 
 def test_projection_head_with_bn_normalises_in_train_mode():
-  model = heads.ProjectionHead(hidden_dims=(8, 8), out_dim=4, use_bn=True,
-                               bn_on_output=True)
+  model = heads.ProjectionHead(
+    hidden_dims=(8, 8), out_dim=4, use_bn=True, bn_on_output=True
+  )
   x = 5.0 + 3.0 * jax.random.normal(jax.random.key(1), (32, 6))
   variables = model.init(jax.random.key(0), x, train=False)
   assert set(variables['batch_stats']) == {'bn0', 'bn1', 'bn2'}
-  out, updates = model.apply(variables, x, train=True,
-                             mutable=['batch_stats'])
+  out, updates = model.apply(variables, x, train=True, mutable=['batch_stats'])
   # BN on the output with scale 1, bias 0: per-feature zero mean, unit var.
   np.testing.assert_allclose(out.mean(0), 0.0, atol=1e-4)
   np.testing.assert_allclose(out.var(0), 1.0, rtol=1e-2)
@@ -67,12 +72,17 @@ def test_jigsaw_head_shares_tile_mlp_and_concatenates_in_order():
   # Eval mode (running stats mean 0, var 1): explicit reference.
   p = variables['params']
   tiles = jax.nn.relu(
-      (x @ p['tile_fc']['kernel'] + p['tile_fc']['bias']) / np.sqrt(1 + 1e-5)
-      * p['tile_bn']['scale'] + p['tile_bn']['bias'])
+    (x @ p['tile_fc']['kernel'] + p['tile_fc']['bias'])
+    / np.sqrt(1 + 1e-5)
+    * p['tile_bn']['scale']
+    + p['tile_bn']['bias']
+  )
   expected = tiles.reshape(4, 45) @ p['fc']['kernel'] + p['fc']['bias']
-  np.testing.assert_allclose(model.apply(variables, x, train=False), expected,
-                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+    model.apply(variables, x, train=False), expected, rtol=1e-4, atol=1e-5
+  )
   # Tile order matters: swapping two tiles changes the logits.
   swapped = x[:, jnp.array([1, 0, 2, 3, 4, 5, 6, 7, 8])]
-  assert not np.allclose(model.apply(variables, swapped, train=False),
-                         expected, atol=1e-4)
+  assert not np.allclose(
+    model.apply(variables, swapped, train=False), expected, atol=1e-4
+  )

@@ -52,13 +52,20 @@ class BasicBlock(nn.Module):
   @nn.compact
   def __call__(self, x):
     residual = x
-    y = self.conv(self.features, (3, 3), (self.strides, self.strides),
-                  padding=((1, 1), (1, 1)), name='conv1')(x)
+    y = self.conv(
+      self.features,
+      (3, 3),
+      (self.strides, self.strides),
+      padding=((1, 1), (1, 1)),
+      name='conv1',
+    )(x)
     y = nn.relu(self.norm(name='bn1')(y))
-    y = self.conv(self.features, (3, 3), padding=((1, 1), (1, 1)),
-                  name='conv2')(y)
-    y = self.norm(name='bn2', scale_init=_last_bn_scale_init(
-        self.zero_init_residual))(y)
+    y = self.conv(
+      self.features, (3, 3), padding=((1, 1), (1, 1)), name='conv2'
+    )(y)
+    y = self.norm(
+      name='bn2', scale_init=_last_bn_scale_init(self.zero_init_residual)
+    )(y)
     return nn.relu(y + _shortcut(self, residual, self.features))
 
 
@@ -77,12 +84,18 @@ class Bottleneck(nn.Module):
     residual = x
     y = self.conv(self.features, (1, 1), name='conv1')(x)
     y = nn.relu(self.norm(name='bn1')(y))
-    y = self.conv(self.features, (3, 3), (self.strides, self.strides),
-                  padding=((1, 1), (1, 1)), name='conv2')(y)
+    y = self.conv(
+      self.features,
+      (3, 3),
+      (self.strides, self.strides),
+      padding=((1, 1), (1, 1)),
+      name='conv2',
+    )(y)
     y = nn.relu(self.norm(name='bn2')(y))
     y = self.conv(self.features * 4, (1, 1), name='conv3')(y)
-    y = self.norm(name='bn3', scale_init=_last_bn_scale_init(
-        self.zero_init_residual))(y)
+    y = self.norm(
+      name='bn3', scale_init=_last_bn_scale_init(self.zero_init_residual)
+    )(y)
     return nn.relu(y + _shortcut(self, residual, self.features * 4))
 
 
@@ -91,22 +104,36 @@ def _pool_windows(xp, window: int, stride: int, out_hw):
   ho, wo = out_hw
   for i in range(window):
     for j in range(window):
-      yield i, j, lax.slice(
-          xp, (0, i, j, 0),
-          (xp.shape[0], i + stride * (ho - 1) + 1, j + stride * (wo - 1) + 1,
-           xp.shape[3]), (1, stride, stride, 1))
+      yield (
+        i,
+        j,
+        lax.slice(
+          xp,
+          (0, i, j, 0),
+          (
+            xp.shape[0],
+            i + stride * (ho - 1) + 1,
+            j + stride * (wo - 1) + 1,
+            xp.shape[3],
+          ),
+          (1, stride, stride, 1),
+        ),
+      )
 
 
 def _pool_pad(x, padding: int, value):
   pad = (padding, padding, 0)
-  return lax.pad(x, jnp.asarray(value, x.dtype),
-                 ((0, 0, 0), pad, pad, (0, 0, 0)))
+  return lax.pad(
+    x, jnp.asarray(value, x.dtype), ((0, 0, 0), pad, pad, (0, 0, 0))
+  )
 
 
 def _max_pool_fwd(x, window, stride, padding):
   h, w = x.shape[1:3]
-  out_hw = ((h + 2 * padding - window) // stride + 1,
-            (w + 2 * padding - window) // stride + 1)
+  out_hw = (
+    (h + 2 * padding - window) // stride + 1,
+    (w + 2 * padding - window) // stride + 1,
+  )
   xp = _pool_pad(x, padding, -jnp.inf)
   y = None
   for _, _, view in _pool_windows(xp, window, stride, out_hw):
@@ -128,10 +155,19 @@ def _max_pool_bwd(window, stride, padding, residuals, g):
     taken = taken | hit
     span_h = stride * (out_hw[0] - 1) + 1
     span_w = stride * (out_hw[1] - 1) + 1
-    dxp = dxp + lax.pad(jnp.where(hit, g, zero), zero, (
-        (0, 0, 0), (i, hp - i - span_h, stride - 1),
-        (j, wp - j - span_w, stride - 1), (0, 0, 0)))
-  return (dxp[:, padding:padding + x.shape[1], padding:padding + x.shape[2]],)
+    dxp = dxp + lax.pad(
+      jnp.where(hit, g, zero),
+      zero,
+      (
+        (0, 0, 0),
+        (i, hp - i - span_h, stride - 1),
+        (j, wp - j - span_w, stride - 1),
+        (0, 0, 0),
+      ),
+    )
+  return (
+    dxp[:, padding : padding + x.shape[1], padding : padding + x.shape[2]],
+  )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
@@ -159,8 +195,9 @@ def _shortcut(block, residual, out_features: int):
   """Identity, or strided 1x1 conv + BN when the shape changes (torchvision)."""
   if residual.shape[-1] == out_features and block.strides == 1:
     return residual
-  residual = block.conv(out_features, (1, 1), (block.strides, block.strides),
-                        name='downsample_conv')(residual)
+  residual = block.conv(
+    out_features, (1, 1), (block.strides, block.strides), name='downsample_conv'
+  )(residual)
   return block.norm(name='downsample_bn')(residual)
 
 
@@ -193,8 +230,11 @@ class ResNet(nn.Module):
   @property
   def num_features(self) -> int:
     """Size of the pooled output feature."""
-    return (self.num_filters * 2 ** (len(self.stage_sizes) - 1)
-            * self.block_cls.expansion)
+    return (
+      self.num_filters
+      * 2 ** (len(self.stage_sizes) - 1)
+      * self.block_cls.expansion
+    )
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -206,18 +246,27 @@ class ResNet(nn.Module):
     (synchronised BN) without an ``axis_name``.
     """
     conv = functools.partial(
-        nn.Conv, use_bias=False, dtype=self.dtype,
-        param_dtype=self.param_dtype, kernel_init=conv_kernel_init)
+      nn.Conv,
+      use_bias=False,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      kernel_init=conv_kernel_init,
+    )
     norm = functools.partial(
-        nn.BatchNorm, use_running_average=not train,
-        momentum=self.bn_momentum, epsilon=self.bn_epsilon,
-        dtype=self.dtype, param_dtype=self.param_dtype)
+      nn.BatchNorm,
+      use_running_average=not train,
+      momentum=self.bn_momentum,
+      epsilon=self.bn_epsilon,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+    )
 
     x = jnp.asarray(x, self.dtype)
     # Explicit symmetric padding as torch (XLA's 'SAME' pads asymmetrically
     # for strided convs, which would not match imported torch weights).
-    x = conv(self.num_filters, (7, 7), (2, 2), padding=((3, 3), (3, 3)),
-             name='conv1')(x)
+    x = conv(
+      self.num_filters, (7, 7), (2, 2), padding=((3, 3), (3, 3)), name='conv1'
+    )(x)
     x = nn.relu(norm(name='bn1')(x))
     if self.fast_max_pool:
       x = max_pool(x, 3, 2, 1)
@@ -226,30 +275,36 @@ class ResNet(nn.Module):
     for i, num_blocks in enumerate(self.stage_sizes):
       for j in range(num_blocks):
         x = self.block_cls(
-            features=self.num_filters * 2 ** i,
-            strides=2 if i > 0 and j == 0 else 1,
-            conv=conv, norm=norm,
-            zero_init_residual=self.zero_init_residual,
-            name=f'layer{i + 1}_{j}')(x)
+          features=self.num_filters * 2**i,
+          strides=2 if i > 0 and j == 0 else 1,
+          conv=conv,
+          norm=norm,
+          zero_init_residual=self.zero_init_residual,
+          name=f'layer{i + 1}_{j}',
+        )(x)
     return jnp.mean(x, axis=(1, 2))
 
 
-ResNet18 = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2),
-                             block_cls=BasicBlock)
-ResNet34 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3),
-                             block_cls=BasicBlock)
-ResNet50 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3),
-                             block_cls=Bottleneck)
+ResNet18 = functools.partial(
+  ResNet, stage_sizes=(2, 2, 2, 2), block_cls=BasicBlock
+)
+ResNet34 = functools.partial(
+  ResNet, stage_sizes=(3, 4, 6, 3), block_cls=BasicBlock
+)
+ResNet50 = functools.partial(
+  ResNet, stage_sizes=(3, 4, 6, 3), block_cls=Bottleneck
+)
 # For tests and smoke runs: all four stages (so strides and downsample paths
 # are exercised), one block each, 8 base filters -> 64-d output.
-ResNetTiny = functools.partial(ResNet, stage_sizes=(1, 1, 1, 1),
-                               block_cls=BasicBlock, num_filters=8)
+ResNetTiny = functools.partial(
+  ResNet, stage_sizes=(1, 1, 1, 1), block_cls=BasicBlock, num_filters=8
+)
 
 BACKBONES: dict[str, Callable[..., ResNet]] = {
-    'resnet18': ResNet18,
-    'resnet34': ResNet34,
-    'resnet50': ResNet50,
-    'resnet_tiny': ResNetTiny,
+  'resnet18': ResNet18,
+  'resnet34': ResNet34,
+  'resnet50': ResNet50,
+  'resnet_tiny': ResNetTiny,
 }
 
 
@@ -262,8 +317,9 @@ def get_backbone(name: str, **kwargs) -> ResNet:
   try:
     factory = BACKBONES[name]
   except KeyError:
-    raise ValueError(f'Unknown backbone {name!r}; known: '
-                     f'{", ".join(sorted(BACKBONES))}.') from None
+    raise ValueError(
+      f'Unknown backbone {name!r}; known: {", ".join(sorted(BACKBONES))}.'
+    ) from None
   return factory(**kwargs)
 
 

@@ -12,20 +12,25 @@ from sspr_jax.models import resnet
 def _abstract_variables(model, size=64):
   x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
   return jax.eval_shape(
-      lambda: model.init(jax.random.key(0), jnp.zeros(x.shape), train=False))
+    lambda: model.init(jax.random.key(0), jnp.zeros(x.shape), train=False)
+  )
 
 
 def _num_params(variables):
-  return sum(int(np.prod(p.shape))
-             for p in jax.tree.leaves(variables['params']))
+  return sum(
+    int(np.prod(p.shape)) for p in jax.tree.leaves(variables['params'])
+  )
 
 
-@pytest.mark.parametrize('name, expected', [
+@pytest.mark.parametrize(
+  'name, expected',
+  [
     # torchvision totals minus the fc layer (2048*1000+1000, 512*1000+1000).
     ('resnet50', 25_557_032 - 2_049_000),
     ('resnet18', 11_689_512 - 513_000),
     ('resnet34', 21_797_672 - 513_000),
-])
+  ],
+)
 def test_parameter_count_matches_torchvision(name, expected):
   variables = _abstract_variables(resnet.get_backbone(name))
   assert _num_params(variables) == expected
@@ -35,7 +40,8 @@ def test_resnet50_output_shape_and_torch_names():
   model = resnet.get_backbone('resnet50')
   x = jnp.zeros((2, 64, 64, 3))
   out = jax.eval_shape(
-      lambda: model.init_with_output(jax.random.key(0), x, train=False)[0])
+    lambda: model.init_with_output(jax.random.key(0), x, train=False)[0]
+  )
   assert out.shape == (2, 2048) and model.num_features == 2048
   variables = _abstract_variables(model)
   flat = flax.traverse_util.flatten_dict(variables['params'], sep='/')
@@ -49,15 +55,18 @@ def test_resnet50_output_shape_and_torch_names():
 
 def test_torch_state_dict_keys_map_onto_variables():
   variables = _abstract_variables(resnet.get_backbone('resnet18'))
-  flat = {(c, *k): v for c in variables for k, v in
-          flax.traverse_util.flatten_dict(variables[c]).items()}
+  flat = {
+    (c, *k): v
+    for c in variables
+    for k, v in flax.traverse_util.flatten_dict(variables[c]).items()
+  }
   torch_keys = {
-      'conv1.weight': (64, 3, 7, 7),
-      'bn1.running_var': (64,),
-      'layer1.0.conv2.weight': (64, 64, 3, 3),
-      'layer3.0.downsample.0.weight': (256, 128, 1, 1),
-      'layer3.0.downsample.1.bias': (256,),
-      'layer4.1.bn2.running_mean': (512,),
+    'conv1.weight': (64, 3, 7, 7),
+    'bn1.running_var': (64,),
+    'layer1.0.conv2.weight': (64, 64, 3, 3),
+    'layer3.0.downsample.0.weight': (256, 128, 1, 1),
+    'layer3.0.downsample.1.bias': (256,),
+    'layer4.1.bn2.running_mean': (512,),
   }
   for key, torch_shape in torch_keys.items():
     collection, path = resnet.torch_key_to_flax_path(key)
@@ -78,8 +87,9 @@ def test_unknown_backbone_names_choices():
 def tiny_setup():
   model = resnet.get_backbone('resnet_tiny')
   x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
-  variables = jax.jit(lambda x: model.init(jax.random.key(0), x,
-                                           train=False))(x)
+  variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(
+    x
+  )
   return model, variables, x
 
 
@@ -94,50 +104,64 @@ def test_train_mode_uses_batch_stats_and_updates_running_stats(tiny_setup):
   model, variables, x = tiny_setup
   x = 3.0 * x + 1.0
   train_out, updates = model.apply(
-      variables, x, train=True, mutable=['batch_stats', 'intermediates'],
-      capture_intermediates=lambda mdl, _: mdl.name == 'conv1')
+    variables,
+    x,
+    train=True,
+    mutable=['batch_stats', 'intermediates'],
+    capture_intermediates=lambda mdl, _: mdl.name == 'conv1',
+  )
   conv1_out = updates['intermediates']['conv1']['__call__'][0]
   stats = updates['batch_stats']['bn1']
   # torch momentum 0.1 == Flax 0.9; running stats start at mean 0, var 1.
-  np.testing.assert_allclose(stats['mean'],
-                             0.1 * conv1_out.mean(axis=(0, 1, 2)),
-                             rtol=1e-4, atol=1e-6)
-  np.testing.assert_allclose(stats['var'],
-                             0.9 + 0.1 * conv1_out.var(axis=(0, 1, 2)),
-                             rtol=1e-4)
+  np.testing.assert_allclose(
+    stats['mean'], 0.1 * conv1_out.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-6
+  )
+  np.testing.assert_allclose(
+    stats['var'], 0.9 + 0.1 * conv1_out.var(axis=(0, 1, 2)), rtol=1e-4
+  )
   eval_out = model.apply(variables, x, train=False)
   # Eval mode uses the running stats, not the batch's, so outputs differ; and
   # it treats examples independently while train mode mixes the batch.
   assert not np.allclose(train_out, eval_out, atol=1e-3)
   single = model.apply(variables, x[:1], train=False)
   np.testing.assert_allclose(single, eval_out[:1], rtol=1e-4, atol=1e-5)
-  single_train, _ = model.apply(variables, x[:2], train=True,
-                                mutable=['batch_stats'])
+  single_train, _ = model.apply(
+    variables, x[:2], train=True, mutable=['batch_stats']
+  )
   assert not np.allclose(single_train, train_out[:2], atol=1e-4)
 
 
 def test_zero_init_residual_makes_residual_branches_zero(tiny_setup):
   model = resnet.get_backbone('resnet_tiny', zero_init_residual=True)
   x = jax.random.normal(jax.random.key(2), (2, 32, 32, 3))
-  variables = jax.jit(lambda x: model.init(jax.random.key(0), x,
-                                           train=False))(x)
+  variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(
+    x
+  )
   flat = flax.traverse_util.flatten_dict(variables['params'], sep='/')
   last_bn = [k for k in flat if k.endswith('bn2/scale')]
   assert len(last_bn) == 4
   assert all(np.all(flat[k] == 0) for k in last_bn)
   assert np.all(flat['layer1_0/bn1/scale'] == 1)
   # Each block's output must equal relu(shortcut(input)).
-  _, state = jax.jit(lambda v, x: model.apply(
-      v, x, train=True, mutable=['batch_stats', 'intermediates'],
-      capture_intermediates=True))(variables, x)
+  _, state = jax.jit(
+    lambda v, x: model.apply(
+      v,
+      x,
+      train=True,
+      mutable=['batch_stats', 'intermediates'],
+      capture_intermediates=True,
+    )
+  )(variables, x)
   inter = state['intermediates']
   for stage in range(1, 5):
     block = inter[f'layer{stage}_0']
     np.testing.assert_array_equal(block['bn2']['__call__'][0], 0)
     if stage > 1:  # blocks with a projection shortcut
       np.testing.assert_allclose(
-          block['__call__'][0],
-          jax.nn.relu(block['downsample_bn']['__call__'][0]), atol=1e-6)
+        block['__call__'][0],
+        jax.nn.relu(block['downsample_bn']['__call__'][0]),
+        atol=1e-6,
+      )
   default_variables = tiny_setup[1]  # built without zero_init_residual
   assert np.all(default_variables['params']['layer1_0']['bn2']['scale'] == 1)
 
@@ -150,8 +174,7 @@ def test_bfloat16_compute_with_float32_params():
   out = model.apply(variables, x, train=False)
   assert out.dtype == jnp.bfloat16 and out.shape == (2, 64)
   ref = resnet.get_backbone('resnet_tiny').apply(variables, x, train=False)
-  np.testing.assert_allclose(out.astype(jnp.float32), ref, rtol=0.1,
-                             atol=0.05)
+  np.testing.assert_allclose(out.astype(jnp.float32), ref, rtol=0.1, atol=0.05)
 
 
 @pytest.mark.parametrize('shape', [(2, 9, 9, 3), (2, 7, 10, 2), (1, 4, 4, 1)])
@@ -168,21 +191,23 @@ def test_max_pool_matches_nn_max_pool_and_torch_gradient(shape):
   expected = np.zeros_like(x)
   xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-np.inf)
   for b, i, j, c in np.ndindex(*y.shape):
-    win = xp[b, 2 * i:2 * i + 3, 2 * j:2 * j + 3, c]
+    win = xp[b, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3, c]
     r, s = np.unravel_index(np.argmax(win), win.shape)
     expected[b, 2 * i + r - 1, 2 * j + s - 1, c] += g[b, i, j, c]
   np.testing.assert_allclose(dx, expected, rtol=1e-6, atol=1e-6)
 
 
 def test_fast_max_pool_gives_the_same_network():
-  x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 32, 32, 3)),
-                  jnp.float32)
+  x = jnp.asarray(
+    np.random.default_rng(0).standard_normal((2, 32, 32, 3)), jnp.float32
+  )
   fast = resnet.get_backbone('resnet_tiny')
   slow = resnet.get_backbone('resnet_tiny', fast_max_pool=False)
   variables = fast.init(jax.random.key(0), x, train=False)
   loss = lambda m: lambda v: jnp.sum(m.apply(v, x, train=False) ** 2)
-  (a, ga), (b, gb) = (jax.value_and_grad(loss(m))(variables)
-                      for m in (fast, slow))
+  (a, ga), (b, gb) = (
+    jax.value_and_grad(loss(m))(variables) for m in (fast, slow)
+  )
   np.testing.assert_allclose(a, b, rtol=1e-6)
   for u, v in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
     np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)

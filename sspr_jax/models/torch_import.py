@@ -36,22 +36,30 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 
 def _bfloat16():
   import ml_dtypes  # pylint: disable=g-import-not-at-top  (a jax dependency)
+
   return np.dtype(ml_dtypes.bfloat16)
 
 
 # torch storage class name -> numpy dtype.
 _STORAGE_DTYPES: dict[str, Any] = {
-    'DoubleStorage': np.float64, 'FloatStorage': np.float32,
-    'HalfStorage': np.float16, 'BFloat16Storage': None,  # ml_dtypes
-    'LongStorage': np.int64, 'IntStorage': np.int32, 'ShortStorage': np.int16,
-    'CharStorage': np.int8, 'ByteStorage': np.uint8, 'BoolStorage': np.bool_,
-    'ComplexFloatStorage': np.complex64, 'ComplexDoubleStorage': np.complex128,
-    'UntypedStorage': np.uint8,
+  'DoubleStorage': np.float64,
+  'FloatStorage': np.float32,
+  'HalfStorage': np.float16,
+  'BFloat16Storage': None,  # ml_dtypes
+  'LongStorage': np.int64,
+  'IntStorage': np.int32,
+  'ShortStorage': np.int16,
+  'CharStorage': np.int8,
+  'ByteStorage': np.uint8,
+  'BoolStorage': np.bool_,
+  'ComplexFloatStorage': np.complex64,
+  'ComplexDoubleStorage': np.complex128,
+  'UntypedStorage': np.uint8,
 }
 
 
@@ -60,15 +68,24 @@ class _StorageType:
 
   def __init__(self, name: str):
     self.name = name
-    self.dtype = (_bfloat16() if name == 'BFloat16Storage'
-                  else np.dtype(_STORAGE_DTYPES[name]))
+    self.dtype = (
+      _bfloat16()
+      if name == 'BFloat16Storage'
+      else np.dtype(_STORAGE_DTYPES[name])
+    )
 
   def __repr__(self):
     return f'torch.{self.name}'
 
 
-def _rebuild_tensor(storage: np.ndarray, storage_offset: int, size, stride,
-                    *unused_args, **unused_kwargs) -> np.ndarray:
+def _rebuild_tensor(
+  storage: np.ndarray,
+  storage_offset: int,
+  size,
+  stride,
+  *unused_args,
+  **unused_kwargs,
+) -> np.ndarray:
   """numpy version of ``torch._utils._rebuild_tensor(_v2)``: a strided view
   of the (1-D) storage, copied to a C-contiguous array."""
   size, stride = tuple(size), tuple(stride)
@@ -77,32 +94,36 @@ def _rebuild_tensor(storage: np.ndarray, storage_offset: int, size, stride,
   needed = storage_offset + 1 + sum((n - 1) * s for n, s in zip(size, stride))
   if needed > storage.size:
     raise pickle.UnpicklingError(
-        f'Tensor of size {size}, stride {stride}, offset {storage_offset} '
-        f'reads past its storage of {storage.size} elements.')
+      f'Tensor of size {size}, stride {stride}, offset {storage_offset} '
+      f'reads past its storage of {storage.size} elements.'
+    )
   base = storage[storage_offset:]
   item = storage.itemsize
   view = np.lib.stride_tricks.as_strided(
-      base, shape=size, strides=tuple(s * item for s in stride),
-      writeable=False)
+    base, shape=size, strides=tuple(s * item for s in stride), writeable=False
+  )
   return np.array(view, copy=True, order='C')
 
 
-def _rebuild_parameter(data, requires_grad=None, backward_hooks=None,
-                       *unused_state):
+def _rebuild_parameter(
+  data, requires_grad=None, backward_hooks=None, *unused_state
+):
   del requires_grad, backward_hooks
   return data
 
 
 # (module, name) -> what find_class returns. Anything else is refused.
 _SAFE_CLASSES: dict[tuple[str, str], Any] = {
-    ('collections', 'OrderedDict'): collections.OrderedDict,
-    ('builtins', 'dict'): dict, ('builtins', 'list'): list,
-    ('builtins', 'tuple'): tuple, ('builtins', 'set'): set,
-    ('builtins', 'frozenset'): frozenset,
-    ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
-    ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
-    ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
-    ('torch._utils', '_rebuild_parameter_with_state'): _rebuild_parameter,
+  ('collections', 'OrderedDict'): collections.OrderedDict,
+  ('builtins', 'dict'): dict,
+  ('builtins', 'list'): list,
+  ('builtins', 'tuple'): tuple,
+  ('builtins', 'set'): set,
+  ('builtins', 'frozenset'): frozenset,
+  ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
+  ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
+  ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
+  ('torch._utils', '_rebuild_parameter_with_state'): _rebuild_parameter,
 }
 
 
@@ -121,8 +142,9 @@ class _Unpickler(pickle.Unpickler):
     if module == 'torch' and name == 'Size':
       return tuple
     raise pickle.UnpicklingError(
-        f'{module}.{name} is not allowed in a weights file (only tensors, '
-        'storages and plain containers are read without torch).')
+      f'{module}.{name} is not allowed in a weights file (only tensors, '
+      'storages and plain containers are read without torch).'
+    )
 
   def persistent_load(self, pid):
     if not (isinstance(pid, tuple) and pid and pid[0] == 'storage'):
@@ -151,7 +173,7 @@ def _load_zip(path: str) -> Any:
     pkl = [n for n in names if n.endswith('/data.pkl') or n == 'data.pkl']
     if len(pkl) != 1:
       raise ValueError(f'{path!r}: not a torch zip checkpoint (no data.pkl).')
-    prefix = pkl[0][:-len('data.pkl')]
+    prefix = pkl[0][: -len('data.pkl')]
     byteorder = 'little'
     if prefix + 'byteorder' in names:
       byteorder = zf.read(prefix + 'byteorder').decode().strip()
@@ -160,7 +182,8 @@ def _load_zip(path: str) -> Any:
     def load_storage(storage_type, key, location=None, numel=None):
       del location, numel
       dtype = _storage_dtype(storage_type).newbyteorder(
-          '<' if byteorder == 'little' else '>')
+        '<' if byteorder == 'little' else '>'
+      )
       if key not in cache:
         raw = zf.read(f'{prefix}data/{key}')
         cache[key] = np.frombuffer(raw, dtype).astype(dtype.newbyteorder('='))
@@ -177,10 +200,13 @@ def _load_legacy(path: str) -> Any:
       magic = None
     if magic != _LEGACY_MAGIC:
       if tarfile.is_tarfile(path):
-        raise ValueError(f'{path!r}: the tar checkpoint format (torch < 0.4) '
-                         'is not supported.')
-      raise ValueError(f'{path!r}: neither a torch zip nor a legacy torch '
-                       'checkpoint (bad magic number).')
+        raise ValueError(
+          f'{path!r}: the tar checkpoint format (torch < 0.4) is not supported.'
+        )
+      raise ValueError(
+        f'{path!r}: neither a torch zip nor a legacy torch '
+        'checkpoint (bad magic number).'
+      )
     protocol = _plain_load(f)
     if protocol != 1001:
       raise ValueError(f'{path!r}: unsupported legacy protocol {protocol}.')
@@ -188,17 +214,19 @@ def _load_legacy(path: str) -> Any:
     # The raw bytes follow the object pickle: tensors are rebuilt afterwards.
     dtypes: dict[str, np.dtype] = {}
 
-    def load_storage(storage_type, key, location=None, numel=None,
-                     view_metadata=None):
+    def load_storage(
+      storage_type, key, location=None, numel=None, view_metadata=None
+    ):
       del location, numel
       dtypes[key] = _storage_dtype(storage_type)
       return _StorageRef(key, view_metadata)
 
     class _LegacyUnpickler(_Unpickler):
-
       def find_class(self, module, name):
-        if module == 'torch._utils' and name in ('_rebuild_tensor',
-                                                 '_rebuild_tensor_v2'):
+        if module == 'torch._utils' and name in (
+          '_rebuild_tensor',
+          '_rebuild_tensor_v2',
+        ):
           return _LazyTensor
         return super().find_class(module, name)
 
@@ -224,16 +252,21 @@ class _StorageRef:
 class _LazyTensor:
   """A legacy tensor whose storage bytes come after the object pickle."""
 
-  def __init__(self, storage: _StorageRef, offset, size, stride, *unused,
-               **unused_kw):
-    self.storage, self.offset, self.size, self.stride = (storage, offset,
-                                                         size, stride)
+  def __init__(
+    self, storage: _StorageRef, offset, size, stride, *unused, **unused_kw
+  ):
+    self.storage, self.offset, self.size, self.stride = (
+      storage,
+      offset,
+      size,
+      stride,
+    )
 
   def build(self, storages):
     data = storages[self.storage.key]
     if self.storage.view_metadata is not None:
       _, view_offset, view_size = self.storage.view_metadata
-      data = data[view_offset:view_offset + view_size]
+      data = data[view_offset : view_offset + view_size]
     return _rebuild_tensor(data, self.offset, self.size, self.stride)
 
 
@@ -241,8 +274,9 @@ def _resolve(obj, storages):
   if isinstance(obj, _LazyTensor):
     return obj.build(storages)
   if isinstance(obj, collections.OrderedDict):
-    return collections.OrderedDict((k, _resolve(v, storages))
-                                   for k, v in obj.items())
+    return collections.OrderedDict(
+      (k, _resolve(v, storages)) for k, v in obj.items()
+    )
   if isinstance(obj, dict):
     return {k: _resolve(v, storages) for k, v in obj.items()}
   if isinstance(obj, (list, tuple)):
@@ -266,16 +300,20 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
   """
   obj = load(path)
   for wrapper in ('state_dict', 'model'):
-    if (isinstance(obj, Mapping) and wrapper in obj
-        and isinstance(obj[wrapper], Mapping)):
+    if (
+      isinstance(obj, Mapping)
+      and wrapper in obj
+      and isinstance(obj[wrapper], Mapping)
+    ):
       obj = obj[wrapper]
   if not isinstance(obj, Mapping):
-    raise ValueError(f'{os.fspath(path)!r} holds a {type(obj).__name__}, '
-                     'not a state_dict.')
+    raise ValueError(
+      f'{os.fspath(path)!r} holds a {type(obj).__name__}, not a state_dict.'
+    )
   out = {}
   for k, v in obj.items():
     if isinstance(v, np.ndarray):
-      out[k[len('module.'):] if k.startswith('module.') else k] = v
+      out[k[len('module.') :] if k.startswith('module.') else k] = v
   return out
 
 
@@ -290,9 +328,12 @@ def torch_to_flax_array(value: np.ndarray, flax_leaf: str) -> np.ndarray:
 
 
 def state_dict_to_variables(
-    state_dict: Mapping[str, np.ndarray],
-    key_to_path: Callable[[str], tuple[str, tuple[str, ...]] | None],
-    expected: Mapping[str, Any], *, what: str = 'model') -> dict:
+  state_dict: Mapping[str, np.ndarray],
+  key_to_path: Callable[[str], tuple[str, tuple[str, ...]] | None],
+  expected: Mapping[str, Any],
+  *,
+  what: str = 'model',
+) -> dict:
   """Fills the variable tree shaped like `expected` from `state_dict`.
 
   `key_to_path(key)` gives (collection, path) or None for keys to skip.
@@ -323,8 +364,9 @@ def state_dict_to_variables(
     array = torch_to_flax_array(np.asarray(value), path[-1])
     want = tuple(flat_expected[full].shape)
     if array.shape != want:
-      mismatched.append(f'{key} {tuple(value.shape)} -> {"/".join(full)} '
-                        f'{want}')
+      mismatched.append(
+        f'{key} {tuple(value.shape)} -> {"/".join(full)} {want}'
+      )
       continue
     filled[full] = array.astype(flat_expected[full].dtype)
   missing = ['/'.join(p) for p in flat_expected if p not in filled]
@@ -335,8 +377,9 @@ def state_dict_to_variables(
     if unexpected:
       lines.append(f'  unexpected ({len(unexpected)}): {", ".join(unexpected)}')
     if mismatched:
-      lines.append(f'  shape mismatch ({len(mismatched)}): '
-                   + '; '.join(mismatched))
+      lines.append(
+        f'  shape mismatch ({len(mismatched)}): ' + '; '.join(mismatched)
+      )
     raise ValueError('\n'.join(lines))
   variables: dict = {}
   for full, array in filled.items():
@@ -347,9 +390,11 @@ def state_dict_to_variables(
   return variables
 
 
-def load_torchvision_resnet(path: str | os.PathLike, name: str = 'resnet50',
-                            state_dict: Mapping[str, np.ndarray] | None = None
-                            ) -> dict:
+def load_torchvision_resnet(
+  path: str | os.PathLike,
+  name: str = 'resnet50',
+  state_dict: Mapping[str, np.ndarray] | None = None,
+) -> dict:
   """Flax variables of ``resnet.get_backbone(name)`` from a torchvision
   ResNet ``.pth`` state_dict (e.g. ``resnet50-0676ba61.pth``).
 
@@ -365,8 +410,10 @@ def load_torchvision_resnet(path: str | os.PathLike, name: str = 'resnet50',
     state_dict = load_state_dict(path)
   module = resnet.get_backbone(name)
   expected = jax.eval_shape(
-      lambda: module.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)),
-                          train=False))
+    lambda: module.init(
+      jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False
+    )
+  )
 
   def key_to_path(key):
     parts = key.split('.')
@@ -377,5 +424,6 @@ def load_torchvision_resnet(path: str | os.PathLike, name: str = 'resnet50',
     except (ValueError, IndexError):
       return ('unmapped', (key,))  # Reported as unexpected.
 
-  return state_dict_to_variables(state_dict, key_to_path, expected,
-                                 what=f'{name} backbone')
+  return state_dict_to_variables(
+    state_dict, key_to_path, expected, what=f'{name} backbone'
+  )

@@ -3,6 +3,7 @@
 The reader tests use committed fixtures (testdata/make_torch_fixtures.py);
 only the forward-equivalence test needs torch (skipped without it).
 """
+
 import collections
 import io
 import os
@@ -19,8 +20,9 @@ from sspr_jax.models import torch_import
 TESTDATA = os.path.join(os.path.dirname(__file__), 'testdata')
 
 
-@pytest.mark.parametrize('name', ['tiny_state_dict.pth',
-                                  'tiny_state_dict_legacy.pth'])
+@pytest.mark.parametrize(
+  'name', ['tiny_state_dict.pth', 'tiny_state_dict_legacy.pth']
+)
 def test_reads_torch_saved_tensors_exactly(name):
   expected = np.load(os.path.join(TESTDATA, 'tiny_state_dict.npz'))
   loaded = torch_import.load(os.path.join(TESTDATA, name))
@@ -76,15 +78,16 @@ def test_rejects_non_checkpoints(tmp_path):
 
 def test_resnet_import_lists_missing_and_unexpected_keys():
   state_dict = {
-      'conv1.weight': np.zeros((64, 3, 7, 7), np.float32),
-      'bn1.num_batches_tracked': np.array(0),   # ignored
-      'fc.weight': np.zeros((1000, 512), np.float32),  # dropped
-      'layer9.0.conv1.weight': np.zeros((1, 1, 1, 1), np.float32),
-      'bn1.weight': np.zeros((3,), np.float32),
+    'conv1.weight': np.zeros((64, 3, 7, 7), np.float32),
+    'bn1.num_batches_tracked': np.array(0),  # ignored
+    'fc.weight': np.zeros((1000, 512), np.float32),  # dropped
+    'layer9.0.conv1.weight': np.zeros((1, 1, 1, 1), np.float32),
+    'bn1.weight': np.zeros((3,), np.float32),
   }
   with pytest.raises(ValueError) as info:
-    torch_import.load_torchvision_resnet(None, 'resnet18',
-                                         state_dict=state_dict)
+    torch_import.load_torchvision_resnet(
+      None, 'resnet18', state_dict=state_dict
+    )
   message = str(info.value)
   assert 'missing' in message and 'params/layer4_1/bn2/scale' in message
   assert 'batch_stats/bn1/mean' in message
@@ -101,7 +104,6 @@ def _torch_resnet18(torch):
   nn = torch.nn
 
   class BasicBlock(nn.Module):
-
     def __init__(self, cin, cout, stride):
       super().__init__()
       self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
@@ -112,7 +114,8 @@ def _torch_resnet18(torch):
       self.downsample = None
       if stride != 1 or cin != cout:
         self.downsample = nn.Sequential(
-            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+          nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+        )
 
     def forward(self, x):
       identity = x if self.downsample is None else self.downsample(x)
@@ -121,7 +124,6 @@ def _torch_resnet18(torch):
       return self.relu(out + identity)
 
   class ResNet18(nn.Module):
-
     def __init__(self, num_classes=1000):
       super().__init__()
       self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
@@ -131,8 +133,13 @@ def _torch_resnet18(torch):
       cin = 64
       for i, cout in enumerate((64, 128, 256, 512)):
         stride = 1 if i == 0 else 2
-        setattr(self, f'layer{i + 1}', nn.Sequential(
-            BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)))
+        setattr(
+          self,
+          f'layer{i + 1}',
+          nn.Sequential(
+            BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)
+          ),
+        )
         cin = cout
       self.avgpool = nn.AdaptiveAvgPool2d(1)
       self.fc = nn.Linear(512, num_classes)
@@ -163,20 +170,23 @@ def test_imported_resnet18_matches_torch_forward(tmp_path, legacy):
         m.running_var.uniform_(0.5, 1.5)
   model.eval()
   path = tmp_path / 'resnet18.pth'
-  torch.save(model.state_dict(), path,
-             _use_new_zipfile_serialization=not legacy)
+  torch.save(
+    model.state_dict(), path, _use_new_zipfile_serialization=not legacy
+  )
 
   variables = torch_import.load_torchvision_resnet(path, 'resnet18')
   assert set(variables) == {'params', 'batch_stats'}
   assert 'fc' not in variables['params']
   # The evaluation baseline hook reads the same file.
   from sspr_jax.evaluate import embed as embed_lib  # pylint: disable=g-import-not-at-top
+
   backbone = embed_lib.imagenet_backbone('resnet18', str(path))
   assert backbone.normalize is None  # ImageNet mean/std, as torchvision.
   jax.tree.map(np.testing.assert_array_equal, backbone.variables, variables)
 
-  x = np.random.default_rng(0).standard_normal((2, 64, 64, 3)).astype(
-      np.float32)
+  x = (
+    np.random.default_rng(0).standard_normal((2, 64, 64, 3)).astype(np.float32)
+  )
   with torch.no_grad():
     want = model.features(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
   module = resnet.get_backbone('resnet18')

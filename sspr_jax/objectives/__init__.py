@@ -1,5 +1,9 @@
 """Self-supervised pre-training objectives (RotNet, Jigsaw, MoCo v2, SimCLR)."""
 
-from sspr_jax.objectives.registry import OBJECTIVES, build_objective, get_objective
+from sspr_jax.objectives.registry import (
+  OBJECTIVES,
+  build_objective,
+  get_objective,
+)
 
-__all__ = ["OBJECTIVES", "build_objective", "get_objective"]
+__all__ = ['OBJECTIVES', 'build_objective', 'get_objective']

@@ -5,6 +5,7 @@ An objective owns one `Network` (backbone + head). Its parameters live under
 checkpoint with Orbax alone as `state['params']['backbone']` and
 `state['batch_stats']['backbone']`.
 """
+
 from typing import Any
 
 import flax.linen as nn
@@ -37,17 +38,20 @@ class Network(nn.Module):
 def compute_dtype(config: ml_collections.ConfigDict):
   name = config.model.get('dtype', 'float32')
   if name not in DTYPES:
-    raise ValueError(f'Unknown config.model.dtype {name!r}; valid: '
-                     f'{", ".join(DTYPES)}.')
+    raise ValueError(
+      f'Unknown config.model.dtype {name!r}; valid: {", ".join(DTYPES)}.'
+    )
   return DTYPES[name]
 
 
 def make_backbone(config: ml_collections.ConfigDict) -> nn.Module:
   """The backbone of `config.model`, fp32 parameters, compute in its dtype."""
   return resnet.get_backbone(
-      config.model.backbone,
-      zero_init_residual=config.model.get('zero_init_residual', False),
-      dtype=compute_dtype(config), param_dtype=jnp.float32)
+    config.model.backbone,
+    zero_init_residual=config.model.get('zero_init_residual', False),
+    dtype=compute_dtype(config),
+    param_dtype=jnp.float32,
+  )
 
 
 class Objective:
@@ -57,13 +61,16 @@ class Objective:
 
   def __init__(self, config: ml_collections.ConfigDict):
     if self.name not in config:
-      raise ValueError(f'The config has no `{self.name}` section with the '
-                       f'{self.name} settings.')
+      raise ValueError(
+        f'The config has no `{self.name}` section with the '
+        f'{self.name} settings.'
+      )
     self.config = config
     self.settings = config[self.name]
     self.dtype = compute_dtype(config)
-    self.network = Network(backbone=make_backbone(config),
-                           head=self.make_head())
+    self.network = Network(
+      backbone=make_backbone(config), head=self.make_head()
+    )
 
   def make_head(self) -> nn.Module:
     raise NotImplementedError
@@ -87,8 +94,11 @@ class Objective:
   def apply(self, params, batch_stats, x, train: bool = True):
     """(features, head output, new batch_stats); outputs in float32."""
     (features, out), updates = self.network.apply(
-        {'params': params, 'batch_stats': batch_stats}, x, train=train,
-        mutable=['batch_stats'])
+      {'params': params, 'batch_stats': batch_stats},
+      x,
+      train=train,
+      mutable=['batch_stats'],
+    )
     cast = lambda a: a.astype(jnp.float32)
     return cast(features), cast(out), updates['batch_stats']
 
@@ -109,8 +119,9 @@ class Classification(Objective):
 
   def loss(self, params, batch_stats, extra, views, rng):
     del rng
-    features, logits, batch_stats = self.apply(params, batch_stats,
-                                               views['images'])
+    features, logits, batch_stats = self.apply(
+      params, batch_stats, views['images']
+    )
     loss, metrics = common.classification_loss(logits, views['labels'])
     metrics['spread'] = self.spread(features)
     return loss, (metrics, batch_stats, extra)
@@ -122,9 +133,19 @@ def contrastive_views(settings, rng: jax.Array, images: jax.Array) -> dict:
   Stacking on axis 1 keeps both views of an image on its own device when
   the batch is sharded.
   """
-  kw = dict(size=settings.view_size, crop_scale=tuple(settings.crop_scale),
-            color_strength=settings.color_strength, blur_p=settings.blur_p)
+  kw = dict(
+    size=settings.view_size,
+    crop_scale=tuple(settings.crop_scale),
+    color_strength=settings.color_strength,
+    blur_p=settings.blur_p,
+  )
   k1, k2 = jax.random.split(rng)
-  return {'images': jnp.stack([augment.contrastive_view(k1, images, **kw),
-                               augment.contrastive_view(k2, images, **kw)],
-                              axis=1)}
+  return {
+    'images': jnp.stack(
+      [
+        augment.contrastive_view(k1, images, **kw),
+        augment.contrastive_view(k2, images, **kw),
+      ],
+      axis=1,
+    )
+  }

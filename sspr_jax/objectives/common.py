@@ -27,7 +27,7 @@ def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
 
 
 def classification_loss(
-    logits: jax.Array, labels: jax.Array
+  logits: jax.Array, labels: jax.Array
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Mean softmax cross-entropy over integer labels, and top-1 accuracy.
 

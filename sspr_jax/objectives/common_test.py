@@ -29,7 +29,8 @@ def test_classification_loss_matches_numpy():
 def test_l2_normalize():
   x = np.array([[3.0, 4.0], [0.0, 0.0], [1e-3, 0.0]], np.float32)
   np.testing.assert_allclose(
-      common.l2_normalize(x), [[0.6, 0.8], [0.0, 0.0], [1.0, 0.0]], rtol=1e-6)
+    common.l2_normalize(x), [[0.6, 0.8], [0.0, 0.0], [1.0, 0.0]], rtol=1e-6
+  )
 
 
 def check_objectives_on_sharded_batch():
@@ -41,7 +42,8 @@ def check_objectives_on_sharded_batch():
   z1, z2 = rng.normal(size=(2, 8, 16)).astype(np.float32)
   queue = moco.init_queue(jax.random.key(0), 32, 16)
   simclr_value_and_grad = jax.value_and_grad(
-      lambda a, b: simclr.loss_and_metrics(a, b)[0], argnums=(0, 1))
+    lambda a, b: simclr.loss_and_metrics(a, b)[0], argnums=(0, 1)
+  )
   want_simclr = simclr_value_and_grad(z1, z2)
   want_moco = moco.loss_and_metrics(z1, z2, queue.keys)[0]
   want_queue = moco.enqueue(queue, z1)
@@ -54,8 +56,11 @@ def check_objectives_on_sharded_batch():
       got_simclr = jax.jit(simclr_value_and_grad)(s1, s2)
       got_moco = jax.jit(moco.loss_and_metrics)(s1, s2, sharded_queue.keys)[0]
       got_queue = jax.jit(moco.enqueue)(sharded_queue, s1)
-    jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6),
-                 got_simclr, want_simclr)
+    jax.tree.map(
+      lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6),
+      got_simclr,
+      want_simclr,
+    )
     np.testing.assert_allclose(got_moco, want_moco, rtol=1e-5)
     np.testing.assert_array_equal(got_queue.keys, want_queue.keys)
 
@@ -66,7 +71,11 @@ def test_objectives_on_sharded_batch():
     return
   # The device count is fixed when JAX starts: use a child process.
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2')
-  code = ('from sspr_jax.objectives.common_test import check_objectives_on_sharded_batch;'
-          'check_objectives_on_sharded_batch()')
-  result = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True)
+  code = (
+    'from sspr_jax.objectives.common_test import check_objectives_on_sharded_batch;'
+    'check_objectives_on_sharded_batch()'
+  )
+  result = subprocess.run(
+    [sys.executable, '-c', code], env=env, capture_output=True, text=True
+  )
   assert result.returncode == 0, result.stderr[-3000:]

@@ -12,12 +12,16 @@ from sspr_jax.objectives import base
 from sspr_jax.objectives.common import classification_loss
 from sspr_jax.objectives.permutations import maximal_hamming_permutations
 
-__all__ = ['Jigsaw', 'maximal_hamming_permutations', 'shuffle_tiles',
-           'loss_and_metrics']
+__all__ = [
+  'Jigsaw',
+  'maximal_hamming_permutations',
+  'shuffle_tiles',
+  'loss_and_metrics',
+]
 
 
 def shuffle_tiles(
-    tiles: jax.Array, permutations: jax.Array, rng: jax.Array
+  tiles: jax.Array, permutations: jax.Array, rng: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
   """Shuffles each puzzle's tiles by a uniformly drawn permutation class.
 
@@ -33,7 +37,9 @@ def shuffle_tiles(
   """
   num_classes, num_tiles = permutations.shape
   if tiles.shape[1] != num_tiles:
-    raise ValueError(f'tiles has {tiles.shape[1]} tiles, permutations {num_tiles}.')
+    raise ValueError(
+      f'tiles has {tiles.shape[1]} tiles, permutations {num_tiles}.'
+    )
   labels = jax.random.randint(rng, (tiles.shape[0],), 0, num_classes, jnp.int32)
   order = jnp.asarray(permutations)[labels]  # [B, T]
   order = order.reshape(order.shape + (1,) * (tiles.ndim - 2))
@@ -41,7 +47,7 @@ def shuffle_tiles(
 
 
 def loss_and_metrics(
-    logits: jax.Array, labels: jax.Array
+  logits: jax.Array, labels: jax.Array
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Cross-entropy over the permutation classes and accuracy."""
   return classification_loss(logits, labels)
@@ -60,12 +66,17 @@ class Jigsaw(base.Classification):
   def __init__(self, config):
     super().__init__(config)
     self.permutations = maximal_hamming_permutations(
-        self.settings.num_permutations, 9, self.settings.get('permutation_seed', 0))
+      self.settings.num_permutations,
+      9,
+      self.settings.get('permutation_seed', 0),
+    )
 
   def make_head(self):
-    return heads.JigsawHead(self.settings.num_permutations,
-                            self.settings.get('tile_dim', 1000),
-                            dtype=self.dtype)
+    return heads.JigsawHead(
+      self.settings.num_permutations,
+      self.settings.get('tile_dim', 1000),
+      dtype=self.dtype,
+    )
 
   def views(self, rng, images):
     s = self.settings
@@ -74,6 +85,7 @@ class Jigsaw(base.Classification):
     x = augment.random_grayscale(k_gray, x, s.grayscale_p)
     identity = jnp.broadcast_to(jnp.arange(9), (x.shape[0], 9))
     tiles = augment.jigsaw_tiles(k_tiles, x, identity, 3, s.jitter)
-    tiles, labels = shuffle_tiles(augment.normalize(tiles),
-                                  jnp.asarray(self.permutations), k_perm)
+    tiles, labels = shuffle_tiles(
+      augment.normalize(tiles), jnp.asarray(self.permutations), k_perm
+    )
     return {'images': tiles, 'labels': labels}

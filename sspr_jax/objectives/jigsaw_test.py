@@ -9,12 +9,16 @@ def test_shuffle_tiles_applies_labelled_permutation():
   perms = jigsaw.maximal_hamming_permutations(10, num_tiles=9, seed=0)
   rng = np.random.default_rng(0)
   tiles = rng.normal(size=(6, 9, 3, 3, 2)).astype(np.float32)
-  shuffled, labels = jax.jit(jigsaw.shuffle_tiles)(tiles, perms, jax.random.key(1))
+  shuffled, labels = jax.jit(jigsaw.shuffle_tiles)(
+    tiles, perms, jax.random.key(1)
+  )
   assert shuffled.shape == tiles.shape and labels.shape == (6,)
   assert labels.min() >= 0 and labels.max() < 10
   for b in range(6):
     for t in range(9):
-      np.testing.assert_array_equal(shuffled[b, t], tiles[b, perms[labels[b], t]])
+      np.testing.assert_array_equal(
+        shuffled[b, t], tiles[b, perms[labels[b], t]]
+      )
 
 
 def test_shuffle_tiles_labels_vary_with_rng():
@@ -39,4 +43,6 @@ def test_loss_and_metrics_over_permutation_classes():
   shifted = logits - logits.max(1, keepdims=True)
   want = np.mean(np.log(np.exp(shifted).sum(1)) - shifted[np.arange(8), labels])
   np.testing.assert_allclose(loss, want, rtol=1e-5)
-  np.testing.assert_allclose(metrics['accuracy'], np.mean(logits.argmax(1) == labels))
+  np.testing.assert_allclose(
+    metrics['accuracy'], np.mean(logits.argmax(1) == labels)
+  )

@@ -61,7 +61,7 @@ def enqueue(queue: Queue, keys: jax.Array) -> Queue:
   batch = keys.shape[0]
   if size % batch:
     raise ValueError(
-        f'MoCo queue size {size} must be divisible by the global batch size {batch}.'
+      f'MoCo queue size {size} must be divisible by the global batch size {batch}.'
     )
   # The queue is replicated: every device gets the keys of the global batch.
   keys = replicate(jax.lax.stop_gradient(keys).astype(queue.keys.dtype))
@@ -75,12 +75,16 @@ def ema_update(key_params, query_params, momentum: float = MOMENTUM):
   Only parameters follow the EMA; the key encoder's BatchNorm running
   statistics come from its own forward passes (as in MoCo).
   """
-  return optax.incremental_update(query_params, key_params, step_size=1.0 - momentum)
+  return optax.incremental_update(
+    query_params, key_params, step_size=1.0 - momentum
+  )
 
 
 def infonce_logits(
-    queries: jax.Array, keys: jax.Array, queue_keys: jax.Array,
-    temperature: float = TEMPERATURE,
+  queries: jax.Array,
+  keys: jax.Array,
+  queue_keys: jax.Array,
+  temperature: float = TEMPERATURE,
 ) -> jax.Array:
   """[B, 1 + K] logits: column 0 = q.k (positive), then q.queue (negatives).
 
@@ -95,8 +99,10 @@ def infonce_logits(
 
 
 def loss_and_metrics(
-    queries: jax.Array, keys: jax.Array, queue_keys: jax.Array,
-    temperature: float = TEMPERATURE,
+  queries: jax.Array,
+  keys: jax.Array,
+  queue_keys: jax.Array,
+  temperature: float = TEMPERATURE,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """InfoNCE (cross-entropy with label 0) and top-1 accuracy of the positive.
 
@@ -123,14 +129,17 @@ class MoCo(base.Objective):
 
   def make_head(self):
     s = self.settings
-    return heads.ProjectionHead(tuple(s.hidden_dims), s.out_dim,
-                                dtype=self.dtype)
+    return heads.ProjectionHead(
+      tuple(s.hidden_dims), s.out_dim, dtype=self.dtype
+    )
 
   def init_extra(self, rng, params, batch_stats):
     # The key encoder starts as a copy of the query encoder (as in MoCo).
-    return {'key_params': params, 'key_batch_stats': batch_stats,
-            'queue': init_queue(rng, self.settings.queue_size,
-                                self.settings.out_dim)}
+    return {
+      'key_params': params,
+      'key_batch_stats': batch_stats,
+      'queue': init_queue(rng, self.settings.queue_size, self.settings.out_dim),
+    }
 
   def views(self, rng, images):
     return base.contrastive_views(self.settings, rng, images)
@@ -141,13 +150,18 @@ class MoCo(base.Objective):
     x = views['images']
     # The key encoder moves before computing keys, as in MoCo's forward.
     key_params = jax.lax.stop_gradient(
-        ema_update(extra['key_params'], params, s.momentum))
+      ema_update(extra['key_params'], params, s.momentum)
+    )
     features, q, batch_stats = self.apply(params, batch_stats, x[:, 0])
-    _, k, key_batch_stats = self.apply(key_params, extra['key_batch_stats'],
-                                       x[:, 1])
+    _, k, key_batch_stats = self.apply(
+      key_params, extra['key_batch_stats'], x[:, 1]
+    )
     k = jax.lax.stop_gradient(k)
     loss, metrics = loss_and_metrics(q, k, extra['queue'].keys, s.temperature)
     metrics['spread'] = self.spread(features)
-    extra = {'key_params': key_params, 'key_batch_stats': key_batch_stats,
-             'queue': enqueue(extra['queue'], l2_normalize(k))}
+    extra = {
+      'key_params': key_params,
+      'key_batch_stats': key_batch_stats,
+      'queue': enqueue(extra['queue'], l2_normalize(k)),
+    }
     return loss, (metrics, batch_stats, extra)

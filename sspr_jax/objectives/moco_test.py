@@ -50,7 +50,9 @@ def test_init_queue_unit_random_rows():
   np.testing.assert_allclose(np.linalg.norm(queue.keys, axis=1), 1.0, rtol=1e-6)
   assert queue.pointer == 0
   assert np.abs(np.corrcoef(queue.keys)[np.triu_indices(64, 1)]).max() < 0.95
-  np.testing.assert_array_equal(queue.keys, moco.init_queue(jax.random.key(0), 64, 16).keys)
+  np.testing.assert_array_equal(
+    queue.keys, moco.init_queue(jax.random.key(0), 64, 16).keys
+  )
 
 
 def test_enqueue_is_a_ring_buffer():
@@ -80,11 +82,17 @@ def test_ema_update_matches_formula():
   rng = np.random.default_rng(0)
   key_params = {'w': rng.normal(size=(3, 2)), 'b': {'x': rng.normal(size=2)}}
   query_params = {'w': rng.normal(size=(3, 2)), 'b': {'x': rng.normal(size=2)}}
-  key_params, query_params = jax.tree.map(lambda a: a.astype(np.float32), (key_params, query_params))
+  key_params, query_params = jax.tree.map(
+    lambda a: a.astype(np.float32), (key_params, query_params)
+  )
   out = jax.jit(moco.ema_update)(key_params, query_params)
   np.testing.assert_allclose(
-      out['w'], 0.999 * key_params['w'] + 0.001 * query_params['w'], rtol=1e-6)
+    out['w'], 0.999 * key_params['w'] + 0.001 * query_params['w'], rtol=1e-6
+  )
   np.testing.assert_allclose(
-      out['b']['x'], 0.999 * key_params['b']['x'] + 0.001 * query_params['b']['x'], rtol=1e-6)
+    out['b']['x'],
+    0.999 * key_params['b']['x'] + 0.001 * query_params['b']['x'],
+    rtol=1e-6,
+  )
   copied = moco.ema_update(key_params, query_params, momentum=0.0)
   np.testing.assert_allclose(copied['w'], query_params['w'])

@@ -6,7 +6,9 @@ from sspr_jax.objectives import monitor
 
 def _np_spread(z):
   z = z / np.linalg.norm(z, axis=1, keepdims=True)
-  stds = [np.sqrt(np.mean((z[:, d] - z[:, d].mean()) ** 2)) for d in range(z.shape[1])]
+  stds = [
+    np.sqrt(np.mean((z[:, d] - z[:, d].mean()) ** 2)) for d in range(z.shape[1])
+  ]
   return np.sqrt(z.shape[1]) * np.mean(stds)
 
 
@@ -16,7 +18,9 @@ def test_matches_numpy_and_ignores_row_scale():
   got = jax.jit(monitor.embedding_spread)(z)
   np.testing.assert_allclose(got, _np_spread(z), rtol=1e-5)
   scales = rng.uniform(0.1, 10, size=(32, 1)).astype(np.float32)
-  np.testing.assert_allclose(monitor.embedding_spread(z * scales), got, rtol=1e-5)
+  np.testing.assert_allclose(
+    monitor.embedding_spread(z * scales), got, rtol=1e-5
+  )
 
 
 def test_spread_collapsed_and_axis_subspace():
@@ -27,4 +31,6 @@ def test_spread_collapsed_and_axis_subspace():
   assert monitor.embedding_spread(collapsed.astype(np.float32)) < 0.01
   subspace = np.zeros((1024, 64), np.float32)
   subspace[:, :16] = rng.normal(size=(1024, 16))
-  np.testing.assert_allclose(monitor.embedding_spread(subspace), np.sqrt(16 / 64), rtol=0.05)
+  np.testing.assert_allclose(
+    monitor.embedding_spread(subspace), np.sqrt(16 / 64), rtol=0.05
+  )

@@ -38,11 +38,15 @@ def all_permutations(num_tiles: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def _maximal_hamming(num_permutations: int, num_tiles: int, seed: int) -> np.ndarray:
+def _maximal_hamming(
+  num_permutations: int, num_tiles: int, seed: int
+) -> np.ndarray:
   candidates = all_permutations(num_tiles)
   n = len(candidates)
   if not 1 <= num_permutations <= n:
-    raise ValueError(f'num_permutations must be in [1, {n}], got {num_permutations}.')
+    raise ValueError(
+      f'num_permutations must be in [1, {n}], got {num_permutations}.'
+    )
   # matches_with[k, v] marks the candidates that have tile v at position k.
   values = np.arange(num_tiles, dtype=candidates.dtype)
   matches_with = candidates.T[:, None, :] == values[None, :, None]  # [T, T, T!]
@@ -62,7 +66,7 @@ def _maximal_hamming(num_permutations: int, num_tiles: int, seed: int) -> np.nda
 
 
 def maximal_hamming_permutations(
-    num_permutations: int, num_tiles: int = 9, seed: int = 0
+  num_permutations: int, num_tiles: int = 9, seed: int = 0
 ) -> np.ndarray:
   """Greedy max-average-Hamming permutation set (see module docstring).
 

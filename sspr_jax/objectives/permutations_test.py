@@ -28,11 +28,19 @@ def _pairwise_hamming(perms):
   return d[np.triu_indices(len(perms), 1)]
 
 
-@pytest.mark.parametrize('num_tiles,num_permutations,seed', [
-    (4, 24, 0), (5, 20, 0), (5, 37, 3), (6, 15, 7),
-])
+@pytest.mark.parametrize(
+  'num_tiles,num_permutations,seed',
+  [
+    (4, 24, 0),
+    (5, 20, 0),
+    (5, 37, 3),
+    (6, 15, 7),
+  ],
+)
 def test_matches_slow_reference(num_tiles, num_permutations, seed):
-  got = permutations.maximal_hamming_permutations(num_permutations, num_tiles, seed)
+  got = permutations.maximal_hamming_permutations(
+    num_permutations, num_tiles, seed
+  )
   want = _slow_maximal_hamming(num_permutations, num_tiles, seed)
   np.testing.assert_array_equal(got, want)
 
@@ -54,9 +62,13 @@ def test_nine_tiles_follows_greedy_rule():
 def test_valid_unique_and_deterministic():
   perms = permutations.maximal_hamming_permutations(100)
   assert perms.shape == (100, 9)
-  np.testing.assert_array_equal(np.sort(perms, axis=1), np.tile(np.arange(9), (100, 1)))
+  np.testing.assert_array_equal(
+    np.sort(perms, axis=1), np.tile(np.arange(9), (100, 1))
+  )
   assert len({tuple(p) for p in perms}) == 100
-  np.testing.assert_array_equal(perms, permutations.maximal_hamming_permutations(100))
+  np.testing.assert_array_equal(
+    perms, permutations.maximal_hamming_permutations(100)
+  )
   other = permutations.maximal_hamming_permutations(100, seed=1)
   assert not np.array_equal(perms, other)
   # The returned array is the caller's own, not the cached one.

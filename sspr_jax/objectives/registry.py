@@ -5,18 +5,18 @@ import types
 from sspr_jax.objectives import jigsaw, moco, rotnet, simclr
 
 OBJECTIVES: dict[str, types.ModuleType] = {
-    'rotnet': rotnet,
-    'jigsaw': jigsaw,
-    'moco': moco,
-    'simclr': simclr,
+  'rotnet': rotnet,
+  'jigsaw': jigsaw,
+  'moco': moco,
+  'simclr': simclr,
 }
 
 
 CLASSES = {
-    'rotnet': rotnet.RotNet,
-    'jigsaw': jigsaw.Jigsaw,
-    'moco': moco.MoCo,
-    'simclr': simclr.SimCLR,
+  'rotnet': rotnet.RotNet,
+  'jigsaw': jigsaw.Jigsaw,
+  'moco': moco.MoCo,
+  'simclr': simclr.SimCLR,
 }
 
 
@@ -30,7 +30,7 @@ def _lookup(table, name):
     return table[name]
   except KeyError:
     raise ValueError(
-        f'Unknown objective {name!r}; valid: {", ".join(sorted(table))}.'
+      f'Unknown objective {name!r}; valid: {", ".join(sorted(table))}.'
     ) from None
 
 
@@ -40,5 +40,5 @@ def get_objective(name: str) -> types.ModuleType:
     return OBJECTIVES[name]
   except KeyError:
     raise ValueError(
-        f'Unknown objective {name!r}; valid: {", ".join(sorted(OBJECTIVES))}.'
+      f'Unknown objective {name!r}; valid: {", ".join(sorted(OBJECTIVES))}.'
     ) from None

@@ -28,14 +28,16 @@ def rotate_batch(images: jax.Array) -> tuple[jax.Array, jax.Array]:
   """
   if images.shape[1] != images.shape[2]:
     raise ValueError(f'RotNet needs square images, got {images.shape}.')
-  views = jnp.stack([jnp.rot90(images, r, axes=(1, 2)) for r in range(4)], axis=1)
+  views = jnp.stack(
+    [jnp.rot90(images, r, axes=(1, 2)) for r in range(4)], axis=1
+  )
   views = views.reshape((-1,) + images.shape[1:])
   labels = jnp.tile(jnp.arange(NUM_CLASSES, dtype=jnp.int32), images.shape[0])
   return views, labels
 
 
 def loss_and_metrics(
-    logits: jax.Array, labels: jax.Array
+  logits: jax.Array, labels: jax.Array
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Cross-entropy over the 4 rotation classes and accuracy."""
   return classification_loss(logits, labels)
@@ -52,8 +54,9 @@ class RotNet(base.Classification):
   def views(self, rng, images):
     s = self.settings
     k_crop, k_flip = jax.random.split(rng)
-    x = augment.random_resized_crop(k_crop, images, s.view_size,
-                                    tuple(s.crop_scale))
+    x = augment.random_resized_crop(
+      k_crop, images, s.view_size, tuple(s.crop_scale)
+    )
     x = augment.normalize(augment.horizontal_flip(k_flip, x))
     x, labels = rotate_batch(x)
     return {'images': x, 'labels': labels}

@@ -38,6 +38,8 @@ def test_loss_prefers_correct_rotation():
   labels = np.array([0, 1, 2, 3])
   right = np.eye(4, dtype=np.float32)[labels] * 5
   loss_right, metrics_right = rotnet.loss_and_metrics(right, labels)
-  loss_wrong, metrics_wrong = rotnet.loss_and_metrics(np.roll(right, 1, axis=1), labels)
+  loss_wrong, metrics_wrong = rotnet.loss_and_metrics(
+    np.roll(right, 1, axis=1), labels
+  )
   assert loss_right < loss_wrong
   assert metrics_right['accuracy'] == 1.0 and metrics_wrong['accuracy'] == 0.0

@@ -21,7 +21,7 @@ TEMPERATURE = 0.1
 
 
 def ntxent_logits(
-    z1: jax.Array, z2: jax.Array, temperature: float = TEMPERATURE
+  z1: jax.Array, z2: jax.Array, temperature: float = TEMPERATURE
 ) -> tuple[jax.Array, jax.Array]:
   """Masked similarity logits and positive indices.
 
@@ -46,11 +46,13 @@ def ntxent_logits(
 
 
 def loss_and_metrics(
-    z1: jax.Array, z2: jax.Array, temperature: float = TEMPERATURE
+  z1: jax.Array, z2: jax.Array, temperature: float = TEMPERATURE
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """NT-Xent loss and top-1 contrastive accuracy (positive ranked first)."""
   logits, positives = ntxent_logits(z1, z2, temperature)
-  loss = optax.softmax_cross_entropy_with_integer_labels(logits, positives).mean()
+  loss = optax.softmax_cross_entropy_with_integer_labels(
+    logits, positives
+  ).mean()
   accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == positives)
   return loss, {'accuracy': accuracy}
 
@@ -62,9 +64,12 @@ class SimCLR(base.Objective):
 
   def make_head(self):
     s = self.settings
-    return heads.ProjectionHead(tuple(s.hidden_dims), s.out_dim,
-                                use_bn=s.get('head_bn', False),
-                                dtype=self.dtype)
+    return heads.ProjectionHead(
+      tuple(s.hidden_dims),
+      s.out_dim,
+      use_bn=s.get('head_bn', False),
+      dtype=self.dtype,
+    )
 
   def views(self, rng, images):
     return base.contrastive_views(self.settings, rng, images)
@@ -72,7 +77,8 @@ class SimCLR(base.Objective):
   def loss(self, params, batch_stats, extra, views, rng):
     del rng
     features, z, batch_stats = self.apply(params, batch_stats, views['images'])
-    loss, metrics = loss_and_metrics(z[:, 0], z[:, 1],
-                                     self.settings.temperature)
+    loss, metrics = loss_and_metrics(
+      z[:, 0], z[:, 1], self.settings.temperature
+    )
     metrics['spread'] = self.spread(features)
     return loss, (metrics, batch_stats, extra)

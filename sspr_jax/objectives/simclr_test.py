@@ -15,7 +15,9 @@ def _np_ntxent(z1, z2, temperature):
     positive = (i + batch) % n
     others = [k for k in range(n) if k != i]
     sims = {k: z[i] @ z[k] / temperature for k in others}
-    losses.append(-(sims[positive] - np.log(sum(np.exp(s) for s in sims.values()))))
+    losses.append(
+      -(sims[positive] - np.log(sum(np.exp(s) for s in sims.values())))
+    )
     hits.append(max(others, key=sims.get) == positive)
   return np.mean(losses), np.mean(hits)
 

@@ -9,6 +9,7 @@ leaves a step directory that looks good; the failure is raised as
 `CheckpointWriteError` naming the step, even when the write ran in the
 background and failed after `save` returned.
 """
+
 import logging
 import os
 import re
@@ -30,7 +31,9 @@ def _describe(error: BaseException) -> str:
   device`) so that the cause reads the same as a plain OSError's.
   """
   text = str(error).strip().splitlines()[0][:600] if str(error).strip() else ''
-  described = f'{type(error).__name__}: {text}' if text else type(error).__name__
+  described = (
+    f'{type(error).__name__}: {text}' if text else type(error).__name__
+  )
   code = re.search(r"os_error_code='?(\d+)", str(error))
   if code and not isinstance(error, OSError):
     number = int(code.group(1))
@@ -39,46 +42,63 @@ def _describe(error: BaseException) -> str:
 
 
 def _is_io_error(error: BaseException) -> bool:
-  return isinstance(error, OSError) or bool(re.search(
+  return isinstance(error, OSError) or bool(
+    re.search(
       r'os_error_code|errno|Failed writing|No space|Permission denied|'
-      r'Read-only file system|quota', str(error), re.IGNORECASE))
+      r'Read-only file system|quota',
+      str(error),
+      re.IGNORECASE,
+    )
+  )
 
 
 class Checkpoints:
   """Periodic, keep-N, asynchronous saves and restore of the latest step."""
 
-  def __init__(self, workdir: str, *, max_to_keep: int = 3,
-               async_save: bool = True):
+  def __init__(
+    self, workdir: str, *, max_to_keep: int = 3, async_save: bool = True
+  ):
     self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
     self._manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=True,
-            enable_async_checkpointing=async_save,
-            # Leftovers of a write that failed or was killed.
-            cleanup_tmp_directories=True))
+      self.directory,
+      options=ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep,
+        create=True,
+        enable_async_checkpointing=async_save,
+        # Leftovers of a write that failed or was killed.
+        cleanup_tmp_directories=True,
+      ),
+    )
     self._writing: int | None = None  # Step whose async write may still run.
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def _write_error(self, step: int, error: BaseException) -> CheckpointWriteError:
+  def _write_error(
+    self, step: int, error: BaseException
+  ) -> CheckpointWriteError:
     try:
       self._manager.reload()  # Forget the failed step: it is not on disk.
       latest = self.latest_step()
     except Exception:  # pylint: disable=broad-except
       latest = None
-    kept = (f'Earlier checkpoints are intact (latest good: step {latest}); '
-            f'rerunning the same command resumes from it.' if latest is not None
-            else 'There is no earlier checkpoint; a rerun starts from step 0.')
+    kept = (
+      f'Earlier checkpoints are intact (latest good: step {latest}); '
+      f'rerunning the same command resumes from it.'
+      if latest is not None
+      else 'There is no earlier checkpoint; a rerun starts from step 0.'
+    )
     if _is_io_error(error):
-      todo = ('Free disk space on that filesystem or check that it is writable '
-              '(permissions, quota), then rerun.')
+      todo = (
+        'Free disk space on that filesystem or check that it is writable '
+        '(permissions, quota), then rerun.'
+      )
     else:
       todo = 'See the cause above.'
     return CheckpointWriteError(
-        f'Writing checkpoint step {step} to {self.directory} failed: '
-        f'{_describe(error)}. {kept} {todo}')
+      f'Writing checkpoint step {step} to {self.directory} failed: '
+      f'{_describe(error)}. {kept} {todo}'
+    )
 
   def _finish_pending(self):
     """Waits for the write in flight; its failure is raised naming its step."""
@@ -99,9 +119,12 @@ class Checkpoints:
     self._finish_pending()
     try:
       saved = self._manager.save(
-          step, args=ocp.args.Composite(
-              state=ocp.args.StandardSave(state),
-              meta=ocp.args.JsonSave(meta or {})), force=True)
+        step,
+        args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta or {})
+        ),
+        force=True,
+      )
     except Exception as e:  # pylint: disable=broad-except
       raise self._write_error(step, e) from e
     self._writing = step if saved else None
@@ -121,10 +144,15 @@ class Checkpoints:
         return state, meta, step
       except Exception as e:  # pylint: disable=broad-except
         bad = os.path.join(self.directory, str(step))
-        logging.warning('Checkpoint step %d in %s does not restore (%s: %s); '
-                        'moved to %s.corrupt, falling back to the previous one.',
-                        step, self.directory, type(e).__name__,
-                        str(e).splitlines()[0][:300] if str(e) else '', bad)
+        logging.warning(
+          'Checkpoint step %d in %s does not restore (%s: %s); '
+          'moved to %s.corrupt, falling back to the previous one.',
+          step,
+          self.directory,
+          type(e).__name__,
+          str(e).splitlines()[0][:300] if str(e) else '',
+          bad,
+        )
         if jax.process_index() == 0:
           os.replace(bad, bad + '.corrupt')
         self._manager.reload()
@@ -138,9 +166,11 @@ class Checkpoints:
       raise FileNotFoundError(f'No checkpoint in {self.directory}.')
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
     restored = self._manager.restore(
-        step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract),
-            meta=ocp.args.JsonRestore()))
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+      ),
+    )
     return restored.state, restored.meta
 
   def wait(self):
@@ -164,7 +194,8 @@ class Checkpoints:
       # background thread started by the constructor, and its close() does
       # not wait for it: without this the thread outlives close().
       wait_for_cleanup = getattr(
-          self._manager, '_maybe_await_cleanup_tmp_directory', None)
+        self._manager, '_maybe_await_cleanup_tmp_directory', None
+      )
       if wait_for_cleanup is not None:
         wait_for_cleanup()
       self._manager.close()
@@ -182,5 +213,6 @@ def load_state(state_dir: str, device: jax.Device | None = None):
   tree = getattr(metadata, 'item_metadata', metadata)
   sharding = jax.sharding.SingleDeviceSharding(device or jax.local_devices()[0])
   target = jax.tree.map(
-      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
+    lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree
+  )
   return checkpointer.restore(state_dir, target)

@@ -6,6 +6,7 @@ write of the state fails with the OS error EFBIG ("File too large"), from its
 background thread, as a full disk (ENOSPC) would. Python ignores SIGXFSZ, so
 the write fails instead of killing the process.
 """
+
 import contextlib
 import errno
 import os
@@ -35,8 +36,10 @@ def file_size_limit(limit: int = FILE_SIZE_LIMIT):
 
 
 def _state(seed=0):
-  return {'w': jax.random.normal(jax.random.key(seed), (50_000,)),
-          'step': jax.numpy.int32(seed)}
+  return {
+    'w': jax.random.normal(jax.random.key(seed), (50_000,)),
+    'step': jax.numpy.int32(seed),
+  }
 
 
 def _entries(checkpoints):
@@ -49,13 +52,16 @@ def test_failed_background_write_names_its_step_and_keeps_earlier(tmp_path):
   checkpoints.save(2, _state(2))
   checkpoints.wait()
   with file_size_limit():
-    assert checkpoints.save(4, _state(4))  # Asynchronous: returns before it fails.
+    assert checkpoints.save(
+      4, _state(4)
+    )  # Asynchronous: returns before it fails.
     # The failure surfaces on the next save and names step 4, not step 6.
     with pytest.raises(checkpoint_lib.CheckpointWriteError) as e:
       checkpoints.save(6, _state(6))
   message = str(e.value)
   assert message.startswith(
-      f'Writing checkpoint step 4 to {checkpoints.directory} failed:')
+    f'Writing checkpoint step 4 to {checkpoints.directory} failed:'
+  )
   assert 'File too large' in message  # The underlying OS error (EFBIG).
   assert 'latest good: step 2' in message and 'Free disk space' in message
   # Step 4 was never taken as a checkpoint; step 6 never started.
@@ -79,8 +85,10 @@ def test_failed_last_write_is_raised_by_close(tmp_path):
   checkpoints = checkpoint_lib.Checkpoints(str(tmp_path))
   with file_size_limit():
     checkpoints.save(2, _state(2))
-    with pytest.raises(checkpoint_lib.CheckpointWriteError,
-                       match='step 2 .* no earlier checkpoint'):
+    with pytest.raises(
+      checkpoint_lib.CheckpointWriteError,
+      match='step 2 .* no earlier checkpoint',
+    ):
       checkpoints.close()
   rerun = checkpoint_lib.Checkpoints(str(tmp_path))
   assert rerun.latest_step() is None
@@ -88,7 +96,9 @@ def test_failed_last_write_is_raised_by_close(tmp_path):
 
 
 @pytest.mark.isolated  # Process-wide file size limit; see conftest.
-def test_failed_write_while_another_error_propagates_is_logged(tmp_path, caplog):
+def test_failed_write_while_another_error_propagates_is_logged(
+  tmp_path, caplog
+):
   checkpoints = checkpoint_lib.Checkpoints(str(tmp_path))
   with file_size_limit():
     checkpoints.save(2, _state(2))
@@ -102,8 +112,11 @@ def test_write_that_cannot_start_names_step_and_os_error(tmp_path, monkeypatch):
   checkpoints.wait()
 
   def no_space(*args, **kwargs):
-    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC),
-                  os.path.join(checkpoints.directory, '4.orbax-checkpoint-tmp'))
+    raise OSError(
+      errno.ENOSPC,
+      os.strerror(errno.ENOSPC),
+      os.path.join(checkpoints.directory, '4.orbax-checkpoint-tmp'),
+    )
 
   monkeypatch.setattr(checkpoints._manager, 'save', no_space)  # pylint: disable=protected-access
   with pytest.raises(checkpoint_lib.CheckpointWriteError) as e:
@@ -132,5 +145,8 @@ def test_close_waits_for_the_cleanup_of_a_failed_writes_leftover(tmp_path):
   checkpoints.close()
   assert _entries(checkpoints) == []
   # Orbax's worker threads; idle executor threads ('asyncio_0') exit on their own.
-  assert [t.name for t in set(threading.enumerate()) - before
-          if type(t).__name__ == '_SignalingThread'] == []
+  assert [
+    t.name
+    for t in set(threading.enumerate()) - before
+    if type(t).__name__ == '_SignalingThread'
+  ] == []

@@ -1,4 +1,5 @@
 """Metrics to WORKDIR/metrics.jsonl and TensorBoard event files, without TF."""
+
 import json
 import math
 import os
@@ -18,6 +19,7 @@ class MetricsWriter:
     self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
     # tensorboardX writes event files with its own protobufs: no TensorFlow.
     from tensorboardX import SummaryWriter
+
     self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
 
   def write(self, step: int, metrics: dict):
@@ -25,7 +27,9 @@ class MetricsWriter:
       return
     scalars = {k: float(np.asarray(v)) for k, v in metrics.items()}
     record = {'step': int(step), 'time': time.time()}
-    record.update({k: (v if math.isfinite(v) else str(v)) for k, v in scalars.items()})
+    record.update(
+      {k: (v if math.isfinite(v) else str(v)) for k, v in scalars.items()}
+    )
     self._jsonl.write(json.dumps(record) + '\n')
     self._jsonl.flush()
     for k, v in scalars.items():

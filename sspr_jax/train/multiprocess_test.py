@@ -1,6 +1,7 @@
 """Two real JAX processes (jax.distributed on 127.0.0.1, gloo CPU collectives)
 train like one process that sees the same global batches; each reads its own
 shard, and their checkpoint restores in one process."""
+
 import json
 import os
 import socket
@@ -30,107 +31,170 @@ def _free_port() -> int:
 
 def _overrides(objective, tiny_raw_data, tiny_datasets) -> dict:
   return {
-      'mode': 'pretrain', 'objective': objective, 'total_steps': STEPS,
-      'checkpoint_every_steps': 2, 'log_every_steps': 1, 'eval_every_steps': 0,
-      # SimCLR's tiny net has gradient norms ~50: a small step keeps float
-      # rounding differences (another reduction order) from growing chaotically.
-      'optimizer.lr': 0.005,
-      'data.source': 'manual', 'data.data_dir': str(tiny_datasets),
-      'data.sku110k_manual_dir': str(tiny_raw_data['archive'].parent),
-      'data.rack_manual_dir': str(tiny_raw_data['racks']),
-      'data.sku110k_config': '128'}
+    'mode': 'pretrain',
+    'objective': objective,
+    'total_steps': STEPS,
+    'checkpoint_every_steps': 2,
+    'log_every_steps': 1,
+    'eval_every_steps': 0,
+    # SimCLR's tiny net has gradient norms ~50: a small step keeps float
+    # rounding differences (another reduction order) from growing chaotically.
+    'optimizer.lr': 0.005,
+    'data.source': 'manual',
+    'data.data_dir': str(tiny_datasets),
+    'data.sku110k_manual_dir': str(tiny_raw_data['archive'].parent),
+    'data.rack_manual_dir': str(tiny_raw_data['racks']),
+    'data.sku110k_config': '128',
+  }
 
 
 def _config_file(tmp_path, objective) -> str:
   """A config file with the test's tiny settings (main.py reads files)."""
   path = tmp_path / f'tiny_{objective}.py'
   path.write_text(
-      'from sspr_jax.train.trainer_test import tiny_config\n'
-      f'def get_config():\n  return tiny_config({objective!r})\n')
+    'from sspr_jax.train.trainer_test import tiny_config\n'
+    f'def get_config():\n  return tiny_config({objective!r})\n'
+  )
   return str(path)
 
 
 @pytest.mark.parametrize('objective', ['moco', 'simclr'])
-def test_two_processes_match_one_process(objective, tiny_raw_data, tiny_datasets,
-                                         tmp_path):
+def test_two_processes_match_one_process(
+  objective, tiny_raw_data, tiny_datasets, tmp_path
+):
   overrides = _overrides(objective, tiny_raw_data, tiny_datasets)
   if objective == 'moco':  # Also the periodic and the final evaluation.
-    overrides.update({
-        'mode': 'pretrain,evaluate', 'eval_every_steps': STEPS,
-        'evaluate.image_size': 32, 'evaluate.heads': '',
-        'evaluate.scores': 'cosine', 'evaluate.baselines': ''})
+    overrides.update(
+      {
+        'mode': 'pretrain,evaluate',
+        'eval_every_steps': STEPS,
+        'evaluate.image_size': 32,
+        'evaluate.heads': '',
+        'evaluate.scores': 'cosine',
+        'evaluate.baselines': '',
+      }
+    )
   workdir = tmp_path / 'two'
   port = _free_port()
-  cmd = [sys.executable, 'main.py', '--config', _config_file(tmp_path, objective),
-         '--workdir', str(workdir), '--distributed',
-         f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2']
+  cmd = [
+    sys.executable,
+    'main.py',
+    '--config',
+    _config_file(tmp_path, objective),
+    '--workdir',
+    str(workdir),
+    '--distributed',
+    f'--coordinator_address=127.0.0.1:{port}',
+    '--num_processes=2',
+  ]
   cmd += [f'--config.{k}={v}' for k, v in overrides.items()]
   env = dict(os.environ, PYTHONPATH=REPO)
-  procs = [subprocess.Popen(cmd + [f'--process_id={i}'], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True) for i in range(2)]
+  procs = [
+    subprocess.Popen(
+      cmd + [f'--process_id={i}'],
+      cwd=REPO,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
   outs = [p.communicate(timeout=900) for p in procs]
   for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err[-4000:]
 
   # One process, one device: the global batch is shard 0's batch followed by
   # shard 1's, as make_array_from_process_local_data lays them out.
-  config = tiny_config(objective, **{k: v for k, v in overrides.items()
-                                     if k not in ('mode', 'objective')
-                                     and not k.startswith('evaluate.')})
-  crops = pipeline.open_source('sku110k_crops', split='train',
-                               data_dir=tiny_datasets, config='128')
+  config = tiny_config(
+    objective,
+    **{
+      k: v
+      for k, v in overrides.items()
+      if k not in ('mode', 'objective') and not k.startswith('evaluate.')
+    },
+  )
+  crops = pipeline.open_source(
+    'sku110k_crops', split='train', data_dir=tiny_datasets, config='128'
+  )
   half = config.batch_size // 2
 
   def batches(start):
-    shards = [pipeline.make_loader(crops, batch_size=half,
-                                   image_size=config.input.image_size,
-                                   seed=config.seed, shard_index=i,
-                                   shard_count=2).iter_from(start)
-              for i in range(2)]
+    shards = [
+      pipeline.make_loader(
+        crops,
+        batch_size=half,
+        image_size=config.input.image_size,
+        seed=config.seed,
+        shard_index=i,
+        shard_count=2,
+      ).iter_from(start)
+      for i in range(2)
+    ]
     for a, b in zip(*shards):
       yield {'image': np.concatenate([a['image'], b['image']])}
 
-  single = trainer.train(config, str(tmp_path / 'one'),
-                         objective=build_objective(config), batches=batches,
-                         num_examples=len(crops))
+  single = trainer.train(
+    config,
+    str(tmp_path / 'one'),
+    objective=build_objective(config),
+    batches=batches,
+    num_examples=len(crops),
+  )
   # Same losses step by step. The first steps agree to float rounding; after
   # that another reduction order's rounding grows (SimCLR's sharp softmax
   # amplifies it), so later steps and the parameters get a looser tolerance.
   # A real difference (per-process BN or negatives) shows at step 1.
-  losses = {name: [m['loss'] for m in metrics_writer.read_metrics(str(tmp_path / name))
-                   if 'loss' in m]
-            for name in ('one', 'two')}
+  losses = {
+    name: [
+      m['loss']
+      for m in metrics_writer.read_metrics(str(tmp_path / name))
+      if 'loss' in m
+    ]
+    for name in ('one', 'two')
+  }
   assert len(losses['one']) == len(losses['two']) == STEPS
   np.testing.assert_allclose(losses['two'][:2], losses['one'][:2], rtol=1e-5)
   np.testing.assert_allclose(losses['two'], losses['one'], rtol=1e-3)
   # The two-process checkpoint restores here, in one process.
   restored = checkpoint_lib.load_state(
-      str(workdir / 'checkpoints' / str(STEPS) / 'state'))
+    str(workdir / 'checkpoints' / str(STEPS) / 'state')
+  )
   assert int(restored['step']) == STEPS
   for name in ('params', 'batch_stats', 'extra'):
     a = jax.tree.leaves(getattr(single, name))
     b = jax.tree.leaves(restored[name])
     assert len(a) == len(b) > 0 or name == 'extra'
     for x, y in zip(a, b):
-      np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-2,
-                                 atol=1e-3, err_msg=name)
+      np.testing.assert_allclose(
+        np.asarray(x), np.asarray(y), rtol=1e-2, atol=1e-3, err_msg=name
+      )
 
   if objective == 'moco':
     # Both processes embedded their shards of the gallery (one SPMD
     # program); the periodic metric of the final state equals the evaluate
     # mode's on the final checkpoint, and process 0 alone wrote the report.
-    logged = [m for m in metrics_writer.read_metrics(str(workdir))
-              if 'eval/full_map/cosine' in m]
+    logged = [
+      m
+      for m in metrics_writer.read_metrics(str(workdir))
+      if 'eval/full_map/cosine' in m
+    ]
     assert len(logged) == 1
     report = json.loads((workdir / 'metrics.json').read_text())
     assert [r['name'] for r in report] == [f'moco step {STEPS}']
-    np.testing.assert_allclose(report[0]['metrics']['full_map/cosine'],
-                               logged[0]['eval/full_map/cosine'], rtol=1e-6)
+    np.testing.assert_allclose(
+      report[0]['metrics']['full_map/cosine'],
+      logged[0]['eval/full_map/cosine'],
+      rtol=1e-6,
+    )
     assert (workdir / 'report.md').is_file()
     # And it matches one process evaluating the one-process run's state.
     config.evaluate.update(dict(image_size=32, heads=(), scores=('cosine',)))
-    evaluate = eval_run.periodic_evaluator(config, str(tmp_path / 'one'),
-                                           build_objective(config).network.backbone)
-    np.testing.assert_allclose(evaluate(single)['eval/full_map/cosine'],
-                               logged[0]['eval/full_map/cosine'], atol=0.02)
+    evaluate = eval_run.periodic_evaluator(
+      config, str(tmp_path / 'one'), build_objective(config).network.backbone
+    )
+    np.testing.assert_allclose(
+      evaluate(single)['eval/full_map/cosine'],
+      logged[0]['eval/full_map/cosine'],
+      atol=0.02,
+    )

@@ -9,6 +9,7 @@ Config fields (`config.schedule`):
   name: 'step' | 'cosine' | 'constant'; warmup_epochs (or warmup_fraction of
   all steps); for 'step': decay_epochs (sorted) and decay_factor.
 """
+
 from typing import Any, Callable
 
 import jax
@@ -29,28 +30,43 @@ def decay_mask(params) -> Any:
   return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
-def learning_rate(config: ml_collections.ConfigDict, *, steps_per_epoch: int,
-                  total_steps: int, global_batch: int) -> Schedule:
+def learning_rate(
+  config: ml_collections.ConfigDict,
+  *,
+  steps_per_epoch: int,
+  total_steps: int,
+  global_batch: int,
+) -> Schedule:
   """The schedule of `config.schedule` around the peak of `config.optimizer`."""
   opt, sch = config.optimizer, config.schedule
-  peak = opt.lr * (global_batch / 256 if opt.get('scale_lr_by_batch', False) else 1)
+  peak = opt.lr * (
+    global_batch / 256 if opt.get('scale_lr_by_batch', False) else 1
+  )
   if sch.get('warmup_fraction', 0.0):
     warmup = int(round(sch.warmup_fraction * total_steps))
   else:
     warmup = int(round(sch.get('warmup_epochs', 0) * steps_per_epoch))
   if sch.name == 'cosine':
     return optax.warmup_cosine_decay_schedule(
-        0.0, peak, warmup_steps=warmup, decay_steps=max(total_steps, warmup + 1),
-        end_value=0.0)
+      0.0,
+      peak,
+      warmup_steps=warmup,
+      decay_steps=max(total_steps, warmup + 1),
+      end_value=0.0,
+    )
   if sch.name == 'step':
-    boundaries = {int(round(e * steps_per_epoch)): sch.decay_factor
-                  for e in sch.decay_epochs}
+    boundaries = {
+      int(round(e * steps_per_epoch)): sch.decay_factor
+      for e in sch.decay_epochs
+    }
     main = optax.piecewise_constant_schedule(peak, boundaries)
   elif sch.name == 'constant':
     main = optax.constant_schedule(peak)
   else:
-    raise ValueError(f'Unknown config.schedule.name {sch.name!r}; '
-                     "valid: 'step', 'cosine', 'constant'.")
+    raise ValueError(
+      f'Unknown config.schedule.name {sch.name!r}; '
+      "valid: 'step', 'cosine', 'constant'."
+    )
   if not warmup:
     return main
   # The decay boundaries stay in absolute steps: join_schedules shifts the
@@ -59,20 +75,27 @@ def learning_rate(config: ml_collections.ConfigDict, *, steps_per_epoch: int,
   return optax.join_schedules([ramp, lambda s: main(s + warmup)], [warmup])
 
 
-def optimizer(config: ml_collections.ConfigDict,
-              schedule: Schedule) -> optax.GradientTransformation:
+def optimizer(
+  config: ml_collections.ConfigDict, schedule: Schedule
+) -> optax.GradientTransformation:
   """SGD (momentum / nesterov, torch-style coupled weight decay) or LARS."""
   opt = config.optimizer
   mask = None if opt.get('decay_bn_and_bias', False) else decay_mask
   if opt.name == 'sgd':
     return optax.chain(
-        optax.add_decayed_weights(opt.weight_decay, mask=mask),
-        optax.sgd(schedule, momentum=opt.momentum, nesterov=opt.nesterov))
+      optax.add_decayed_weights(opt.weight_decay, mask=mask),
+      optax.sgd(schedule, momentum=opt.momentum, nesterov=opt.nesterov),
+    )
   if opt.name == 'lars':
     return optax.lars(
-        schedule, weight_decay=opt.weight_decay,
-        weight_decay_mask=mask if mask else True,
-        trust_coefficient=opt.get('trust_coefficient', 0.001),
-        trust_ratio_mask=mask if mask else True,
-        momentum=opt.momentum, nesterov=opt.nesterov)
-  raise ValueError(f"Unknown config.optimizer.name {opt.name!r}; valid: 'sgd', 'lars'.")
+      schedule,
+      weight_decay=opt.weight_decay,
+      weight_decay_mask=mask if mask else True,
+      trust_coefficient=opt.get('trust_coefficient', 0.001),
+      trust_ratio_mask=mask if mask else True,
+      momentum=opt.momentum,
+      nesterov=opt.nesterov,
+    )
+  raise ValueError(
+    f"Unknown config.optimizer.name {opt.name!r}; valid: 'sgd', 'lars'."
+  )

@@ -12,6 +12,7 @@ The trainer knows objectives only through this contract (see
       -> (loss, (metrics, new_batch_stats, new_extra))
 Metrics may include 'spread' (collapse monitor of normalised embeddings).
 """
+
 import functools
 import itertools
 import logging
@@ -24,7 +25,6 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 import tqdm
 
@@ -55,8 +55,9 @@ class NonFiniteError(FloatingPointError):
   pass
 
 
-def make_train_step(objective, tx: optax.GradientTransformation, schedule,
-                    base_rng: jax.Array):
+def make_train_step(
+  objective, tx: optax.GradientTransformation, schedule, base_rng: jax.Array
+):
   """The pure train step: (state, uint8 images) -> (state, metrics)."""
 
   def train_step(state: TrainState, images: jax.Array):
@@ -66,25 +67,34 @@ def make_train_step(objective, tx: optax.GradientTransformation, schedule,
     views = objective.views(view_rng, images)
 
     def loss_fn(params):
-      return objective.loss(params, state.batch_stats, state.extra, views,
-                            loss_rng)
+      return objective.loss(
+        params, state.batch_stats, state.extra, views, loss_rng
+      )
 
     (loss, (metrics, batch_stats, extra)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.params)
+      loss_fn, has_aux=True
+    )(state.params)
     grad_norm = optax.global_norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    updated = state.replace(params=params, batch_stats=batch_stats,
-                            opt_state=opt_state, extra=extra)
+    updated = state.replace(
+      params=params, batch_stats=batch_stats, opt_state=opt_state, extra=extra
+    )
     # A non-finite step keeps the last good state, so no checkpoint is bad.
-    kept = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
-                        updated, state)
-    nonfinite_step = jnp.where((state.nonfinite_step < 0) & ~finite,
-                               state.step, state.nonfinite_step)
+    kept = jax.tree.map(
+      lambda new, old: jnp.where(finite, new, old), updated, state
+    )
+    nonfinite_step = jnp.where(
+      (state.nonfinite_step < 0) & ~finite, state.step, state.nonfinite_step
+    )
     new_state = kept.replace(step=state.step + 1, nonfinite_step=nonfinite_step)
-    metrics = dict(metrics, loss=loss, grad_norm=grad_norm,
-                   learning_rate=schedule(state.step))
+    metrics = dict(
+      metrics,
+      loss=loss,
+      grad_norm=grad_norm,
+      learning_rate=schedule(state.step),
+    )
     return new_state, metrics
 
   return train_step
@@ -93,10 +103,13 @@ def make_train_step(objective, tx: optax.GradientTransformation, schedule,
 def _steps(config, num_examples: int) -> tuple[int, int]:
   steps_per_epoch = num_examples // config.batch_size
   if steps_per_epoch == 0:
-    raise ValueError(f'The dataset has {num_examples} examples, fewer than one '
-                     f'global batch (config.batch_size={config.batch_size}).')
-  total = config.get('total_steps', 0) or int(math.ceil(
-      config.num_epochs * steps_per_epoch))
+    raise ValueError(
+      f'The dataset has {num_examples} examples, fewer than one '
+      f'global batch (config.batch_size={config.batch_size}).'
+    )
+  total = config.get('total_steps', 0) or int(
+    math.ceil(config.num_epochs * steps_per_epoch)
+  )
   return steps_per_epoch, total
 
 
@@ -123,8 +136,15 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, *, objective,
-          batches, num_examples: int, evaluate=None) -> TrainState:
+def train(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  *,
+  objective,
+  batches,
+  num_examples: int,
+  evaluate=None,
+) -> TrainState:
   """Trains `objective` on `batches`, resuming from WORKDIR's latest checkpoint.
 
   Args:
@@ -151,22 +171,31 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, objective,
   mesh = mesh_lib.data_mesh()
   mesh_lib.check_global_batch(config.batch_size, mesh)
   steps_per_epoch, total_steps = _steps(config, num_examples)
-  schedule = optim.learning_rate(config, steps_per_epoch=steps_per_epoch,
-                                 total_steps=total_steps,
-                                 global_batch=config.batch_size)
+  schedule = optim.learning_rate(
+    config,
+    steps_per_epoch=steps_per_epoch,
+    total_steps=total_steps,
+    global_batch=config.batch_size,
+  )
   tx = optim.optimizer(config, schedule)
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
   replicated = mesh_lib.replicated(mesh)
 
   checkpoints = checkpoint_lib.Checkpoints(
-      workdir, max_to_keep=config.get('keep_checkpoints', 3))
+    workdir, max_to_keep=config.get('keep_checkpoints', 3)
+  )
 
   @functools.partial(jax.jit, out_shardings=replicated)
   def init(rng, images):
     params, batch_stats, extra = objective.init(rng, images)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      batch_stats=batch_stats, opt_state=tx.init(params),
-                      extra=extra, nonfinite_step=jnp.full((), -1, jnp.int32))
+    return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      batch_stats=batch_stats,
+      opt_state=tx.init(params),
+      extra=extra,
+      nonfinite_step=jnp.full((), -1, jnp.int32),
+    )
 
   # Shapes come from the first batch; a resumed run restores onto them.
   it = iter(batches(0))
@@ -186,20 +215,28 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, objective,
   it = itertools.chain([probe], it) if start == 0 else iter(batches(start))
 
   step_fn = jax.jit(
-      make_train_step(objective, tx, schedule, train_rng),
-      in_shardings=(replicated, mesh_lib.batch_sharding(mesh)),
-      out_shardings=(replicated, replicated), donate_argnums=(0,))
-  writer = metrics_writer.MetricsWriter(workdir, enabled=jax.process_index() == 0)
-  meta = {'config': config.to_dict(), 'total_steps': total_steps,
-          'steps_per_epoch': steps_per_epoch}
+    make_train_step(objective, tx, schedule, train_rng),
+    in_shardings=(replicated, mesh_lib.batch_sharding(mesh)),
+    out_shardings=(replicated, replicated),
+    donate_argnums=(0,),
+  )
+  writer = metrics_writer.MetricsWriter(
+    workdir, enabled=jax.process_index() == 0
+  )
+  meta = {
+    'config': config.to_dict(),
+    'total_steps': total_steps,
+    'steps_per_epoch': steps_per_epoch,
+  }
 
   def check_finite():
     bad = int(jax.device_get(state.nonfinite_step))
     if bad >= 0:
       raise NonFiniteError(
-          f'Loss or gradients became NaN/Inf at step {bad}; stopped. The last '
-          f'good checkpoint is kept in {checkpoints.directory} (step '
-          f'{checkpoints.latest_step()}). Try a lower learning rate.')
+        f'Loss or gradients became NaN/Inf at step {bad}; stopped. The last '
+        f'good checkpoint is kept in {checkpoints.directory} (step '
+        f'{checkpoints.latest_step()}). Try a lower learning rate.'
+      )
 
   def save(step):
     check_finite()  # Never save a state that went through a bad step.
@@ -208,8 +245,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, objective,
   log_every = config.get('log_every_steps', 50)
   ckpt_every = config.get('checkpoint_every_steps', 1000)
   eval_every = config.get('eval_every_steps', 0)
-  bar = tqdm.tqdm(total=total_steps, initial=start, unit='step',
-                  disable=jax.process_index() != 0, dynamic_ncols=True)
+  bar = tqdm.tqdm(
+    total=total_steps,
+    initial=start,
+    unit='step',
+    disable=jax.process_index() != 0,
+    dynamic_ncols=True,
+  )
   t0, seen = time.perf_counter(), 0
   failed = True
   try:
@@ -225,16 +267,25 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, objective,
           metrics['images_per_second'] = seen / max(elapsed, 1e-9)
           t0, seen = time.perf_counter(), 0
           writer.write(done, metrics)
-          bar.set_postfix(loss=f"{metrics['loss']:.4f}",
-                          img_s=f"{metrics['images_per_second']:.1f}")
+          bar.set_postfix(
+            loss=f'{metrics["loss"]:.4f}',
+            img_s=f'{metrics["images_per_second"]:.1f}',
+          )
           check_finite()
           spread = metrics.get('spread')
           if spread is not None and spread < COLLAPSE_SPREAD:
-            logging.warning('Embeddings collapsing at step %d: spread %.4f '
-                            '(1 = spread out, 0 = all equal).', done, spread)
+            logging.warning(
+              'Embeddings collapsing at step %d: spread %.4f '
+              '(1 = spread out, 0 = all equal).',
+              done,
+              spread,
+            )
         bar.update(1)
-        if evaluate is not None and eval_every and (
-            done % eval_every == 0 or done == total_steps):
+        if (
+          evaluate is not None
+          and eval_every
+          and (done % eval_every == 0 or done == total_steps)
+        ):
           check_finite()
           writer.write(done, evaluate(state))
         if done % ckpt_every == 0 or done == total_steps:

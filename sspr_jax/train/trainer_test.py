@@ -1,4 +1,5 @@
 """Trainer tests on tiny models: learning, resume, sharding, config errors."""
+
 import os
 import subprocess
 import sys
@@ -16,7 +17,9 @@ from sspr_jax.train import checkpoint as checkpoint_lib
 from sspr_jax.train import metrics_writer
 from sspr_jax.train import trainer
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(
+  os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+)
 
 
 def tiny_config(objective: str, **overrides) -> ml_collections.ConfigDict:
@@ -30,15 +33,34 @@ def tiny_config(objective: str, **overrides) -> ml_collections.ConfigDict:
   c.optimizer.update(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-5)
   c.schedule.update(name='constant')
   settings = {
-      'rotnet': dict(view_size=32, crop_scale=(0.3, 1.0)),
-      'jigsaw': dict(num_permutations=8, permutation_seed=0, grayscale_p=0.66,
-                     jitter=3, tile_dim=32),
-      'moco': dict(view_size=32, crop_scale=(0.3, 1.0), color_strength=0.5,
-                   blur_p=0.5, hidden_dims=(64,), out_dim=32, queue_size=64,
-                   momentum=0.9, temperature=0.2),
-      'simclr': dict(view_size=32, crop_scale=(0.3, 1.0), color_strength=0.5,
-                     blur_p=0.5, hidden_dims=(64,), out_dim=32,
-                     temperature=0.1),
+    'rotnet': dict(view_size=32, crop_scale=(0.3, 1.0)),
+    'jigsaw': dict(
+      num_permutations=8,
+      permutation_seed=0,
+      grayscale_p=0.66,
+      jitter=3,
+      tile_dim=32,
+    ),
+    'moco': dict(
+      view_size=32,
+      crop_scale=(0.3, 1.0),
+      color_strength=0.5,
+      blur_p=0.5,
+      hidden_dims=(64,),
+      out_dim=32,
+      queue_size=64,
+      momentum=0.9,
+      temperature=0.2,
+    ),
+    'simclr': dict(
+      view_size=32,
+      crop_scale=(0.3, 1.0),
+      color_strength=0.5,
+      blur_p=0.5,
+      hidden_dims=(64,),
+      out_dim=32,
+      temperature=0.1,
+    ),
   }[objective]
   c[objective] = ml_collections.ConfigDict(settings)
   c.update_from_flattened_dict(overrides)
@@ -48,19 +70,24 @@ def tiny_config(objective: str, **overrides) -> ml_collections.ConfigDict:
 def _batches(source, config, stop_after=None):
   def batches(start):
     loader = pipeline.make_loader(
-        source, batch_size=config.batch_size,
-        image_size=config.input.image_size, seed=config.seed)
+      source,
+      batch_size=config.batch_size,
+      image_size=config.input.image_size,
+      seed=config.seed,
+    )
     for i, batch in enumerate(loader.iter_from(start)):
       if stop_after is not None and start + i >= stop_after:
         raise KeyboardInterrupt('simulated crash')
       yield batch
+
   return batches
 
 
 @pytest.fixture(scope='module')
 def crops(tiny_datasets):
-  return pipeline.open_source('sku110k_crops', split='train',
-                              data_dir=tiny_datasets, config='128')
+  return pipeline.open_source(
+    'sku110k_crops', split='train', data_dir=tiny_datasets, config='128'
+  )
 
 
 # Contrastive losses are noisy at batch 16 and MoCo's first rises while its
@@ -69,23 +96,46 @@ def crops(tiny_datasets):
 _GENTLE = {'crop_scale': (0.5, 1.0), 'color_strength': 0.2, 'blur_p': 0.0}
 
 
-@pytest.mark.parametrize('objective,overrides', [
-    ('rotnet', {}), ('jigsaw', {}),
-    ('simclr', {'total_steps': 40, 'log_every_steps': 2, 'optimizer.lr': 0.2,
-                **{f'simclr.{k}': v for k, v in _GENTLE.items()}}),
-    ('moco', {'total_steps': 40, 'log_every_steps': 2, 'moco.queue_size': 32,
-              'moco.momentum': 0.99,
-              **{f'moco.{k}': v for k, v in _GENTLE.items()}}),
-])
+@pytest.mark.parametrize(
+  'objective,overrides',
+  [
+    ('rotnet', {}),
+    ('jigsaw', {}),
+    (
+      'simclr',
+      {
+        'total_steps': 40,
+        'log_every_steps': 2,
+        'optimizer.lr': 0.2,
+        **{f'simclr.{k}': v for k, v in _GENTLE.items()},
+      },
+    ),
+    (
+      'moco',
+      {
+        'total_steps': 40,
+        'log_every_steps': 2,
+        'moco.queue_size': 32,
+        'moco.momentum': 0.99,
+        **{f'moco.{k}': v for k, v in _GENTLE.items()},
+      },
+    ),
+  ],
+)
 def test_loss_falls_on_embedded_data(objective, overrides, crops, tmp_path):
   config = tiny_config(objective, **overrides)
-  state = trainer.train(config, str(tmp_path), objective=build_objective(config),
-                        batches=_batches(crops, config), num_examples=len(crops))
+  state = trainer.train(
+    config,
+    str(tmp_path),
+    objective=build_objective(config),
+    batches=_batches(crops, config),
+    num_examples=len(crops),
+  )
   losses = [m['loss'] for m in metrics_writer.read_metrics(str(tmp_path))]
   assert len(losses) == config.total_steps // config.log_every_steps
   assert np.all(np.isfinite(losses))
   k = max(1, len(losses) // 4)  # Mean of the first and last quarter.
-  assert np.mean(losses[-max(2, k):]) < np.mean(losses[:k]) - 0.1, losses
+  assert np.mean(losses[-max(2, k) :]) < np.mean(losses[:k]) - 0.1, losses
   assert int(state.step) == config.total_steps
   assert os.path.isdir(tmp_path / 'checkpoints' / str(config.total_steps))
 
@@ -97,19 +147,27 @@ RESUME_CONFIG = dict(total_steps=6, checkpoint_every_steps=2)
 def uninterrupted(crops, tmp_path_factory):
   config = tiny_config('moco', **RESUME_CONFIG)
   return trainer.train(
-      config, str(tmp_path_factory.mktemp('straight')),
-      objective=build_objective(config), batches=_batches(crops, config),
-      num_examples=len(crops))
+    config,
+    str(tmp_path_factory.mktemp('straight')),
+    objective=build_objective(config),
+    batches=_batches(crops, config),
+    num_examples=len(crops),
+  )
 
 
 @pytest.mark.parametrize('corrupt_latest', [False, True])
-def test_resumed_run_equals_uninterrupted_run(corrupt_latest, crops,
-                                              uninterrupted, tmp_path, caplog):
+def test_resumed_run_equals_uninterrupted_run(
+  corrupt_latest, crops, uninterrupted, tmp_path, caplog
+):
   config = tiny_config('moco', **RESUME_CONFIG)
   with pytest.raises(KeyboardInterrupt):
-    trainer.train(config, str(tmp_path), objective=build_objective(config),
-                  batches=_batches(crops, config, stop_after=5),
-                  num_examples=len(crops))
+    trainer.train(
+      config,
+      str(tmp_path),
+      objective=build_objective(config),
+      batches=_batches(crops, config, stop_after=5),
+      num_examples=len(crops),
+    )
   checkpoints = tmp_path / 'checkpoints'
   assert sorted(os.listdir(checkpoints)) == ['2', '4']
   if corrupt_latest:  # E.g. the machine died while step 4 was being written.
@@ -117,13 +175,21 @@ def test_resumed_run_equals_uninterrupted_run(corrupt_latest, crops,
       if f.is_file() and f.stat().st_size > 100:
         f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
   resumed = trainer.train(
-      config, str(tmp_path), objective=build_objective(config),
-      batches=_batches(crops, config), num_examples=len(crops))
+    config,
+    str(tmp_path),
+    objective=build_objective(config),
+    batches=_batches(crops, config),
+    num_examples=len(crops),
+  )
   if corrupt_latest:
-    assert 'Checkpoint step 4' in caplog.text and 'does not restore' in caplog.text
+    assert (
+      'Checkpoint step 4' in caplog.text and 'does not restore' in caplog.text
+    )
     assert (checkpoints / '4.corrupt').is_dir()  # Kept aside, not deleted.
   for a, b in zip(jax.tree.leaves(uninterrupted), jax.tree.leaves(resumed)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+      np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6
+    )
 
 
 # Above every metadata file of the tiny model's checkpoint (the largest,
@@ -147,29 +213,43 @@ def _fill_disk_at(batches, checkpoints, step):
         while not (checkpoints / str(step)).is_dir():  # Written asynchronously.
           assert time.time() < deadline, 'checkpoint was never written'
           time.sleep(0.05)
-        metadata = [f.stat().st_size for f in (checkpoints / str(step)).rglob('*')
-                    if f.is_file() and f.parent.name != 'd']
-        assert max(metadata) < FILE_SIZE_LIMIT  # Metadata and metrics still fit.
-        resource.setrlimit(resource.RLIMIT_FSIZE, (
-            FILE_SIZE_LIMIT, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+        metadata = [
+          f.stat().st_size
+          for f in (checkpoints / str(step)).rglob('*')
+          if f.is_file() and f.parent.name != 'd'
+        ]
+        assert (
+          max(metadata) < FILE_SIZE_LIMIT
+        )  # Metadata and metrics still fit.
+        resource.setrlimit(
+          resource.RLIMIT_FSIZE,
+          (FILE_SIZE_LIMIT, resource.getrlimit(resource.RLIMIT_FSIZE)[1]),
+        )
       yield batch
+
   return faulty
 
 
 @pytest.mark.isolated  # Process-wide file size limit; see conftest.
 def test_failed_checkpoint_write_stops_with_clear_error_and_rerun_resumes(
-    crops, uninterrupted, tmp_path, caplog):
+  crops, uninterrupted, tmp_path, caplog
+):
   resource = pytest.importorskip('resource')
   config = tiny_config('moco', **RESUME_CONFIG)  # Saves steps 2, 4 and 6.
   assert max(np.asarray(x).nbytes for x in jax.tree.leaves(uninterrupted)) > (
-      FILE_SIZE_LIMIT)  # So every checkpoint write after step 2 fails.
+    FILE_SIZE_LIMIT
+  )  # So every checkpoint write after step 2 fails.
   checkpoints = tmp_path / 'checkpoints'
   limits = resource.getrlimit(resource.RLIMIT_FSIZE)
   try:
     with pytest.raises(checkpoint_lib.CheckpointWriteError) as e:
-      trainer.train(config, str(tmp_path), objective=build_objective(config),
-                    batches=_fill_disk_at(_batches(crops, config), checkpoints, 2),
-                    num_examples=len(crops))
+      trainer.train(
+        config,
+        str(tmp_path),
+        objective=build_objective(config),
+        batches=_fill_disk_at(_batches(crops, config), checkpoints, 2),
+        num_examples=len(crops),
+      )
   finally:
     resource.setrlimit(resource.RLIMIT_FSIZE, limits)
   # Step 4 was written in the background; its failure surfaced at step 6's save.
@@ -182,17 +262,23 @@ def test_failed_checkpoint_write_stops_with_clear_error_and_rerun_resumes(
   # uninterrupted run; the failed write's leftover is gone.
   caplog.set_level('INFO')
   resumed = trainer.train(
-      config, str(tmp_path), objective=build_objective(config),
-      batches=_batches(crops, config), num_examples=len(crops))
+    config,
+    str(tmp_path),
+    objective=build_objective(config),
+    batches=_batches(crops, config),
+    num_examples=len(crops),
+  )
   assert f'Resumed from {checkpoints} at step 2.' in caplog.text
   assert sorted(os.listdir(checkpoints)) == ['2', '4', '6']
   for a, b in zip(jax.tree.leaves(uninterrupted), jax.tree.leaves(resumed)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+      np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_two_devices_match_one_device():
   """Loss, parameters, BN statistics and MoCo's queue equal for 1 and 2 devices."""
-  script = textwrap.dedent('''
+  script = textwrap.dedent("""
     import jax, numpy as np, optax
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
     from sspr_jax.objectives import build_objective
@@ -227,11 +313,20 @@ def test_two_devices_match_one_device():
       for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-4)
       print(name, 'ok', float(m1['loss']))
-  ''')
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
-             PYTHONPATH=REPO)
-  out = subprocess.run([sys.executable, '-c', script], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=600)
+  """)
+  env = dict(
+    os.environ,
+    XLA_FLAGS='--xla_force_host_platform_device_count=2',
+    PYTHONPATH=REPO,
+  )
+  out = subprocess.run(
+    [sys.executable, '-c', script],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert out.returncode == 0, out.stderr[-3000:]
   assert 'moco ok' in out.stdout and 'simclr ok' in out.stdout
 
@@ -249,23 +344,53 @@ def test_unknown_objective_and_missing_settings_are_clear_errors():
 
 def test_bad_config_key_on_command_line_names_it(tmp_path):
   out = subprocess.run(
-      [sys.executable, 'main.py', '--config', 'configs/quickstart.py',
-       '--workdir', str(tmp_path), '--config.moco.no_such_key=1'],
-      cwd=REPO, capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      'main.py',
+      '--config',
+      'configs/quickstart.py',
+      '--workdir',
+      str(tmp_path),
+      '--config.moco.no_such_key=1',
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert out.returncode != 0
-  assert "Unknown config key 'no_such_key' in --config.moco.no_such_key=1" in out.stderr
+  assert (
+    "Unknown config key 'no_such_key' in --config.moco.no_such_key=1"
+    in out.stderr
+  )
 
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(crops, tmp_path):
   # A huge learning rate blows the parameters up after the first update, so
   # a later step's loss or gradients are NaN/Inf.
-  config = tiny_config('rotnet', total_steps=8, log_every_steps=1,
-                       checkpoint_every_steps=1, **{'optimizer.lr': 1e30})
-  with pytest.raises(trainer.NonFiniteError, match=r'NaN/Inf at step (\d+)') as e:
-    trainer.train(config, str(tmp_path), objective=build_objective(config),
-                  batches=_batches(crops, config), num_examples=len(crops))
-  bad_step = int(__import__('re').search(r'at step (\d+)', str(e.value)).group(1))
-  saved = sorted(int(s) for s in os.listdir(tmp_path / 'checkpoints') if s.isdigit())
+  config = tiny_config(
+    'rotnet',
+    total_steps=8,
+    log_every_steps=1,
+    checkpoint_every_steps=1,
+    **{'optimizer.lr': 1e30},
+  )
+  with pytest.raises(
+    trainer.NonFiniteError, match=r'NaN/Inf at step (\d+)'
+  ) as e:
+    trainer.train(
+      config,
+      str(tmp_path),
+      objective=build_objective(config),
+      batches=_batches(crops, config),
+      num_examples=len(crops),
+    )
+  bad_step = int(
+    __import__('re').search(r'at step (\d+)', str(e.value)).group(1)
+  )
+  saved = sorted(
+    int(s) for s in os.listdir(tmp_path / 'checkpoints') if s.isdigit()
+  )
   assert saved and max(saved) <= bad_step  # Nothing after the bad step.
   assert str(max(saved)) in str(e.value)
 
@@ -273,18 +398,32 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(crops, tmp_path):
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
   import signal
   import time
+
   workdir = tmp_path / 'run'
-  cmd = [sys.executable, 'main.py', '--config', 'configs/quickstart.py',
-         '--workdir', str(workdir), '--config.mode=pretrain',
-         '--config.total_steps=100000', '--config.log_every_steps=1',
-         '--config.checkpoint_every_steps=100000',
-         '--config.data.shelf_photos.train=2', '--config.data.shelf_photos.val=1',
-         '--config.data.shelf_photos.test=1', '--config.data.rack_photos=3',
-         '--config.data.num_classes=4', '--config.input.image_size=40',
-         '--config.moco.view_size=32', '--config.moco.queue_size=64',
-         '--config.batch_size=16']
-  proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+  cmd = [
+    sys.executable,
+    'main.py',
+    '--config',
+    'configs/quickstart.py',
+    '--workdir',
+    str(workdir),
+    '--config.mode=pretrain',
+    '--config.total_steps=100000',
+    '--config.log_every_steps=1',
+    '--config.checkpoint_every_steps=100000',
+    '--config.data.shelf_photos.train=2',
+    '--config.data.shelf_photos.val=1',
+    '--config.data.shelf_photos.test=1',
+    '--config.data.rack_photos=3',
+    '--config.data.num_classes=4',
+    '--config.input.image_size=40',
+    '--config.moco.view_size=32',
+    '--config.moco.queue_size=64',
+    '--config.batch_size=16',
+  ]
+  proc = subprocess.Popen(
+    cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+  )
   metrics = workdir / 'metrics.jsonl'
   deadline = time.time() + 400
   while time.time() < deadline and proc.poll() is None:
@@ -302,10 +441,16 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
 
 
 def test_bfloat16_compute_keeps_float32_parameters(crops, tmp_path):
-  config = tiny_config('simclr', total_steps=2, log_every_steps=1,
-                       **{'model.dtype': 'bfloat16'})
-  state = trainer.train(config, str(tmp_path), objective=build_objective(config),
-                        batches=_batches(crops, config), num_examples=len(crops))
+  config = tiny_config(
+    'simclr', total_steps=2, log_every_steps=1, **{'model.dtype': 'bfloat16'}
+  )
+  state = trainer.train(
+    config,
+    str(tmp_path),
+    objective=build_objective(config),
+    batches=_batches(crops, config),
+    num_examples=len(crops),
+  )
   losses = [m['loss'] for m in metrics_writer.read_metrics(str(tmp_path))]
   assert np.all(np.isfinite(losses))
   dtypes = {x.dtype for x in jax.tree.leaves(state.params)}
@@ -314,6 +459,8 @@ def test_bfloat16_compute_keeps_float32_parameters(crops, tmp_path):
   objective = build_objective(config)
   views = objective.views(jax.random.key(0), np.zeros((2, 40, 40, 3), np.uint8))
   out = objective.network.apply(
-      {'params': state.params, 'batch_stats': state.batch_stats},
-      views['images'], train=False)
+    {'params': state.params, 'batch_stats': state.batch_stats},
+    views['images'],
+    train=False,
+  )
   assert out[0].dtype == jax.numpy.bfloat16
