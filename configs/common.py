@@ -20,9 +20,12 @@ def data_config() -> ml_collections.ConfigDict:
   c.num_classes = 60
   c.sku110k_manual_dir = ''
   c.rack_manual_dir = ''
+  # Pre-training on any folder of images (config.input.dataset='image_folder').
+  c.image_folder_dir = ''
   # TFDS builder configs: stored crop size ('native' keeps the thesis's crops).
-  c.sku110k_config = '128'
+  c.sku110k_config = 'native'
   c.rack_config = 'native'
+  c.image_folder_config = 'native'
   c.data_dir = ''  # '' -> WORKDIR/tfds
   return c
 
@@ -36,9 +39,13 @@ def pretrain_config(objective: str) -> ml_collections.ConfigDict:
   c.data = data_config()
   c.input = ml_collections.ConfigDict(
     dict(
+      dataset='sku110k_crops',  # or 'image_folder' (config.data.image_folder_dir)
       split='train',
-      image_size=256,  # host resize (square) before on-device views
-      resize='square',  # or 'shorter_center_crop'
+      # Host: each crop keeps its aspect ratio in a canvas of this side (the
+      # stored resolution unless it does not fit); the views are cut on
+      # device inside the crop's own region.
+      canvas_size=448,
+      shorter_side=0,  # > 0: scale the shorter side to this first (Jigsaw)
       worker_count=0,  # grain worker processes for decode/resize
     )
   )

@@ -22,7 +22,7 @@ from configs import common
 def get_config():
   c = common.pretrain_config('moco')
   c.mode = 'pretrain,evaluate'
-  c.input.image_size = 80
+  c.input.canvas_size = 112  # holds the embedded crops at stored size
   c.model.backbone = 'resnet_tiny'
   c.model.zero_init_residual = True
   c.batch_size = 32

@@ -109,7 +109,6 @@ def _names(config, key: str, valid: Sequence[str], what: str):
 def check_pretrain(config: ml_collections.ConfigDict) -> None:
   """What mode 'pretrain' needs: names, sizes, the batch over the devices."""
   # pylint: disable=g-import-not-at-top
-  import jax
   from sspr_jax.models import resnet
   from sspr_jax.objectives import registry
   from sspr_jax.train import optim
@@ -119,7 +118,24 @@ def check_pretrain(config: ml_collections.ConfigDict) -> None:
   _name(config, 'optimizer.name', optim.OPTIMIZERS, 'optimizer')
   _name(config, 'schedule.name', optim.SCHEDULES, 'schedule')
   _int(config, 'batch_size')
-  _int(config, 'input.image_size')
+  _int(config, 'input.canvas_size')
+  _int(config, 'input.shorter_side', minimum=0)
+  from sspr_jax.data import prepare
+
+  _name(config, 'input.dataset', prepare.DATASETS, 'dataset')
+  shorter, canvas = (
+    _get(config, 'input.shorter_side'),
+    _get(config, 'input.canvas_size'),
+  )
+  if (
+    shorter not in (_MISSING, 0) and canvas is not _MISSING and shorter > canvas
+  ):
+    _fail(
+      'input.shorter_side',
+      shorter,
+      f'larger than config.input.canvas_size={canvas}: the resized crop '
+      'must fit its canvas.',
+    )
   _int(config, 'input.worker_count', minimum=0)
   _number(config, 'num_epochs')
   _int(config, 'total_steps', minimum=0)
@@ -132,15 +148,13 @@ def check_pretrain(config: ml_collections.ConfigDict) -> None:
   for key in ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints'):
     _int(config, key)
   _int(config, 'eval_every_steps', minimum=0)
-  devices = jax.device_count()
-  if _get(config, 'batch_size') is not _MISSING and config.batch_size % devices:
-    _fail(
-      'batch_size',
-      config.batch_size,
-      f'not divisible by the {devices} devices (jax.device_count()); the '
-      'global batch is split evenly over them: use a multiple of '
-      f'{devices}.',
-    )
+  if _get(config, 'batch_size') is not _MISSING:
+    from sspr_jax.core import mesh
+
+    try:
+      mesh.per_process_batch(config.batch_size)
+    except ValueError as e:
+      raise ConfigError(str(e)) from e
   try:
     registry.build_objective(config)  # Its section and settings.
   except ValueError as e:

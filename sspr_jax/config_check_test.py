@@ -134,8 +134,16 @@ def no_mode_runs(monkeypatch):
       "config.schedule.name='poly': unknown schedule; valid: constant, cosine, step.",
     ),
     (
-      {'input.image_size': 0},
-      'config.input.image_size=0: must be a positive integer.',
+      {'input.canvas_size': 0},
+      'config.input.canvas_size=0: must be a positive integer.',
+    ),
+    (
+      {'input.shorter_side': 300, 'input.canvas_size': 256},
+      'config.input.shorter_side=300: larger than config.input.canvas_size',
+    ),
+    (
+      {'input.dataset': 'imagenet'},
+      "config.input.dataset='imagenet': unknown dataset",
     ),
     # Name lists: the value is shown as the config holds it (list or tuple).
     (

@@ -52,20 +52,23 @@ def _per_image(factor, ndim: int = 3) -> jax.Array:
 
 def random_resized_crop_params(
   key: jax.Array,
-  height: int,
-  width: int,
+  height,
+  width,
   scale: Sequence[float] = (0.08, 1.0),
   ratio: Sequence[float] = (3 / 4, 4 / 3),
   attempts: int = 10,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   """torchvision ``RandomResizedCrop.get_params`` for one image, branch-free.
 
+  ``height`` and ``width`` may be traced (a crop's valid size in its canvas).
   Draws ``attempts`` candidates at once and takes the first that fits; if
   none fits, falls back to torchvision's central crop with the aspect ratio
   clamped to ``ratio``. Returns int32 scalars (top, left, crop_h, crop_w).
   """
   k_area, k_ratio, k_top, k_left = jax.random.split(key, 4)
-  area = height * width
+  height = jnp.asarray(height, jnp.int32)
+  width = jnp.asarray(width, jnp.int32)
+  area = (height * width).astype(jnp.float32)
   target_area = area * jax.random.uniform(
     k_area, (attempts,), minval=scale[0], maxval=scale[1]
   )
@@ -84,13 +87,16 @@ def random_resized_crop_params(
   left = jnp.floor(jax.random.uniform(k_left) * (width - w + 1))
 
   in_ratio = width / height
-  if in_ratio < min(ratio):
-    fb_w, fb_h = width, int(round(width / min(ratio)))
-  elif in_ratio > max(ratio):
-    fb_w, fb_h = int(round(height * max(ratio))), height
-  else:
-    fb_w, fb_h = width, height
-  pick = lambda a, b: jnp.where(any_fits, a, b).astype(jnp.int32)
+  fb_w = jnp.where(
+    in_ratio > max(ratio), jnp.round(height * max(ratio)), width
+  ).astype(jnp.int32)
+  fb_h = jnp.where(
+    in_ratio < min(ratio), jnp.round(width / min(ratio)), height
+  ).astype(jnp.int32)
+
+  def pick(a, b):
+    return jnp.where(any_fits, a, b).astype(jnp.int32)
+
   return (
     pick(top, (height - fb_h) // 2),
     pick(left, (width - fb_w) // 2),
@@ -137,28 +143,57 @@ def resized_crop(
   return jax.vmap(one)(images, *params)
 
 
+def _valid_sizes(images: jax.Array, valid_size) -> jax.Array:
+  """[B, 2] (height, width) of each image's valid region; None: all of it."""
+  if valid_size is None:
+    return jnp.broadcast_to(
+      jnp.asarray(images.shape[1:3], jnp.int32), (images.shape[0], 2)
+    )
+  return jnp.asarray(valid_size, jnp.int32)
+
+
 def random_resized_crop(
   key: jax.Array,
   images: jax.Array,
   size: int,
   scale: Sequence[float] = (0.08, 1.0),
   ratio: Sequence[float] = (3 / 4, 4 / 3),
+  valid_size=None,
 ) -> jax.Array:
-  """torchvision ``RandomResizedCrop(size, scale, ratio)`` per example."""
-  return _per_example(
-    functools.partial(
-      _random_resized_crop_one, size=size, scale=scale, ratio=ratio
-    ),
-    key,
-    images,
-  )
+  """torchvision ``RandomResizedCrop(size, scale, ratio)`` per example.
+
+  With ``valid_size`` [B, 2] (a canvas batch: image i is
+  ``images[i, :h_i, :w_i]``) each crop is drawn inside its image's valid
+  region, so it sees the crop's own aspect ratio and resolution.
+  """
+  sizes = _valid_sizes(images, valid_size)
+
+  def one(key, image, hw):
+    params = random_resized_crop_params(key, hw[0], hw[1], scale, ratio)
+    return resized_crop(image[None], *params, size=size)[0]
+
+  return _per_example(one, key, images, sizes)
 
 
-def _random_resized_crop_one(key, image, size, scale, ratio):
-  params = random_resized_crop_params(
-    key, image.shape[0], image.shape[1], scale, ratio
-  )
-  return resized_crop(image[None], *params, size=size)[0]
+def random_crop(
+  key: jax.Array, images: jax.Array, size: int, valid_size=None
+) -> jax.Array:
+  """torchvision ``RandomCrop(size)`` per example, inside the valid region.
+
+  A region smaller than ``size`` is taken from its top-left corner (the rest
+  is canvas padding). Keeps the input dtype.
+  """
+  sizes = _valid_sizes(images, valid_size)
+
+  def one(key, image, hw):
+    k_top, k_left = jax.random.split(key)
+    top = jax.random.randint(k_top, (), 0, jnp.maximum(hw[0] - size, 0) + 1)
+    left = jax.random.randint(k_left, (), 0, jnp.maximum(hw[1] - size, 0) + 1)
+    return jax.lax.dynamic_slice(
+      image, (top, left, 0), (size, size, image.shape[-1])
+    )
+
+  return _per_example(one, key, images, sizes)
 
 
 # ----------------------------------------------------------------------------
@@ -496,6 +531,7 @@ def contrastive_view(
   blur_p: float = 0.5,
   blur_sigma: Sequence[float] = (0.1, 2.0),
   normalise: bool = True,
+  valid_size=None,
 ) -> jax.Array:
   """One MoCo v2 / SimCLR view per image: [B, H, W, 3] -> [B, size, size, 3].
 
@@ -503,10 +539,13 @@ def contrastive_view(
   (strength; 0.5 = MoCo v2, 1.0 = SimCLR) -> Gaussian blur (p, sigma range,
   ~10% kernel) -> ImageNet normalisation. Flip commutes with the colour ops
   and the symmetric blur, so this order equals MoCo v2's (flip last).
-  Call twice with different keys for two views.
+  Call twice with different keys for two views. ``valid_size``: see
+  ``random_resized_crop``.
   """
   k_crop, k_flip, k_color, k_blur = jax.random.split(key, 4)
-  views = random_resized_crop(k_crop, images, size, crop_scale)
+  views = random_resized_crop(
+    k_crop, images, size, crop_scale, valid_size=valid_size
+  )
   views = horizontal_flip(k_flip, views, flip_p)
   views = color_distortion(
     k_color, views, color_strength, color_jitter_p, grayscale_p

@@ -147,6 +147,63 @@ def test_random_resized_crop_shapes_determinism_and_keys():
   assert not np.allclose(out[0], out[1])
 
 
+def test_crops_of_a_canvas_see_only_the_image():
+  # A wide and a tall one-colour image on 32 px canvases (the host pipeline's
+  # `fit_canvas`): every crop, border pixels included, is that colour.
+  from sspr_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+
+  colours = np.array([[200, 30, 90], [10, 220, 140]], np.uint8)
+  shapes = [(10, 30), (30, 8)]
+  canvas, valid = zip(
+    *[
+      pipeline.fit_canvas(np.full(shape + (3,), colour, np.uint8), 32)
+      for shape, colour in zip(shapes, colours)
+    ]
+  )
+  canvas, valid = np.stack(canvas), np.stack(valid)
+  np.testing.assert_array_equal(valid, shapes)
+  crop = jax.jit(
+    functools.partial(augment.random_resized_crop, size=12, valid_size=valid)
+  )
+  for seed in range(10):
+    out = np.asarray(crop(jax.random.key(seed), canvas))
+    np.testing.assert_allclose(
+      out, np.broadcast_to(colours[:, None, None] / 255, out.shape), atol=1e-5
+    )
+  # The parameters follow torchvision's on the valid size, traced or not.
+  key = jax.random.key(3)
+  traced = jax.jit(augment.random_resized_crop_params)(key, 10, 30)
+  assert tuple(map(int, traced)) == tuple(
+    map(int, augment.random_resized_crop_params(key, 10, 30))
+  )
+  # Fallback with a traced size (no candidate fits): ratio clamped.
+  fallback = jax.jit(
+    functools.partial(augment.random_resized_crop_params, scale=(2.0, 3.0))
+  )
+  assert tuple(map(int, fallback(key, 20, 40))) == (0, 6, 20, 27)
+  assert tuple(map(int, fallback(key, 40, 20))) == (6, 0, 27, 20)
+
+
+def test_random_crop_inside_the_valid_region():
+  image = np.arange(40 * 40, dtype=np.int32).reshape(40, 40)
+  canvas = np.repeat(image[None, :, :, None], 2, axis=0)
+  valid = np.array([[40, 25], [12, 40]], np.int32)
+  seen = set()
+  for seed in range(10):
+    out = np.asarray(
+      augment.random_crop(jax.random.key(seed), canvas, 10, valid)
+    )
+    assert out.shape == (2, 10, 10, 1) and out.dtype == np.int32
+    for i, (h, w) in enumerate(valid):
+      y, x = divmod(int(out[i, 0, 0, 0]), 40)
+      assert 0 <= y <= h - 10 and 0 <= x <= w - 10
+      np.testing.assert_array_equal(
+        out[i, ..., 0], image[y : y + 10, x : x + 10]
+      )
+      seen.add((i, y, x))
+  assert len(seen) > 8  # random offsets
+
+
 def test_resized_crop_of_a_region_matches_slicing():
   images = _images(batch=1, size=20)
   # Identity scale: the crop resized to its own size is a plain slice.

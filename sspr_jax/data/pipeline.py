@@ -1,7 +1,11 @@
 """TF-free host input pipeline: TFDS array_record crops -> grain -> uint8 batches.
 
-Host work is only read, decode, resize to a fixed square size and batch; all
-augmentation happens on device. Images are read as their stored encoded bytes
+Host work is only read, decode, resize and batch; all augmentation happens on
+device. Pre-training batches keep each crop's aspect ratio: the crop sits in
+the top-left of a fixed-size canvas and its valid size travels with it, so
+batches stay fixed-shape for jit while the on-device crops see the real crop
+(`fit_canvas`). Evaluation batches are the thesis's shorter-side resize and
+center crop (`decode_and_resize`). Images are read as their stored encoded bytes
 (`tfds.decode.SkipDecoding`) and decoded here with PIL, because JPEG `draft`
 mode lets libjpeg decode straight to a reduced size (much faster when the
 stored crop is larger than the target size).
@@ -9,14 +13,13 @@ stored crop is larger than the target size).
 Typical use::
 
   source = open_source('sku110k_crops', split='train', data_dir=data_dir,
-                       config='shorter_side_128')
-  loader = make_loader(source, batch_size=64, image_size=96, seed=0)
-  for batch in loader:            # dict of numpy arrays, image uint8 [B,S,S,3]
-    arrays = shard_batch(batch, mesh)   # global jax.Arrays sharded over 'data'
+                       config='256')
+  loader = make_loader(source, batch_size=64, image_size=256, seed=0)
+  for batch in loader:   # image uint8 [B,S,S,3], size int32 [B,2]
+    arrays = mesh.shard_batch(batch, data_mesh)  # sspr_jax.core.mesh
 
-`iter(loader)` returns a `grain.DatasetIterator` whose `get_state()` is the
-number of batches consumed: checkpoint it with the training state and
-`set_state()` resumes exactly, with any `worker_count`.
+`loader.iter_from(n)` yields the batches from batch n on, the same whatever
+`worker_count`: a resumed run passes its step.
 """
 
 from __future__ import annotations
@@ -32,8 +35,11 @@ import numpy as np
 from PIL import Image
 
 IMAGE_KEY = 'image'
-ResizeMode = Literal['square', 'shorter_center_crop']
-RESIZE_MODES = ('square', 'shorter_center_crop')
+# 'canvas': aspect kept, valid size carried (pre-training, `fit_canvas`);
+# 'shorter_center_crop': the evaluation square (`decode_and_resize`).
+ResizeMode = Literal['canvas', 'shorter_center_crop']
+RESIZE_MODES = ('canvas', 'shorter_center_crop')
+SIZE_KEY = 'size'
 # PIL first reduces by an integer factor (fast box filter) while the image is
 # more than `reducing_gap` times larger than the target, then resamples.
 _REDUCING_GAP = 2.0
@@ -155,45 +161,106 @@ def _as_pil(image: Any) -> Image.Image:
   )
 
 
-def decode_and_resize(
-  image: Any, image_size: int, resize: ResizeMode = 'square'
-) -> np.ndarray:
-  """Decodes one image and resizes it to uint8 [image_size, image_size, 3].
+def _decode(img: Image.Image, need: tuple[int, int]) -> Image.Image:
+  """RGB pixels of an opened image; a JPEG at a reduced scale >= `need`."""
+  # libjpeg decodes at 1/2, 1/4 or 1/8 scale while staying at least `need`
+  # (width, height): most of the decode cost vanishes for large crops.
+  img.draft('RGB', need)
+  return img if img.mode == 'RGB' else img.convert('RGB')
 
-  resize='square' stretches the whole crop to the square; 'shorter_center_crop'
-  scales the shorter side to `image_size` and keeps the central square (the
-  thesis' evaluation transform). Bilinear resampling.
+
+def decode_and_resize(
+  image: Any, image_size: int, resize: ResizeMode = 'shorter_center_crop'
+) -> np.ndarray:
+  """Decodes one image to uint8 [image_size, image_size, 3] (evaluation).
+
+  'shorter_center_crop' scales the shorter side to `image_size` and keeps the
+  central square: the thesis's evaluation transform. Bilinear resampling.
   """
-  if resize not in RESIZE_MODES:
-    raise ValueError(f'resize must be one of {RESIZE_MODES}, got {resize!r}.')
+  if resize != 'shorter_center_crop':
+    raise ValueError(
+      f'resize must be one of {RESIZE_MODES} (canvas: `fit_canvas`), got '
+      f'{resize!r}.'
+    )
   img = _as_pil(image)
   width, height = img.size
-  if resize == 'square':
-    need = (image_size, image_size)
-  else:
-    scale = image_size / min(width, height)
-    need = (
+  scale = image_size / min(width, height)
+  img = _decode(
+    img,
+    (
       max(image_size, round(width * scale)),
       max(image_size, round(height * scale)),
-    )
-  # For JPEG, libjpeg decodes at 1/2, 1/4 or 1/8 scale while staying at least
-  # `need` in both sides: most of the decode cost vanishes for large crops.
-  img.draft('RGB', need)
-  if img.mode != 'RGB':
-    img = img.convert('RGB')
+    ),
+  )
   width, height = img.size
-  box = None
-  if resize == 'shorter_center_crop':
-    side = min(width, height)
-    left, top = (width - side) / 2, (height - side) / 2
-    box = (left, top, left + side, top + side)
+  side = min(width, height)
+  left, top = (width - side) / 2, (height - side) / 2
   out = img.resize(
     (image_size, image_size),
     Image.Resampling.BILINEAR,
-    box=box,
+    box=(left, top, left + side, top + side),
     reducing_gap=_REDUCING_GAP,
   )
   return np.asarray(out, dtype=np.uint8)
+
+
+def fit_canvas(
+  image: Any, canvas_size: int, shorter_side: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+  """Decodes one image into the top-left of a uint8 canvas, aspect kept.
+
+  Without `shorter_side` the crop keeps its stored resolution unless it
+  does not fit, then it shrinks until its longer side is `canvas_size`: the
+  on-device RandomResizedCrop then sees the crop as torchvision would see
+  the native crop (the thesis). With `shorter_side` the shorter side is
+  scaled to it first (up or down, torchvision `Resize(shorter_side)`, as
+  Jigsaw's 256) and a longer side past the canvas is cut to its central
+  `canvas_size` pixels.
+
+  Returns:
+    (canvas uint8 [canvas_size, canvas_size, 3], size int32 [2]): the image
+    is canvas[:size[0], :size[1]]; the rest repeats its last row and column.
+  """
+  if shorter_side is not None and shorter_side > canvas_size:
+    raise ValueError(
+      f'shorter_side {shorter_side} does not fit in a {canvas_size} px canvas.'
+    )
+  img = _as_pil(image)
+  width, height = img.size
+  if shorter_side:
+    scale = shorter_side / min(width, height)
+  else:
+    scale = min(1.0, canvas_size / max(width, height))
+  out_w = max(1, round(width * scale))
+  out_h = max(1, round(height * scale))
+  img = _decode(img, (out_w, out_h))
+  keep_w, keep_h = min(out_w, canvas_size), min(out_h, canvas_size)
+  if img.size == (keep_w, keep_h):  # Stored size fits: no resampling.
+    pixels = np.asarray(img, dtype=np.uint8)
+  else:
+    # The central keep_w x keep_h of the output, in decoded pixels (a JPEG
+    # draft may have decoded at a reduced size).
+    fx, fy = img.size[0] / out_w, img.size[1] / out_h
+    left, top = (out_w - keep_w) / 2 * fx, (out_h - keep_h) / 2 * fy
+    box = (left, top, left + keep_w * fx, top + keep_h * fy)
+    pixels = np.asarray(
+      img.resize(
+        (keep_w, keep_h),
+        Image.Resampling.BILINEAR,
+        box=box,
+        reducing_gap=_REDUCING_GAP,
+      ),
+      dtype=np.uint8,
+    )
+  # Edge padding: the on-device resize's filter reaches a pixel or two past
+  # a crop's border, where it must see the border (torchvision crops, then
+  # resizes with edges clamped), not black.
+  canvas = np.pad(
+    pixels,
+    ((0, canvas_size - keep_h), (0, canvas_size - keep_w), (0, 0)),
+    mode='edge',
+  )
+  return canvas, np.array([keep_h, keep_w], np.int32)
 
 
 def _to_numpy_feature(key: str, value: Any) -> np.ndarray:
@@ -214,14 +281,19 @@ def _to_numpy_feature(key: str, value: Any) -> np.ndarray:
 
 
 class _Preprocess(grain.transforms.Map):
-  """Example dict -> {'image': uint8 [S,S,3], *keys}; picklable for workers."""
+  """Example dict -> {'image': uint8 [S,S,3], ['size'], *keys}; picklable."""
 
   def __init__(
-    self, image_size: int, resize: ResizeMode, keys: tuple[str, ...]
+    self,
+    image_size: int,
+    resize: ResizeMode,
+    keys: tuple[str, ...],
+    shorter_side: int | None = None,
   ):
     self._image_size = image_size
     self._resize = resize
     self._keys = keys
+    self._shorter_side = shorter_side
 
   def map(self, example: Mapping[str, Any]) -> dict[str, np.ndarray]:
     missing = [k for k in (IMAGE_KEY, *self._keys) if k not in example]
@@ -229,11 +301,17 @@ class _Preprocess(grain.transforms.Map):
       raise KeyError(
         f'Example lacks features {missing}; it has {sorted(example)}.'
       )
-    out = {
-      IMAGE_KEY: decode_and_resize(
-        example[IMAGE_KEY], self._image_size, self._resize
+    if self._resize == 'canvas':
+      image, size = fit_canvas(
+        example[IMAGE_KEY], self._image_size, self._shorter_side
       )
-    }
+      out = {IMAGE_KEY: image, SIZE_KEY: size}
+    else:
+      out = {
+        IMAGE_KEY: decode_and_resize(
+          example[IMAGE_KEY], self._image_size, self._resize
+        )
+      }
     for key in self._keys:
       out[key] = _to_numpy_feature(key, example[key])
     return out
@@ -285,22 +363,25 @@ def make_loader(
   shard_index: int | None = None,
   shard_count: int | None = None,
   drop_remainder: bool = True,
-  resize: ResizeMode = 'square',
+  resize: ResizeMode = 'canvas',
+  shorter_side: int | None = None,
   keys: Sequence[str] = (),
   read_threads: int | None = None,
   prefetch_batches: int = 2,
 ) -> Loader:
   """Returns an iterable of per-process batches (dicts of numpy arrays).
 
-  Each batch holds 'image' uint8 [batch_size, image_size, image_size, 3] and
-  the features named in `keys` (integers as int32, text as numpy bytes).
+  Each batch holds 'image' uint8 [batch_size, image_size, image_size, 3],
+  with resize='canvas' also 'size' int32 [batch_size, 2] (the valid height
+  and width of each canvas), and the features named in `keys` (integers as
+  int32, text as numpy bytes).
 
   Args:
     source: random-access sequence of example dicts (`open_source`, or any
       object with `__len__`/`__getitem__`); 'image' is encoded bytes, a uint8
       array or a PIL image.
     batch_size: examples per batch in this process.
-    image_size: output side length in pixels.
+    image_size: output side length in pixels (the canvas side).
     seed: shuffle seed; the same seed gives the same batches, independent of
       `worker_count` and `read_threads`. Each epoch is reshuffled.
     shuffle: shuffle the shard each epoch.
@@ -314,7 +395,9 @@ def make_loader(
       len(source) // shard_count examples so all processes step equally.
     drop_remainder: drop the last incomplete batch (of the whole run, since
       batches run on across epoch boundaries) and trim shards to equal size.
-    resize: 'square' or 'shorter_center_crop' (see `decode_and_resize`).
+    resize: 'canvas' (aspect kept, `fit_canvas`) or 'shorter_center_crop'
+      (`decode_and_resize`).
+    shorter_side: with 'canvas', scale the shorter side to this first.
     keys: extra features to carry, e.g. ('label', 'origin').
     read_threads: threads decoding in each process (default 2 without
       workers, 1 per worker).
@@ -329,7 +412,14 @@ def make_loader(
     raise ValueError(f'resize must be one of {RESIZE_MODES}, got {resize!r}.')
   if worker_count < 0:
     raise ValueError(f'worker_count must be >= 0, got {worker_count}.')
-  keys = tuple(k for k in keys if k != IMAGE_KEY)
+  if shorter_side is not None and (
+    resize != 'canvas' or not 0 < shorter_side <= image_size
+  ):
+    raise ValueError(
+      f'shorter_side={shorter_side} needs resize=canvas and must be in '
+      f'[1, image_size={image_size}].'
+    )
+  keys = tuple(k for k in keys if k not in (IMAGE_KEY, SIZE_KEY))
   if shard_index is None or shard_count is None:
     import jax  # pylint: disable=g-import-not-at-top
 
@@ -357,14 +447,19 @@ def make_loader(
     dataset = dataset.shuffle(seed=_shuffle_seed(seed))
   if num_epochs != 1:  # repeat(None) repeats forever.
     dataset = dataset.repeat(num_epochs)
-  dataset = dataset.map(_Preprocess(image_size, resize, keys))
+  dataset = dataset.map(_Preprocess(image_size, resize, keys, shorter_side))
   dataset = dataset.batch(
     batch_size, drop_remainder=drop_remainder, batch_fn=_stack_batch
   )
   if read_threads is None:
     read_threads = 1 if worker_count else 2
+  # (shape, dtype) of one example's arrays that the train step receives.
+  item_spec = {IMAGE_KEY: ((image_size, image_size, 3), np.uint8)}
+  if resize == 'canvas':
+    item_spec[SIZE_KEY] = ((2,), np.int32)
   return Loader(
     dataset,
+    item_spec=item_spec,
     worker_count=worker_count,
     read_threads=read_threads,
     prefetch_batches=prefetch_batches,
@@ -373,18 +468,19 @@ def make_loader(
 
 
 class Loader(grain.IterDataset):
-  """Iterable of batches; its iterators checkpoint as 'batches consumed'.
+  """Iterable of batches that resumes at any batch: `iter_from(n)`.
 
-  grain's own iterator state differs with the number of worker processes;
-  this state ({'next_batch': n}) does not, so a run can resume with another
-  `worker_count`. Resuming is exact and cheap: the batch sequence is a
-  random-access `grain.MapDataset`, sliced from batch n.
+  A run's position is the number of batches it consumed (its step), whatever
+  the number of worker processes (grain's own iterator state depends on it).
+  Resuming is exact and cheap: the batch sequence is a random-access
+  `grain.MapDataset`, sliced from batch n.
   """
 
   def __init__(
     self,
     batches: grain.MapDataset,
     *,
+    item_spec: dict,
     worker_count: int,
     read_threads: int,
     prefetch_batches: int,
@@ -396,6 +492,16 @@ class Loader(grain.IterDataset):
     self._read_threads = read_threads
     self._prefetch_batches = prefetch_batches
     self.examples_per_epoch = examples_per_epoch  # In this shard.
+    self._item_spec = item_spec
+
+  def batch_spec(self, global_batch: int) -> dict:
+    """`jax.ShapeDtypeStruct`s of the image fields of a global batch."""
+    import jax  # pylint: disable=g-import-not-at-top  # Not in workers.
+
+    return {
+      k: jax.ShapeDtypeStruct((global_batch,) + shape, dtype)
+      for k, (shape, dtype) in self._item_spec.items()
+    }
 
   def iter_from(self, next_batch: int) -> grain.DatasetIterator:
     """A plain grain iterator starting at batch `next_batch`."""
@@ -417,83 +523,11 @@ class Loader(grain.IterDataset):
       )
     return iter(dataset)
 
-  def __iter__(self) -> LoaderIterator:
-    return LoaderIterator(self)
+  def __iter__(self) -> grain.DatasetIterator:
+    return self.iter_from(0)
 
   def __str__(self) -> str:
     return (
       f'Loader(workers={self._worker_count}, '
       f'threads={self._read_threads}, batches={self._batches})'
     )
-
-
-class LoaderIterator(grain.DatasetIterator):
-  """Batch iterator with worker-count-independent `get_state`/`set_state`.
-
-  A `grain.DatasetIterator`, so grain's Orbax checkpoint handler accepts it.
-  """
-
-  def __init__(self, loader: Loader):
-    super().__init__()
-    self._loader = loader
-    self._next_batch = 0
-    self._iterator = loader.iter_from(0)
-
-  def __next__(self) -> dict[str, np.ndarray]:
-    batch = next(self._iterator)
-    self._next_batch += 1
-    return batch
-
-  def get_state(self) -> dict[str, int]:
-    return {'next_batch': self._next_batch}
-
-  def set_state(self, state: Mapping[str, Any]) -> None:
-    if 'next_batch' not in state:
-      raise ValueError(
-        f'Not a Loader iterator state (no "next_batch"): {state!r}'
-      )
-    self._iterator.close()
-    self._next_batch = int(state['next_batch'])
-    self._iterator = self._loader.iter_from(self._next_batch)
-
-  def close(self) -> None:
-    """Stops worker processes, if any; safe to call twice."""
-    iterator = getattr(self, '_iterator', None)
-    if iterator is not None:
-      iterator.close()
-
-
-# --------------------------------------------------------------------------
-# Host batch -> global jax.Array.
-# --------------------------------------------------------------------------
-
-
-def shard_batch(
-  batch: Mapping[str, Any], mesh, axis: str = 'data'
-) -> dict[str, Any]:
-  """Per-process numpy batch -> global `jax.Array`s sharded along `axis`.
-
-  Only numeric and boolean arrays are transferred; text (bytes/object) fields
-  stay on the host and are left out of the result. The global batch is the
-  concatenation of all processes' batches.
-  """
-  import jax  # pylint: disable=g-import-not-at-top
-  from jax.sharding import NamedSharding, PartitionSpec  # pylint: disable=g-import-not-at-top
-
-  if axis not in mesh.shape:
-    raise ValueError(f'Mesh has no axis {axis!r}; axes: {tuple(mesh.shape)}.')
-  sharding = NamedSharding(mesh, PartitionSpec(axis))
-  out = {}
-  for key, value in batch.items():
-    array = np.asarray(value)
-    if array.dtype.kind not in 'biuf':
-      continue
-    try:
-      out[key] = jax.make_array_from_process_local_data(sharding, array)
-    except ValueError as e:
-      raise ValueError(
-        f'Batch field {key!r} with per-process shape {array.shape} cannot '
-        f'be split along mesh axis {axis!r} ({mesh.shape[axis]} devices): '
-        f'{e}'
-      ) from e
-  return out

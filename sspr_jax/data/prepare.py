@@ -59,40 +59,53 @@ def data_dir(data: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
   return pathlib.Path(data.data_dir or os.path.join(workdir, 'tfds'))
 
 
-_MANUAL_DIR_KEYS = {
-  'sku110k_crops': 'sku110k_manual_dir',
-  'rack_crops': 'rack_manual_dir',
+# Dataset -> (config.data key of its raw folder, key of its TFDS config).
+_DATASET_KEYS = {
+  'sku110k_crops': ('sku110k_manual_dir', 'sku110k_config'),
+  'rack_crops': ('rack_manual_dir', 'rack_config'),
+  'image_folder': ('image_folder_dir', 'image_folder_config'),
 }
+DATASETS = tuple(_DATASET_KEYS)
+# Datasets the synthetic source generates raw photos for.
+_GENERATED = ('sku110k_crops', 'rack_crops')
+
+
+def dataset_config(data: ml_collections.ConfigDict, name: str) -> str:
+  """The TFDS builder config of dataset `name` (stored crop size)."""
+  return data.get(_DATASET_KEYS[name][1], 'native')
 
 
 def manual_dirs(
-  data: ml_collections.ConfigDict, workdir: str, which=tuple(_MANUAL_DIR_KEYS)
-):
-  """(sku110k manual_dir, rack manual_dir), generating synthetic data if asked.
+  data: ml_collections.ConfigDict, workdir: str, which=_GENERATED
+) -> dict[str, pathlib.Path]:
+  """{dataset: raw folder} for `which`, generating synthetic photos if asked.
 
-  With `source='manual'` only the folders of the datasets in `which` are
-  required; the others may be '' (returned as None).
+  `image_folder` always reads `config.data.image_folder_dir`; the crop
+  datasets read the generated photos (source='synthetic') or their
+  `config.data.*_manual_dir` (source='manual').
   """
-  if data.source == 'synthetic':
-    return _generate(
-      data, pathlib.Path(workdir) / 'raw', data_dir(data, workdir)
-    )
-  if data.source != 'manual':
+  if data.source not in ('synthetic', 'manual'):
     raise ValueError(
       f'Unknown config.data.source {data.source!r}; valid: '
       "'synthetic', 'manual'."
     )
+  dirs = {}
+  if data.source == 'synthetic' and any(n in _GENERATED for n in which):
+    generated = _generate(
+      data, pathlib.Path(workdir) / 'raw', data_dir(data, workdir)
+    )
+    dirs.update(zip(_GENERATED, generated))
   for name in which:
-    key = _MANUAL_DIR_KEYS[name]
-    if not data[key]:
+    if name in dirs:
+      continue
+    key = _DATASET_KEYS[name][0]
+    if not data.get(key):
+      needs = name if name == 'image_folder' else "config.data.source='manual'"
       raise ValueError(
-        f"config.data.source='manual' needs config.data.{key} "
-        f'(the raw photos of {name}).'
+        f'{needs} needs config.data.{key} (the raw images of {name}).'
       )
-  return tuple(
-    pathlib.Path(data[k]) if data[k] else None
-    for k in _MANUAL_DIR_KEYS.values()
-  )
+    dirs[name] = pathlib.Path(data[key])
+  return {name: dirs[name] for name in which}
 
 
 def build_datasets(
@@ -114,17 +127,15 @@ def build_datasets(
   shared = jax.process_count() > 1
   if shared and jax.process_index() != 0:
     multihost_utils.sync_global_devices(barrier)
-  sku_dir, rack_dir = manual_dirs(data, workdir, which)
+  dirs = manual_dirs(data, workdir, which)
   out = data_dir(data, workdir)
-  plan = {
-    'sku110k_crops': (data.sku110k_config, sku_dir),
-    'rack_crops': (data.rack_config, rack_dir),
-  }
   builders = {}
   for name in which:
-    config, manual_dir = plan[name]
     builders[name] = build_lib.build(
-      name, config=config, manual_dir=manual_dir, data_dir=out
+      name,
+      config=dataset_config(data, name),
+      manual_dir=dirs[name],
+      data_dir=out,
     )
   if shared and jax.process_index() == 0:
     multihost_utils.sync_global_devices(barrier)

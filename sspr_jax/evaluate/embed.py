@@ -24,8 +24,8 @@ import tqdm
 from sspr_jax.data import augment
 from sspr_jax.data import pipeline
 from sspr_jax.models import resnet
-from sspr_jax.train import checkpoint as checkpoint_lib
-from sspr_jax.train import mesh as mesh_lib
+from sspr_jax.core import checkpoint as checkpoint_lib
+from sspr_jax.core import mesh as mesh_lib
 from sspr_jax.models import torch_import
 
 

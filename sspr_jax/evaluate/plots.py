@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 from sklearn.decomposition import PCA
 
-from sspr_jax.train import metrics_writer
+from sspr_jax.core import metrics as metrics_lib
 
 
 def _save(fig, path: str) -> str:
@@ -36,7 +36,7 @@ def scores_over_steps(
       continue
     series[r['run']][r['step']] = r['metrics'][metric]
     try:
-      for record in metrics_writer.read_metrics(r['run']):
+      for record in metrics_lib.read_metrics(r['run']):
         if f'eval/{metric}' in record:
           series[r['run']].setdefault(record['step'], record[f'eval/{metric}'])
     except FileNotFoundError:

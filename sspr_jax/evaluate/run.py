@@ -264,27 +264,23 @@ def _rack_source(config, workdir):
   return source
 
 
-def periodic_evaluator(
-  config: ml_collections.ConfigDict, workdir: str, backbone_module
-):
-  """`evaluate(state) -> metrics` for the trainer: gallery mAP and kNN of the
-  current backbone on the rack crops, the same code as the 'evaluate' mode."""
-  ev = settings(config)
-  source = _rack_source(config, workdir)
+class _PeriodicGallery:
+  """Gallery mAP and kNN of the current backbone on the rack crops."""
 
-  def evaluate(state) -> dict:
-    backbone = embed_lib.Backbone(
-      'current',
-      backbone_module,
-      {
-        'params': state.params['backbone'],
-        'batch_stats': state.batch_stats['backbone'],
-      },
-    )
+  def __init__(self, config, workdir, backbone_module):
+    self._ev = settings(config)
+    self._source = _rack_source(config, workdir)
+    self._module = backbone_module
+
+  def run(self, variables) -> dict:
+    backbone = embed_lib.Backbone('current', self._module, variables)
     emb = embed_lib.embed(
-      backbone, source, image_size=ev.image_size, batch_size=ev.batch_size
+      backbone,
+      self._source,
+      image_size=self._ev.image_size,
+      batch_size=self._ev.batch_size,
     )
-    metrics = evaluate_embeddings(emb, ('cosine',), ev.knn_k)
+    metrics = evaluate_embeddings(emb, ('cosine',), self._ev.knn_k)
     keep = (
       'full_map/cosine',
       'average_map/cosine',
@@ -293,7 +289,12 @@ def periodic_evaluator(
     )
     return {f'eval/{k}': metrics[k] for k in keep if k in metrics}
 
-  return evaluate
+
+def periodic_evaluator(
+  config: ml_collections.ConfigDict, workdir: str, backbone_module
+):
+  """An evaluator for the trainer, the same code as the 'evaluate' mode."""
+  return _PeriodicGallery(config, workdir, backbone_module)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:

@@ -79,10 +79,20 @@ class Objective:
     """The array of `views` the network is initialised on."""
     return views['images']
 
-  def init(self, rng: jax.Array, images: jax.Array):
+  def init(self, rng: jax.Array, batch_spec: dict):
+    """(params, batch_stats, extra) for batches shaped like `batch_spec`.
+
+    `batch_spec` maps the batch's keys to `jax.ShapeDtypeStruct`s (or
+    arrays): only the shapes of the views are needed, found with
+    `jax.eval_shape`, so no data is read to initialise.
+    """
     view_rng, init_rng, extra_rng = jax.random.split(rng, 3)
-    x = self.network_input(self.views(view_rng, images))
-    variables = self.network.init(init_rng, x, train=True)
+    x = jax.eval_shape(
+      lambda b: self.network_input(self.views(view_rng, b)), batch_spec
+    )
+    variables = self.network.init(
+      init_rng, jnp.zeros(x.shape, x.dtype), train=True
+    )
     params = variables['params']
     batch_stats = variables.get('batch_stats', {})
     return params, batch_stats, self.init_extra(extra_rng, params, batch_stats)
@@ -102,7 +112,12 @@ class Objective:
     cast = lambda a: a.astype(jnp.float32)
     return cast(features), cast(out), updates['batch_stats']
 
-  def views(self, rng: jax.Array, images: jax.Array) -> dict:
+  def views(self, rng: jax.Array, batch: dict) -> dict:
+    """The network's inputs (and targets) from a uint8 batch, on device.
+
+    `batch['image']` is uint8 [B, S, S, 3]; `batch['size']` (int32 [B, 2],
+    optional) is each image's valid height and width in its canvas.
+    """
     raise NotImplementedError
 
   def loss(self, params, batch_stats, extra, views, rng):
@@ -127,7 +142,7 @@ class Classification(Objective):
     return loss, (metrics, batch_stats, extra)
 
 
-def contrastive_views(settings, rng: jax.Array, images: jax.Array) -> dict:
+def contrastive_views(settings, rng: jax.Array, batch: dict) -> dict:
   """Two MoCo v2 / SimCLR views of each image, stacked as [B, 2, S, S, 3].
 
   Stacking on axis 1 keeps both views of an image on its own device when
@@ -138,8 +153,10 @@ def contrastive_views(settings, rng: jax.Array, images: jax.Array) -> dict:
     crop_scale=tuple(settings.crop_scale),
     color_strength=settings.color_strength,
     blur_p=settings.blur_p,
+    valid_size=batch.get('size'),
   )
   k1, k2 = jax.random.split(rng)
+  images = batch['image']
   return {
     'images': jnp.stack(
       [

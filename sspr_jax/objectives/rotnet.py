@@ -1,6 +1,8 @@
 """RotNet (Gidaris et al. 2018): predict which of 4 rotations was applied.
 
-Every image is shown at 0, 90, 180 and 270 degrees; the head has 4 outputs.
+As VISSL's RotNet (`ImgRotatePil`, one rotation per image; the thesis), each
+image is shown at one random multiple of 90 degrees; `rotations_per_image=4`
+shows every image at all four (the original paper). The head has 4 outputs.
 """
 
 import jax
@@ -9,7 +11,6 @@ import jax.numpy as jnp
 from sspr_jax.data import augment
 from sspr_jax.models import heads
 from sspr_jax.objectives import base
-from sspr_jax.objectives.common import classification_loss
 
 NUM_CLASSES = 4
 
@@ -36,27 +37,43 @@ def rotate_batch(images: jax.Array) -> tuple[jax.Array, jax.Array]:
   return views, labels
 
 
-def loss_and_metrics(
-  logits: jax.Array, labels: jax.Array
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Cross-entropy over the 4 rotation classes and accuracy."""
-  return classification_loss(logits, labels)
-
-
 class RotNet(base.Classification):
-  """Views: RandomResizedCrop + h-flip, then the 4 rotations; head C -> 4."""
+  """Views: RandomResizedCrop + h-flip, then the rotation(s); head C -> 4.
+
+  VISSL rotates the raw crop first and flips last. Here the flip comes
+  before the rotation, so label k always means "upright turned by k * 90
+  degrees" (a flip after a 90-degree turn shows a mirrored 270-degree turn,
+  which makes labels 1 and 3 ambiguous for mirror-symmetric products); the
+  crop commutes with the rotation in distribution (scale and log-ratio
+  ranges are symmetric), so cropping first changes nothing else.
+  """
 
   name = 'rotnet'
 
   def make_head(self):
     return heads.LinearHead(NUM_CLASSES, dtype=self.dtype)
 
-  def views(self, rng, images):
+  def views(self, rng, batch):
     s = self.settings
-    k_crop, k_flip = jax.random.split(rng)
+    k_crop, k_flip, k_rotation = jax.random.split(rng, 3)
     x = augment.random_resized_crop(
-      k_crop, images, s.view_size, tuple(s.crop_scale)
+      k_crop,
+      batch['image'],
+      s.view_size,
+      tuple(s.crop_scale),
+      valid_size=batch.get('size'),
     )
     x = augment.normalize(augment.horizontal_flip(k_flip, x))
-    x, labels = rotate_batch(x)
+    per_image = s.get('rotations_per_image', 1)
+    if per_image == 4:
+      x, labels = rotate_batch(x)
+    elif per_image == 1:
+      labels = jax.random.randint(
+        k_rotation, x.shape[:1], 0, NUM_CLASSES, jnp.int32
+      )
+      x = augment.rotate90(x, labels)
+    else:
+      raise ValueError(
+        f'rotnet.rotations_per_image must be 1 or 4, got {per_image}.'
+      )
     return {'images': x, 'labels': labels}

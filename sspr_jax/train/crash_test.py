@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from sspr_jax.train import checkpoint as checkpoint_lib
+from sspr_jax.core import checkpoint as checkpoint_lib
 from sspr_jax.train.multiprocess_test import _config_file
 from sspr_jax.train.trainer_test import REPO
 

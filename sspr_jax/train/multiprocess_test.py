@@ -15,8 +15,8 @@ import pytest
 from sspr_jax.data import pipeline
 from sspr_jax.evaluate import run as eval_run
 from sspr_jax.objectives import build_objective
-from sspr_jax.train import checkpoint as checkpoint_lib
-from sspr_jax.train import metrics_writer
+from sspr_jax.core import checkpoint as checkpoint_lib
+from sspr_jax.core import metrics as metrics_lib
 from sspr_jax.train import trainer
 from sspr_jax.train.trainer_test import REPO, tiny_config
 
@@ -119,26 +119,31 @@ def test_two_processes_match_one_process(
   )
   half = config.batch_size // 2
 
-  def batches(start):
-    shards = [
-      pipeline.make_loader(
-        crops,
-        batch_size=half,
-        image_size=config.input.image_size,
-        seed=config.seed,
-        shard_index=i,
-        shard_count=2,
-      ).iter_from(start)
-      for i in range(2)
-    ]
-    for a, b in zip(*shards):
-      yield {'image': np.concatenate([a['image'], b['image']])}
+  class Loader:  # Both processes' shards, as one global batch.
+    def batch_spec(self, global_batch):
+      return shards[0].batch_spec(global_batch)
 
+    def iter_from(self, start):
+      for a, b in zip(*(shard.iter_from(start) for shard in shards)):
+        yield {k: np.concatenate([a[k], b[k]]) for k in ('image', 'size')}
+
+  shards = [
+    pipeline.make_loader(
+      crops,
+      batch_size=half,
+      image_size=config.input.canvas_size,
+      seed=config.seed,
+      shard_index=i,
+      shard_count=2,
+    )
+    for i in range(2)
+  ]
   single = trainer.train(
     config,
     str(tmp_path / 'one'),
     objective=build_objective(config),
-    batches=batches,
+    loader=Loader(),
+    batch_spec=shards[0].batch_spec(config.batch_size),
     num_examples=len(crops),
   )
   # Same losses step by step. The first steps agree to float rounding; after
@@ -148,7 +153,7 @@ def test_two_processes_match_one_process(
   losses = {
     name: [
       m['loss']
-      for m in metrics_writer.read_metrics(str(tmp_path / name))
+      for m in metrics_lib.read_metrics(str(tmp_path / name))
       if 'loss' in m
     ]
     for name in ('one', 'two')
@@ -176,7 +181,7 @@ def test_two_processes_match_one_process(
     # mode's on the final checkpoint, and process 0 alone wrote the report.
     logged = [
       m
-      for m in metrics_writer.read_metrics(str(workdir))
+      for m in metrics_lib.read_metrics(str(workdir))
       if 'eval/full_map/cosine' in m
     ]
     assert len(logged) == 1

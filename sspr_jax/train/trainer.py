@@ -6,19 +6,21 @@ statistics, contrastive negatives and queue updates span the global batch.
 
 The trainer knows objectives only through this contract (see
 `sspr_jax/objectives/`):
-  objective.init(rng, images) -> (params, batch_stats, extra)
-  objective.views(rng, images) -> views            # on device, from uint8
+  objective.init(rng, batch_spec) -> (params, batch_stats, extra)
+  objective.views(rng, batch) -> views     # on device, from the uint8 batch
   objective.loss(params, batch_stats, extra, views, rng)
       -> (loss, (metrics, new_batch_stats, new_extra))
 Metrics may include 'spread' (collapse monitor of normalised embeddings).
+Parameters and BatchNorm statistics of the backbone live under 'backbone';
+evaluators are handed those (`evaluator.run(variables) -> metrics`).
 """
 
 import functools
-import itertools
 import logging
 import math
 import signal
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import flax
@@ -28,10 +30,9 @@ import ml_collections
 import optax
 import tqdm
 
-from sspr_jax.data import pipeline
-from sspr_jax.train import checkpoint as checkpoint_lib
-from sspr_jax.train import mesh as mesh_lib
-from sspr_jax.train import metrics_writer
+from sspr_jax.core import checkpoint as checkpoint_lib
+from sspr_jax.core import mesh as mesh_lib
+from sspr_jax.core import metrics as metrics_lib
 from sspr_jax.train import optim
 
 # Below this spread of normalised embeddings the batch has (almost) collapsed
@@ -58,13 +59,13 @@ class NonFiniteError(FloatingPointError):
 def make_train_step(
   objective, tx: optax.GradientTransformation, schedule, base_rng: jax.Array
 ):
-  """The pure train step: (state, uint8 images) -> (state, metrics)."""
+  """The pure train step: (state, uint8 batch) -> (state, metrics)."""
 
-  def train_step(state: TrainState, images: jax.Array):
+  def train_step(state: TrainState, batch: dict):
     # Randomness depends only on (seed, step): a resumed run sees the same.
     rng = jax.random.fold_in(base_rng, state.step)
     view_rng, loss_rng = jax.random.split(rng)
-    views = objective.views(view_rng, images)
+    views = objective.views(view_rng, batch)
 
     def loss_fn(params):
       return objective.loss(
@@ -136,16 +137,22 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+def _due(done: int, every: int, total: int) -> bool:
+  """Periodic work runs every `every` steps and after the last one."""
+  return bool(every) and (done % every == 0 or done == total)
+
+
 def train(
   config: ml_collections.ConfigDict,
   workdir: str,
   *,
   objective,
-  batches,
+  loader,
+  batch_spec: dict,
   num_examples: int,
-  evaluate=None,
+  evaluators: Sequence[tuple[Any, int]] = (),
 ) -> TrainState:
-  """Trains `objective` on `batches`, resuming from WORKDIR's latest checkpoint.
+  """Trains `objective` on `loader`, resuming from WORKDIR's latest checkpoint.
 
   Args:
     config: needs batch_size (global), num_epochs or total_steps, seed,
@@ -153,13 +160,15 @@ def train(
       keep_checkpoints.
     workdir: checkpoints, metrics.jsonl and TensorBoard events go here.
     objective: see the module docstring.
-    batches: `batches(start_step)` -> iterator of per-process numpy batches
-      (dicts with 'image' uint8 [B/processes, H, W, 3]) from that step on; a
-      resumed run must see the batches an uninterrupted run would.
+    loader: `loader.iter_from(step)` yields this process's numpy batches
+      from batch `step` on, the same ones an uninterrupted run would see.
+    batch_spec: the GLOBAL batch's `jax.ShapeDtypeStruct`s by key (the
+      arrays the train step gets; the state is initialised from them).
     num_examples: size of the training set (for epochs and the schedule).
-    evaluate: optional `evaluate(state) -> metrics`, run every
-      `config.eval_every_steps` steps (and at the end) and logged with the
-      train metrics.
+    evaluators: (evaluator, every_steps) pairs; `evaluator.run(variables)`
+      gets the backbone's {'params', 'batch_stats'} every `every_steps`
+      steps and after the last, and its metrics are logged with the train
+      metrics.
   Returns:
     The final train state.
   Raises:
@@ -169,7 +178,6 @@ def train(
       checkpoints are intact and a rerun resumes from the latest of them.
   """
   mesh = mesh_lib.data_mesh()
-  mesh_lib.check_global_batch(config.batch_size, mesh)
   steps_per_epoch, total_steps = _steps(config, num_examples)
   schedule = optim.learning_rate(
     config,
@@ -186,8 +194,8 @@ def train(
   )
 
   @functools.partial(jax.jit, out_shardings=replicated)
-  def init(rng, images):
-    params, batch_stats, extra = objective.init(rng, images)
+  def init(rng):
+    params, batch_stats, extra = objective.init(rng, batch_spec)
     return TrainState(
       step=jnp.zeros((), jnp.int32),
       params=params,
@@ -197,10 +205,8 @@ def train(
       nonfinite_step=jnp.full((), -1, jnp.int32),
     )
 
-  # Shapes come from the first batch; a resumed run restores onto them.
-  it = iter(batches(0))
-  probe = next(it)
-  state = init(init_rng, pipeline.shard_batch(probe, mesh)['image'])
+  # A resumed run restores onto the fresh state's shapes and shardings.
+  state = init(init_rng)
   restored, _, start = checkpoints.restore_latest_good(state)
   if restored is not None:
     state = restored
@@ -210,9 +216,7 @@ def train(
     logging.info('Already trained for %d steps; nothing to do.', total_steps)
     checkpoints.close()
     return state
-  # A fresh run goes on with the probe's iterator (no second loader, no
-  # second set of worker processes); a resumed one starts where it stopped.
-  it = itertools.chain([probe], it) if start == 0 else iter(batches(start))
+  it = loader.iter_from(start)
 
   step_fn = jax.jit(
     make_train_step(objective, tx, schedule, train_rng),
@@ -220,9 +224,7 @@ def train(
     out_shardings=(replicated, replicated),
     donate_argnums=(0,),
   )
-  writer = metrics_writer.MetricsWriter(
-    workdir, enabled=jax.process_index() == 0
-  )
+  writer = metrics_lib.MetricsWriter(workdir, enabled=jax.process_index() == 0)
   meta = {
     'config': config.to_dict(),
     'total_steps': total_steps,
@@ -244,7 +246,6 @@ def train(
 
   log_every = config.get('log_every_steps', 50)
   ckpt_every = config.get('checkpoint_every_steps', 1000)
-  eval_every = config.get('eval_every_steps', 0)
   bar = tqdm.tqdm(
     total=total_steps,
     initial=start,
@@ -257,11 +258,14 @@ def train(
   try:
     with _Preemption() as preemption:
       for step in range(start, total_steps):
-        images = pipeline.shard_batch(next(it), mesh)['image']
-        state, metrics = step_fn(state, images)
+        host_batch = next(it)
+        batch = mesh_lib.shard_batch(
+          {k: host_batch[k] for k in batch_spec}, mesh
+        )
+        state, metrics = step_fn(state, batch)
         seen += config.batch_size
         done = step + 1
-        if done % log_every == 0 or done == total_steps:
+        if _due(done, log_every, total_steps):
           metrics = jax.device_get(metrics)  # The only host sync: log steps.
           elapsed = time.perf_counter() - t0
           metrics['images_per_second'] = seen / max(elapsed, 1e-9)
@@ -281,16 +285,15 @@ def train(
               spread,
             )
         bar.update(1)
-        if (
-          evaluate is not None
-          and eval_every
-          and (done % eval_every == 0 or done == total_steps)
-        ):
-          check_finite()
-          writer.write(done, evaluate(state))
-        if done % ckpt_every == 0 or done == total_steps:
-          save(done)
-        elif preemption.requested:
+        for evaluator, every in evaluators:
+          if _due(done, every, total_steps):
+            check_finite()
+            variables = {
+              'params': state.params['backbone'],
+              'batch_stats': state.batch_stats['backbone'],
+            }
+            writer.write(done, evaluator.run(variables))
+        if _due(done, ckpt_every, total_steps) or preemption.requested:
           save(done)
         if preemption.requested:
           logging.warning('SIGTERM: saved step %d, exiting.', done)

@@ -13,8 +13,9 @@ import pytest
 from configs import common
 from sspr_jax.data import pipeline
 from sspr_jax.objectives import build_objective
-from sspr_jax.train import checkpoint as checkpoint_lib
-from sspr_jax.train import metrics_writer
+from sspr_jax.core import checkpoint as checkpoint_lib
+from sspr_jax.core import metrics as metrics_lib
+from sspr_jax.train import pretrain
 from sspr_jax.train import trainer
 
 REPO = os.path.dirname(
@@ -25,7 +26,8 @@ REPO = os.path.dirname(
 def tiny_config(objective: str, **overrides) -> ml_collections.ConfigDict:
   c = common.pretrain_config(objective)
   c.model.backbone = 'resnet_tiny'
-  c.input.image_size = 40
+  c.input.canvas_size = 40
+  c.data.sku110k_config = '128'
   c.batch_size = 16
   c.total_steps = 24
   c.log_every_steps = 4
@@ -67,20 +69,34 @@ def tiny_config(objective: str, **overrides) -> ml_collections.ConfigDict:
   return c
 
 
-def _batches(source, config, stop_after=None):
-  def batches(start):
-    loader = pipeline.make_loader(
-      source,
-      batch_size=config.batch_size,
-      image_size=config.input.image_size,
-      seed=config.seed,
-    )
-    for i, batch in enumerate(loader.iter_from(start)):
-      if stop_after is not None and start + i >= stop_after:
+class _Loader:
+  """The pre-training loader; `stop_after` simulates a crash at that batch."""
+
+  def __init__(self, source, config, stop_after=None):
+    self._loader = pretrain.make_loader(config, source)
+    self._stop_after = stop_after
+
+  def batch_spec(self, global_batch):
+    return self._loader.batch_spec(global_batch)
+
+  def iter_from(self, start):
+    for i, batch in enumerate(self._loader.iter_from(start)):
+      if self._stop_after is not None and start + i >= self._stop_after:
         raise KeyboardInterrupt('simulated crash')
       yield batch
 
-  return batches
+
+def _train(config, workdir, crops, loader=None, **kwargs):
+  loader = loader or _Loader(crops, config)
+  return trainer.train(
+    config,
+    str(workdir),
+    objective=build_objective(config),
+    loader=loader,
+    batch_spec=loader.batch_spec(config.batch_size),
+    num_examples=len(crops),
+    **kwargs,
+  )
 
 
 @pytest.fixture(scope='module')
@@ -124,14 +140,8 @@ _GENTLE = {'crop_scale': (0.5, 1.0), 'color_strength': 0.2, 'blur_p': 0.0}
 )
 def test_loss_falls_on_embedded_data(objective, overrides, crops, tmp_path):
   config = tiny_config(objective, **overrides)
-  state = trainer.train(
-    config,
-    str(tmp_path),
-    objective=build_objective(config),
-    batches=_batches(crops, config),
-    num_examples=len(crops),
-  )
-  losses = [m['loss'] for m in metrics_writer.read_metrics(str(tmp_path))]
+  state = _train(config, tmp_path, crops)
+  losses = [m['loss'] for m in metrics_lib.read_metrics(str(tmp_path))]
   assert len(losses) == config.total_steps // config.log_every_steps
   assert np.all(np.isfinite(losses))
   k = max(1, len(losses) // 4)  # Mean of the first and last quarter.
@@ -146,13 +156,7 @@ RESUME_CONFIG = dict(total_steps=6, checkpoint_every_steps=2)
 @pytest.fixture(scope='module')
 def uninterrupted(crops, tmp_path_factory):
   config = tiny_config('moco', **RESUME_CONFIG)
-  return trainer.train(
-    config,
-    str(tmp_path_factory.mktemp('straight')),
-    objective=build_objective(config),
-    batches=_batches(crops, config),
-    num_examples=len(crops),
-  )
+  return _train(config, tmp_path_factory.mktemp('straight'), crops)
 
 
 @pytest.mark.parametrize('corrupt_latest', [False, True])
@@ -161,26 +165,14 @@ def test_resumed_run_equals_uninterrupted_run(
 ):
   config = tiny_config('moco', **RESUME_CONFIG)
   with pytest.raises(KeyboardInterrupt):
-    trainer.train(
-      config,
-      str(tmp_path),
-      objective=build_objective(config),
-      batches=_batches(crops, config, stop_after=5),
-      num_examples=len(crops),
-    )
+    _train(config, tmp_path, crops, loader=_Loader(crops, config, stop_after=5))
   checkpoints = tmp_path / 'checkpoints'
   assert sorted(os.listdir(checkpoints)) == ['2', '4']
   if corrupt_latest:  # E.g. the machine died while step 4 was being written.
     for f in (checkpoints / '4' / 'state').rglob('*'):
       if f.is_file() and f.stat().st_size > 100:
         f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
-  resumed = trainer.train(
-    config,
-    str(tmp_path),
-    objective=build_objective(config),
-    batches=_batches(crops, config),
-    num_examples=len(crops),
-  )
+  resumed = _train(config, tmp_path, crops)
   if corrupt_latest:
     assert (
       'Checkpoint step 4' in caplog.text and 'does not restore' in caplog.text
@@ -199,15 +191,23 @@ def test_resumed_run_equals_uninterrupted_run(
 FILE_SIZE_LIMIT = 100 * 1024
 
 
-def _fill_disk_at(batches, checkpoints, step):
-  """`batches`, but once checkpoint `step` is complete no file may grow past
+class _FullDiskAt:
+  """`loader`, but once checkpoint `step` is complete no file may grow past
   FILE_SIZE_LIMIT (RLIMIT_FSIZE): the next checkpoint write fails with a real
   OS error, as on a full disk."""
-  import resource  # pylint: disable=g-import-not-at-top
-  import time  # pylint: disable=g-import-not-at-top
 
-  def faulty(start):
-    for i, batch in enumerate(batches(start)):
+  def __init__(self, loader, checkpoints, step):
+    self._loader, self._checkpoints, self._step = loader, checkpoints, step
+
+  def batch_spec(self, global_batch):
+    return self._loader.batch_spec(global_batch)
+
+  def iter_from(self, start):
+    import resource  # pylint: disable=g-import-not-at-top
+    import time  # pylint: disable=g-import-not-at-top
+
+    step, checkpoints = self._step, self._checkpoints
+    for i, batch in enumerate(self._loader.iter_from(start)):
       if start + i == step:
         deadline = time.time() + 120
         while not (checkpoints / str(step)).is_dir():  # Written asynchronously.
@@ -227,8 +227,6 @@ def _fill_disk_at(batches, checkpoints, step):
         )
       yield batch
 
-  return faulty
-
 
 @pytest.mark.isolated  # Process-wide file size limit; see conftest.
 def test_failed_checkpoint_write_stops_with_clear_error_and_rerun_resumes(
@@ -243,12 +241,11 @@ def test_failed_checkpoint_write_stops_with_clear_error_and_rerun_resumes(
   limits = resource.getrlimit(resource.RLIMIT_FSIZE)
   try:
     with pytest.raises(checkpoint_lib.CheckpointWriteError) as e:
-      trainer.train(
+      _train(
         config,
-        str(tmp_path),
-        objective=build_objective(config),
-        batches=_fill_disk_at(_batches(crops, config), checkpoints, 2),
-        num_examples=len(crops),
+        tmp_path,
+        crops,
+        loader=_FullDiskAt(_Loader(crops, config), checkpoints, 2),
       )
   finally:
     resource.setrlimit(resource.RLIMIT_FSIZE, limits)
@@ -261,13 +258,7 @@ def test_failed_checkpoint_write_stops_with_clear_error_and_rerun_resumes(
   # The fault removed, the same run resumes from step 2 and ends as an
   # uninterrupted run; the failed write's leftover is gone.
   caplog.set_level('INFO')
-  resumed = trainer.train(
-    config,
-    str(tmp_path),
-    objective=build_objective(config),
-    batches=_batches(crops, config),
-    num_examples=len(crops),
-  )
+  resumed = _train(config, tmp_path, crops)
   assert f'Resumed from {checkpoints} at step 2.' in caplog.text
   assert sorted(os.listdir(checkpoints)) == ['2', '4', '6']
   for a, b in zip(jax.tree.leaves(uninterrupted), jax.tree.leaves(resumed)):
@@ -285,7 +276,9 @@ def test_two_devices_match_one_device():
     from sspr_jax.train import optim, trainer
     from sspr_jax.train.trainer_test import tiny_config
     assert jax.device_count() == 2
-    images = np.random.default_rng(0).integers(0, 255, (8, 40, 40, 3), np.uint8)
+    rng = np.random.default_rng(0)
+    batch = {'image': rng.integers(0, 255, (8, 40, 40, 3), np.uint8),
+             'size': rng.integers(20, 41, (8, 2)).astype(np.int32)}
     for name in ('moco', 'simclr'):
       config = tiny_config(name, batch_size=8)
       objective = build_objective(config)
@@ -295,9 +288,10 @@ def test_two_devices_match_one_device():
       for devices in (jax.devices()[:1], jax.devices()):
         mesh = Mesh(np.array(devices), ('data',))
         rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
-        x = jax.device_put(images, data)
-        params, bs, extra = jax.jit(objective.init, out_shardings=rep)(
-            jax.random.key(0), x)
+        x = jax.device_put(batch, data)
+        spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), batch)
+        params, bs, extra = jax.jit(lambda k: objective.init(k, spec),
+                                    out_shardings=rep)(jax.random.key(0))
         state = trainer.TrainState(
             step=np.int32(0), params=params, batch_stats=bs,
             opt_state=tx.init(params), extra=extra, nonfinite_step=np.int32(-1))
@@ -378,13 +372,7 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(crops, tmp_path):
   with pytest.raises(
     trainer.NonFiniteError, match=r'NaN/Inf at step (\d+)'
   ) as e:
-    trainer.train(
-      config,
-      str(tmp_path),
-      objective=build_objective(config),
-      batches=_batches(crops, config),
-      num_examples=len(crops),
-    )
+    _train(config, tmp_path, crops)
   bad_step = int(
     __import__('re').search(r'at step (\d+)', str(e.value)).group(1)
   )
@@ -416,7 +404,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     '--config.data.shelf_photos.test=1',
     '--config.data.rack_photos=3',
     '--config.data.num_classes=4',
-    '--config.input.image_size=40',
+    '--config.input.canvas_size=40',
     '--config.moco.view_size=32',
     '--config.moco.queue_size=64',
     '--config.batch_size=16',
@@ -444,20 +432,16 @@ def test_bfloat16_compute_keeps_float32_parameters(crops, tmp_path):
   config = tiny_config(
     'simclr', total_steps=2, log_every_steps=1, **{'model.dtype': 'bfloat16'}
   )
-  state = trainer.train(
-    config,
-    str(tmp_path),
-    objective=build_objective(config),
-    batches=_batches(crops, config),
-    num_examples=len(crops),
-  )
-  losses = [m['loss'] for m in metrics_writer.read_metrics(str(tmp_path))]
+  state = _train(config, tmp_path, crops)
+  losses = [m['loss'] for m in metrics_lib.read_metrics(str(tmp_path))]
   assert np.all(np.isfinite(losses))
   dtypes = {x.dtype for x in jax.tree.leaves(state.params)}
   assert dtypes == {np.dtype('float32')}
   # The forward pass really runs in bf16.
   objective = build_objective(config)
-  views = objective.views(jax.random.key(0), np.zeros((2, 40, 40, 3), np.uint8))
+  views = objective.views(
+    jax.random.key(0), {'image': np.zeros((2, 40, 40, 3), np.uint8)}
+  )
   out = objective.network.apply(
     {'params': state.params, 'batch_stats': state.batch_stats},
     views['images'],

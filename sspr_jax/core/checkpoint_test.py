@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from sspr_jax.train import checkpoint as checkpoint_lib
+from sspr_jax.core import checkpoint as checkpoint_lib
 
 resource = pytest.importorskip('resource')  # POSIX only.
 

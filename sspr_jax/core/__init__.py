@@ -1,0 +1,1 @@
+"""What train/ and evaluate/ both use: the mesh, checkpoints, metric files."""
