@@ -55,6 +55,13 @@ def random_backbone(
   return Backbone(name, module, variables, architecture=architecture)
 
 
+def pixels_backbone(side: int = 16) -> Backbone:
+  """The raw-pixel baseline (`models.pixels.Pixels`): no parameters."""
+  from sspr_jax.models import pixels  # pylint: disable=g-import-not-at-top
+
+  return Backbone(f'raw pixels {side}x{side}', pixels.Pixels(side), {})
+
+
 IMAGENET_KINDS = ('resnet18', 'resnet34', 'resnet50', 'efficientnet_lite0')
 
 

@@ -76,7 +76,8 @@ def evaluate_embeddings(
 
 
 BASELINES_HELP = (
-  "'random', 'imagenet_efficientnet_lite0', "
+  "'random', 'pixels' (or 'pixels:SIDE', default 16), "
+  "'imagenet_efficientnet_lite0', "
   "'imagenet_resnet50:/path/to/resnet50.pth' (also resnet18/34)"
 )
 
@@ -87,6 +88,14 @@ def _parse_baseline(baseline: str) -> tuple[str, str | None]:
   if baseline == 'random':
     return 'random', None
   name, _, path = baseline.partition(':')
+  if name == 'pixels':
+    if path and not (path.isdigit() and int(path) > 0):
+      raise ValueError(
+        f'Unknown baseline {baseline!r}: the side in pixels:SIDE must be a '
+        'positive integer.'
+      )
+    return 'pixels', path or '16'
+
   kind = name[len('imagenet_') :] if name.startswith('imagenet_') else None
   if kind not in embed_lib.IMAGENET_KINDS or (
     kind.startswith('resnet') and not path
@@ -178,6 +187,8 @@ def _backbones(config, runs, baselines):
           architecture or config.model.backbone, seed=config.get('seed', 0)
         ),
       )
+    elif kind == 'pixels':
+      yield 'baseline', embed_lib.pixels_backbone(int(path))
     else:
       yield 'baseline', embed_lib.imagenet_backbone(kind, path)
 
