@@ -1,4 +1,5 @@
-"""Shared logic of the crop datasets (`sku110k_crops`, `rack_crops`).
+"""Shared logic of the crop datasets (`sku110k_crops`, `rack_crops`,
+`image_folder`).
 
 A source (one per builder) turns annotated photos into `PhotoTask`s; this module
 decodes each photo once, clips/filters its boxes, crops, resizes, encodes and
@@ -14,9 +15,11 @@ shards itself; reading goes through the standard TFDS path
 (`tfds.data_source`, `builder.as_data_source()`, `tfds.builder_from_directory`).
 
 Box semantics: `(x1, y1, x2, y2)` = pixels `[y1:y2, x1:x2]` (PIL `crop`), in
-the stored pixel orientation of the photo: EXIF orientation is never applied,
+the stored pixel orientation of the photo: EXIF orientation is not applied,
 because the annotations (SKU110K CSVs, LabelImg VOC files) refer to the stored
-pixels.
+pixels. Only a task with `exif_orientation` (unannotated whole images) turns
+its crops upright after cropping (`exif_oriented_photos`); its boxes stay in
+stored pixels.
 
 Bad input rules (counted per split in `info.metadata['counts']`, and logged with
 file names): boxes reaching outside the photo are clipped (`clipped_boxes`) or,
@@ -180,6 +183,8 @@ class PhotoTask:
     labels: class name per box (labelled datasets) or None.
     crop_indices: crop index per box; default 0..n-1.
     expected_size: (width, height) stated by the annotations, if any.
+    exif_orientation: turn the crops as the photo's EXIF orientation says
+      (boxes stay in stored pixels).
   """
 
   split: str
@@ -192,6 +197,31 @@ class PhotoTask:
   labels: Sequence[str] | None = None
   crop_indices: Sequence[int] | None = None
   expected_size: tuple[int, int] | None = None
+  exif_orientation: bool = False
+
+
+# EXIF orientation -> the transpose that shows the photo upright (as
+# `PIL.ImageOps.exif_transpose`).
+_EXIF_TRANSPOSE = {
+  2: Image.Transpose.FLIP_LEFT_RIGHT,
+  3: Image.Transpose.ROTATE_180,
+  4: Image.Transpose.FLIP_TOP_BOTTOM,
+  5: Image.Transpose.TRANSPOSE,
+  6: Image.Transpose.ROTATE_270,
+  7: Image.Transpose.TRANSVERSE,
+  8: Image.Transpose.ROTATE_90,
+}
+_EXIF_ORIENTATION_TAG = 0x0112
+
+
+def _exif_transpose(image: Image.Image) -> Image.Transpose | None:
+  """The transpose that shows `image` upright; None if upright or unknown."""
+  try:
+    orientation = image.getexif().get(_EXIF_ORIENTATION_TAG)
+  except Exception:  # pylint: disable=broad-except
+    # EXIF is optional metadata: a malformed block never costs the photo.
+    return None
+  return _EXIF_TRANSPOSE.get(orientation)
 
 
 @dataclasses.dataclass
@@ -324,6 +354,10 @@ def crop_photo(
   try:
     image = Image.open(io.BytesIO(data))
     width, height = image.size
+  except Image.UnidentifiedImageError:
+    # PIL's own message names only a BytesIO object at some address.
+    why = 'empty file' if not data else 'not an image format PIL knows'
+    return skip_photo('unreadable_photos', f'cannot decode ({why})')
   except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
     return skip_photo('unreadable_photos', f'cannot decode ({e})')
 
@@ -368,6 +402,9 @@ def crop_photo(
     image.load()
   except (OSError, SyntaxError, ValueError) as e:
     return skip_photo('unreadable_photos', f'cannot decode ({e})')
+  # After `load`: PNG's `getexif` loads the pixels itself, and a failed load
+  # there would let the `load` above pass on a half-decoded image.
+  transpose = _exif_transpose(image) if task.exif_orientation else None
   scale_x, scale_y = width / image.size[0], height / image.size[1]
   if image.mode not in ('RGB', 'YCbCr') or (
     image.mode == 'YCbCr' and not want_ycbcr
@@ -377,6 +414,8 @@ def crop_photo(
     image = image.convert('RGB')
 
   counts['photos'] += 1
+  if transpose is not None:
+    counts['exif_oriented_photos'] += 1
   if task.expected_size is not None and tuple(task.expected_size) != (
     width,
     height,
@@ -424,6 +463,8 @@ def crop_photo(
         Image.Resampling.BILINEAR,
         box=(x1 / scale_x, y1 / scale_y, x2 / scale_x, y2 / scale_y),
       )
+    if transpose is not None:
+      crop = crop.transpose(transpose)
     buffer = io.BytesIO()
     if options.encoding == 'jpeg':
       crop.save(buffer, 'JPEG', quality=options.jpeg_quality)
@@ -574,6 +615,8 @@ class CropsBuilder(tfds.core.dataset_builder.FileReaderBuilder, abc.ABC):
   """
 
   LABELLED = False
+  # `info.description`; None: the class docstring.
+  DESCRIPTION: str | None = None
 
   @tfds.core.utils.classproperty
   @classmethod
@@ -602,7 +645,7 @@ class CropsBuilder(tfds.core.dataset_builder.FileReaderBuilder, abc.ABC):
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
       builder=self,
-      description=self.__doc__,
+      description=self.DESCRIPTION or self.__doc__,
       features=crop_features(self.builder_config.encoding, self.LABELLED),
       metadata=tfds.core.MetadataDict(),
     )
