@@ -50,7 +50,13 @@ def pretrain_config(objective: str) -> ml_collections.ConfigDict:
     )
   )
   c.model = ml_collections.ConfigDict(
-    dict(backbone='resnet50', zero_init_residual=False, dtype='float32')
+    dict(
+      backbone='resnet50',
+      width=0,  # first-stage filters; 0: the architecture's (64)
+      stem='imagenet',  # or 'cifar': 3x3 stride-1 conv, no max-pool
+      zero_init_residual=False,
+      dtype='float32',
+    )
   )
   c.batch_size = 64  # global, over all devices and hosts
   c.num_epochs = 100

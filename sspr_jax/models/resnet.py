@@ -215,6 +215,9 @@ class ResNet(nn.Module):
     bn_momentum, bn_epsilon: torch's momentum 0.1 is Flax's 0.9.
     fast_max_pool: the stem max-pool through ``max_pool`` (same values, cheaper
       gradient on CPU) instead of ``nn.max_pool``; False only for benchmarks.
+    stem: 'imagenet' (7x7 stride-2 conv + max-pool: /4) or 'cifar' (3x3
+      stride-1 conv, no max-pool: the usual variant for 28-32 px images, as
+      in SimCLR's and solo-learn's CIFAR models).
   """
 
   stage_sizes: Sequence[int]
@@ -226,6 +229,7 @@ class ResNet(nn.Module):
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   fast_max_pool: bool = True
+  stem: str = 'imagenet'
 
   @property
   def num_features(self) -> int:
@@ -262,16 +266,26 @@ class ResNet(nn.Module):
     )
 
     x = jnp.asarray(x, self.dtype)
-    # Explicit symmetric padding as torch (XLA's 'SAME' pads asymmetrically
-    # for strided convs, which would not match imported torch weights).
-    x = conv(
-      self.num_filters, (7, 7), (2, 2), padding=((3, 3), (3, 3)), name='conv1'
-    )(x)
-    x = nn.relu(norm(name='bn1')(x))
-    if self.fast_max_pool:
-      x = max_pool(x, 3, 2, 1)
+    if self.stem == 'cifar':
+      x = conv(
+        self.num_filters, (3, 3), padding=((1, 1), (1, 1)), name='conv1'
+      )(x)
+      x = nn.relu(norm(name='bn1')(x))
+    elif self.stem == 'imagenet':
+      # Explicit symmetric padding as torch (XLA's 'SAME' pads asymmetrically
+      # for strided convs, which would not match imported torch weights).
+      x = conv(
+        self.num_filters, (7, 7), (2, 2), padding=((3, 3), (3, 3)), name='conv1'
+      )(x)
+      x = nn.relu(norm(name='bn1')(x))
+      if self.fast_max_pool:
+        x = max_pool(x, 3, 2, 1)
+      else:
+        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     else:
-      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+      raise ValueError(
+        f"Unknown stem {self.stem!r}; valid: 'imagenet', 'cifar'."
+      )
     for i, num_blocks in enumerate(self.stage_sizes):
       for j in range(num_blocks):
         x = self.block_cls(
@@ -321,6 +335,16 @@ def get_backbone(name: str, **kwargs) -> ResNet:
       f'Unknown backbone {name!r}; known: {", ".join(sorted(BACKBONES))}.'
     ) from None
   return factory(**kwargs)
+
+
+def from_config(model, **kwargs) -> ResNet:
+  """The backbone of a config's `model` section: `backbone`, and optionally
+  `width` (first-stage filters, 0: the architecture's) and `stem`."""
+  if model.get('width'):
+    kwargs['num_filters'] = model.width
+  if model.get('stem', 'imagenet') != 'imagenet':
+    kwargs['stem'] = model.stem
+  return get_backbone(model.backbone, **kwargs)
 
 
 def torch_key_to_flax_path(key: str) -> tuple[str, tuple[str, ...]]:

@@ -46,8 +46,8 @@ def compute_dtype(config: ml_collections.ConfigDict):
 
 def make_backbone(config: ml_collections.ConfigDict) -> nn.Module:
   """The backbone of `config.model`, fp32 parameters, compute in its dtype."""
-  return resnet.get_backbone(
-    config.model.backbone,
+  return resnet.from_config(
+    config.model,
     zero_init_residual=config.model.get('zero_init_residual', False),
     dtype=compute_dtype(config),
     param_dtype=jnp.float32,
