@@ -42,13 +42,18 @@ class Backbone:
   variables: Any
   step: int | None = None
   normalize: Callable[[jax.Array], jax.Array] | None = None
-  architecture: str | None = None  # `resnet.get_backbone` name, if one
+  # `resnet.from_config` model section ({'backbone', 'width', 'stem'}), or a
+  # `resnet.get_backbone` name; None for other backbones.
+  architecture: Any = None
 
 
 def random_backbone(
-  architecture: str, seed: int = 0, name: str = 'random init'
+  architecture, seed: int = 0, name: str = 'random init'
 ) -> Backbone:
-  module = resnet.get_backbone(architecture)
+  """A randomly initialised ResNet: a backbone name or a `model` section."""
+  if isinstance(architecture, str):
+    architecture = {'backbone': architecture}
+  module = resnet.from_config(architecture)
   variables = jax.jit(module.init, static_argnames='train')(
     jax.random.key(seed), jnp.zeros((1, 64, 64, 3)), train=False
   )
@@ -103,6 +108,11 @@ def imagenet_backbone(kind: str, path: str | None = None) -> Backbone:
   )
 
 
+def _architecture(model) -> dict:
+  keys = ('backbone', 'width', 'stem')
+  return {k: model[k] for k in keys if k in model}
+
+
 def checkpoint_steps(workdir: str) -> list[int]:
   """Steps saved in WORKDIR/checkpoints, ascending."""
   directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
@@ -128,13 +138,13 @@ def load_backbone(
     'params': state['params']['backbone'],
     'batch_stats': state['batch_stats']['backbone'],
   }
-  module = resnet.get_backbone(config.model.backbone)
+  module = resnet.from_config(config.model)
   return Backbone(
     name or f'{config.objective} step {step}',
     module,
     variables,
     step,
-    architecture=config.model.backbone,
+    architecture=_architecture(config.model),
   )
 
 

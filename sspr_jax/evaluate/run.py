@@ -184,7 +184,7 @@ def _backbones(config, runs, baselines):
       yield (
         'baseline',
         embed_lib.random_backbone(
-          architecture or config.model.backbone, seed=config.get('seed', 0)
+          architecture or config.model, seed=config.get('seed', 0)
         ),
       )
     elif kind == 'pixels':

@@ -341,10 +341,10 @@ def from_config(model, **kwargs) -> ResNet:
   """The backbone of a config's `model` section: `backbone`, and optionally
   `width` (first-stage filters, 0: the architecture's) and `stem`."""
   if model.get('width'):
-    kwargs['num_filters'] = model.width
+    kwargs['num_filters'] = model['width']
   if model.get('stem', 'imagenet') != 'imagenet':
-    kwargs['stem'] = model.stem
-  return get_backbone(model.backbone, **kwargs)
+    kwargs['stem'] = model['stem']
+  return get_backbone(model['backbone'], **kwargs)
 
 
 def torch_key_to_flax_path(key: str) -> tuple[str, tuple[str, ...]]:
