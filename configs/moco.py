@@ -5,8 +5,8 @@
 
 ResNet-50 (zero-init last BN gamma), 2 views (RandomResizedCrop 224, colour
 strength 0.5, blur p=0.5, h-flip), head 2048 -> 2048 -> 128, queue 65,536,
-key momentum 0.999, T=0.2, shuffle BN in 2 groups; batch 64, 100 epochs, SGD
-nesterov m=0.9 wd 1e-4, lr 0.03, x0.1 at epochs 60 and 80.
+key momentum 0.999, T=0.2; batch 64, 100 epochs, SGD nesterov m=0.9 wd 1e-4,
+lr 0.03, x0.1 at epochs 60 and 80.
 Thesis result (batch 64): full-gallery cosine mAP 56.82 %, average 79.33 %.
 """
 

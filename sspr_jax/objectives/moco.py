@@ -16,9 +16,10 @@ the key encoder normalises G groups of a randomly permuted key batch (outputs
 un-permuted) and the query encoder the same G groups unpermuted, so a query
 and its key are normalised over different sets of images. The train step is
 one global-view program without per-device statistics, so the groups are
-explicit (`grouped_apply`, the `SplitBatchNorm` of MoCo's one-GPU CIFAR
-demo) and the result does not depend on the device count.
-G = `config.moco.shuffle_bn_groups`; 1 is global BN (shortcut open).
+explicit (`grouped_apply`; `SplitBatchNorm` in MoCo's one-GPU demo,
+facebookresearch/moco colab/moco_cifar10_demo.ipynb) and the result does
+not depend on the device count. G = `config.moco.shuffle_bn_groups`; 1 is
+global BN (shortcut open).
 """
 
 import math
