@@ -27,4 +27,6 @@ def get_config():
   c.schedule.decay_epochs = (60, 80)
   c.moco = common.contrastive_settings(color_strength=0.5)
   c.moco.update(dict(queue_size=65536, momentum=0.999, temperature=0.2))
+  # Shuffle BN over 2 groups of 32, MoCo's 32 images per GPU (moco.py).
+  c.moco.shuffle_bn_groups = 2
   return c

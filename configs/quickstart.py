@@ -37,6 +37,7 @@ def get_config():
     out_dim=64,
   )
   c.moco.update(dict(queue_size=512, momentum=0.99, temperature=0.2))
+  c.moco.shuffle_bn_groups = 4  # Shuffle BN: 8 images a group (moco.py).
   c.log_every_steps = 10
   c.checkpoint_every_steps = 100
   c.eval_every_steps = 100

@@ -155,6 +155,16 @@ def check_pretrain(config: ml_collections.ConfigDict) -> None:
       mesh.per_process_batch(config.batch_size)
     except ValueError as e:
       raise ConfigError(str(e)) from e
+  _int(config, 'moco.shuffle_bn_groups')
+  groups = _get(config, 'moco.shuffle_bn_groups')
+  batch = _get(config, 'batch_size')
+  if _MISSING not in (groups, batch) and batch % groups:
+    _fail(
+      'moco.shuffle_bn_groups',
+      groups,
+      f'must divide config.batch_size={batch} (shuffle BN '
+      'splits the batch into equal groups).',
+    )
   try:
     registry.build_objective(config)  # Its section and settings.
   except ValueError as e:

@@ -145,6 +145,14 @@ def no_mode_runs(monkeypatch):
       {'input.dataset': 'imagenet'},
       "config.input.dataset='imagenet': unknown dataset",
     ),
+    (
+      {'moco.shuffle_bn_groups': 0},
+      'config.moco.shuffle_bn_groups=0: must be a positive integer.',
+    ),
+    (
+      {'moco.shuffle_bn_groups': 5},
+      'config.moco.shuffle_bn_groups=5: must divide config.batch_size=32',
+    ),
     # Name lists: the value is shown as the config holds it (list or tuple).
     (
       {'mode': 'evaluate', 'evaluate.scores': ('cosine', 'dot')},

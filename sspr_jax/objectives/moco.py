@@ -6,20 +6,29 @@ queue of K normalised vectors (`Queue`, K = 65,536) and serve as negatives.
 Order within a step, as in the MoCo code: loss with the current queue, then
 `enqueue` the current keys.
 
-BN leaking: MoCo shuffles samples across GPUs before the key encoder's
-BatchNorm so that a query and its key never share batch statistics (which
-would let the model "cheat" the pretext task). Here a train step is one
-global-view `jit` program over the whole batch sharded on the 'data' mesh
-axis, so BatchNorm mean/variance are reduced over the WHOLE global batch -
-the "global BN" alternative named in the MoCo paper and used by SimCLR.
-Per-device statistics never exist, so there is nothing to shuffle.
+Shuffle BN: BatchNorm in train mode normalises with the statistics of the
+images it sees together. Under one global BN the query pass sees view 1 of
+the B images and the key pass view 2 of the same B images, while the queue's
+keys were normalised with other batches' statistics, so the statistics mark
+the positive and the model can "cheat" the pretext task (facebookresearch/
+moco issue #46: "SyncBN is not sufficient in the case of MoCo"). As in MoCo,
+the key encoder normalises G groups of a randomly permuted key batch (outputs
+un-permuted) and the query encoder the same G groups unpermuted, so a query
+and its key are normalised over different sets of images. The train step is
+one global-view program without per-device statistics, so the groups are
+explicit (`grouped_apply`; `SplitBatchNorm` in MoCo's one-GPU demo,
+facebookresearch/moco colab/moco_cifar10_demo.ipynb) and the result does
+not depend on the device count. G = `config.moco.shuffle_bn_groups`; 1 is
+global BN (shortcut open).
 """
 
+import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import PartitionSpec as P
 
 from sspr_jax.models import heads
 from sspr_jax.objectives import base
@@ -78,6 +87,67 @@ def ema_update(key_params, query_params, momentum: float = MOMENTUM):
   return optax.incremental_update(
     query_params, key_params, step_size=1.0 - momentum
   )
+
+
+def grouped_apply(apply_fn, x, groups: int, permutation=None):
+  """`apply_fn` with BatchNorm statistics per group of the batch (split BN).
+
+  Args:
+    apply_fn: `Objective.apply`-like, x [n, ...] -> (features, out,
+      new batch_stats), normalising with the batch statistics of its x.
+    x: [B, ...] inputs; B must be divisible by `groups`.
+    groups: G; rows [g * B/G, (g + 1) * B/G) of the (permuted) batch form
+      group g.
+    permutation: optional [B] indices: the groups are taken from
+      x[permutation] and the outputs returned in the order of x (shuffle BN).
+
+  Returns:
+    (features, out) in the order of x, and the batch_stats of the G groups
+    averaged: the EMA is linear, so this is momentum * old + (1 - momentum)
+    * (mean of the group statistics), as split BN's running statistics.
+  """
+  batch = x.shape[0]
+  sharding = _group_sharding(x, groups)
+  take = lambda a, index: a.at[index].get(out_sharding=sharding)
+  if permutation is not None:
+    x = take(x, permutation)
+  # vmap folds the group axis into the batch of convolutions and matmuls:
+  # about the cost of one pass over x.
+  shape = (groups, batch // groups) + x.shape[1:]
+  features, out, batch_stats = jax.vmap(apply_fn)(
+    jnp.reshape(x, shape, out_sharding=sharding)
+  )
+  features, out = (
+    jnp.reshape(a, (batch,) + a.shape[2:], out_sharding=sharding)
+    for a in (features, out)
+  )
+  if permutation is not None:
+    inverse = jnp.argsort(permutation)
+    features, out = take(features, inverse), take(out, inverse)
+  batch_stats = jax.tree.map(lambda a: jnp.mean(a, axis=0), batch_stats)
+  return features, out, batch_stats
+
+
+def _group_sharding(x, groups: int):
+  """Out sharding of the [B] and [G, B/G] batches under Explicit mesh axes.
+
+  None under Auto axes (the trainer's) or without a mesh: XLA lays
+  out any G. With Explicit axes the groups are split over the devices,
+  so G must be a multiple of their count (vmapped convolutions cannot
+  reshape a [G, B/G] batch sharded on its second axis).
+  """
+  sharding = jax.typeof(x).sharding
+  axis = sharding.spec[0] if sharding.spec else None
+  if axis is None:
+    return None
+  devices = math.prod(sharding.mesh.shape[a] for a in jax.tree.leaves(axis))
+  if groups % devices:
+    raise ValueError(
+      f'Shuffle BN in {groups} groups on a batch sharded over {devices} '
+      'devices with Explicit mesh axes: use a multiple of the device count '
+      'or Auto axes.'
+    )
+  return P(axis)
 
 
 def infonce_logits(
@@ -141,20 +211,56 @@ class MoCo(base.Objective):
       'queue': init_queue(rng, self.settings.queue_size, self.settings.out_dim),
     }
 
-  def views(self, rng, images):
-    return base.contrastive_views(self.settings, rng, images)
+  def views(self, rng, batch):
+    return base.contrastive_views(self.settings, rng, batch)
+
+  def shuffle_bn_groups(self, batch: int) -> int:
+    """G from the settings; it must divide the global batch."""
+    groups = self.settings.get('shuffle_bn_groups', 1)
+    if not isinstance(groups, int) or groups < 1 or batch % groups:
+      raise ValueError(
+        f'config.moco.shuffle_bn_groups={groups!r} must be a positive integer '
+        f'dividing the global batch size {batch}.'
+      )
+    return groups
+
+  def encode(self, params, batch_stats, key_params, key_batch_stats, x, rng):
+    """Query and key passes with shuffle BN (see the module docstring).
+
+    Args:
+      x: [B, 2, ...] two views per image; view 0 -> query, view 1 -> key.
+      rng: draws the permutation of the key batch.
+
+    Returns:
+      (features, q, k, batch_stats, key_batch_stats), rows in image order.
+    """
+    groups = self.shuffle_bn_groups(x.shape[0])
+    query_apply = lambda v: self.apply(params, batch_stats, v)
+    key_apply = lambda v: self.apply(key_params, key_batch_stats, v)
+    if groups == 1:  # One group sees the whole batch: nothing to permute.
+      features, q, batch_stats = query_apply(x[:, 0])
+      _, k, key_batch_stats = key_apply(x[:, 1])
+    else:
+      features, q, batch_stats = grouped_apply(query_apply, x[:, 0], groups)
+      permutation = jax.random.permutation(rng, x.shape[0])
+      _, k, key_batch_stats = grouped_apply(
+        key_apply, x[:, 1], groups, permutation
+      )
+    return features, q, k, batch_stats, key_batch_stats
 
   def loss(self, params, batch_stats, extra, views, rng):
-    del rng
     s = self.settings
-    x = views['images']
     # The key encoder moves before computing keys, as in MoCo's forward.
     key_params = jax.lax.stop_gradient(
       ema_update(extra['key_params'], params, s.momentum)
     )
-    features, q, batch_stats = self.apply(params, batch_stats, x[:, 0])
-    _, k, key_batch_stats = self.apply(
-      key_params, extra['key_batch_stats'], x[:, 1]
+    features, q, k, batch_stats, key_batch_stats = self.encode(
+      params,
+      batch_stats,
+      key_params,
+      extra['key_batch_stats'],
+      views['images'],
+      rng,
     )
     k = jax.lax.stop_gradient(k)
     loss, metrics = loss_and_metrics(q, k, extra['queue'].keys, s.temperature)

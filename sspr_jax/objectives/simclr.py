@@ -71,8 +71,8 @@ class SimCLR(base.Objective):
       dtype=self.dtype,
     )
 
-  def views(self, rng, images):
-    return base.contrastive_views(self.settings, rng, images)
+  def views(self, rng, batch):
+    return base.contrastive_views(self.settings, rng, batch)
 
   def loss(self, params, batch_stats, extra, views, rng):
     del rng

@@ -53,6 +53,7 @@ def tiny_config(objective: str, **overrides) -> ml_collections.ConfigDict:
       queue_size=64,
       momentum=0.9,
       temperature=0.2,
+      shuffle_bn_groups=2,
     ),
     'simclr': dict(
       view_size=32,
@@ -277,10 +278,10 @@ def test_two_devices_match_one_device():
     from sspr_jax.train.trainer_test import tiny_config
     assert jax.device_count() == 2
     rng = np.random.default_rng(0)
-    batch = {'image': rng.integers(0, 255, (8, 40, 40, 3), np.uint8),
-             'size': rng.integers(20, 41, (8, 2)).astype(np.int32)}
+    batch = {'image': rng.integers(0, 255, (16, 40, 40, 3), np.uint8),
+             'size': rng.integers(20, 41, (16, 2)).astype(np.int32)}
     for name in ('moco', 'simclr'):
-      config = tiny_config(name, batch_size=8)
+      config = tiny_config(name, batch_size=16)  # MoCo: 2 BN groups of 8.
       objective = build_objective(config)
       schedule = optax.constant_schedule(0.05)
       tx = optim.optimizer(config, schedule)
