@@ -202,17 +202,17 @@ def cv_compare(
   seed: int = 0,
   seeds: int = 0,
 ) -> dict:
-  """Jitted CV grid (heads.cross_validate) vs. sklearn GridSearchCV, same folds."""
+  """Jitted CV grid (classifiers.cross_validate) vs. sklearn GridSearchCV, same folds."""
   import warnings
 
   import jax
 
-  from sspr_jax.evaluate import heads
+  from sspr_jax.evaluate import classifiers
 
   train_x, train_y, test_x, test_y = make_cv_data(
     n_train, n_test, num_classes, seed=seed
   )
-  masks, info = heads.stratified_folds(train_y, 5)
+  masks, info = classifiers.stratified_folds(train_y, 5)
   out = {
     'n_train': n_train,
     'n_test': n_test,
@@ -223,7 +223,7 @@ def cv_compare(
   }
   runs = []
   for _ in range(1 + repeats):  # first call compiles
-    cv = heads.cross_validate(
+    cv = classifiers.cross_validate(
       train_x,
       train_y,
       test_x,
@@ -233,7 +233,7 @@ def cv_compare(
       seed=seed,
     )
     runs.append(cv['seconds'])
-  m = heads.classification_metrics(test_y, cv['test_proba'], cv['classes'])
+  m = classifiers.classification_metrics(test_y, cv['test_proba'], cv['classes'])
   out.update(
     {
       'jax_first_call_s': runs[0],
@@ -249,8 +249,8 @@ def cv_compare(
     from sklearn.neural_network import MLPClassifier
 
     grid = {
-      'hidden_layer_sizes': list(heads.MLP_HIDDEN),
-      'alpha': list(heads.MLP_ALPHAS),
+      'hidden_layer_sizes': list(classifiers.MLP_HIDDEN),
+      'alpha': list(classifiers.MLP_ALPHAS),
     }
     search = GridSearchCV(
       MLPClassifier(solver='lbfgs', random_state=seed),
@@ -262,7 +262,7 @@ def cv_compare(
       warnings.simplefilter('ignore')  # ConvergenceWarning, small classes
       search.fit(train_x, train_y)
     out['sklearn_s'] = time.perf_counter() - t0
-    sm = heads.classification_metrics(
+    sm = classifiers.classification_metrics(
       test_y, search.predict_proba(test_x), search.classes_
     )
     out.update(
@@ -313,7 +313,7 @@ def seed_spread(
 
   import jax
 
-  from sspr_jax.evaluate import heads
+  from sspr_jax.evaluate import classifiers
 
   hidden, alpha = tuple(best['hidden']), float(best['alpha'])
   out = {
@@ -322,10 +322,10 @@ def seed_spread(
     'sklearn_seed_accuracies': [],
   }
   for s in range(seeds):
-    params, classes = heads.fit_head(
+    params, classes = classifiers.fit_head(
       train_x, train_y, hidden=hidden, alpha=alpha, seed=s, steps=steps
     )
-    proba = np.asarray(jax.jit(heads.predict_proba)(params, test_x))
+    proba = np.asarray(jax.jit(classifiers.predict_proba)(params, test_x))
     out['jax_seed_accuracies'].append(
       float(np.mean(classes[proba.argmax(1)] == test_y))
     )

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import ml_collections
 
-# Few-label heads and splits that `heads.few_label_eval` runs.
+# Few-label heads and splits that `classifiers.few_label_eval` runs.
 HEADS = ('linear', 'mlp', 'svc')
 HEAD_SPLITS = ('standard', 'strict')
 DATA_SOURCES = ('synthetic', 'manual')

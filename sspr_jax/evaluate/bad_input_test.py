@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sspr_jax.evaluate import gallery
-from sspr_jax.evaluate import heads
+from sspr_jax.evaluate import classifiers
 from sspr_jax.evaluate import knn
 from sspr_jax.evaluate import splits
 
@@ -92,7 +92,7 @@ def test_classification_metrics_counts_unseen_test_classes_as_errors():
       [0.3, 0.7],
     ]
   )  # true 7: unseen, predicted 1
-  m = heads.classification_metrics([0, 1, 7, 7], scores, classes)
+  m = classifiers.classification_metrics([0, 1, 7, 7], scores, classes)
   assert m['accuracy'] == pytest.approx(2 / 4)  # Unseen rows are errors.
   np.testing.assert_allclose(m['ap'], [1, 1, 0, 0])
   assert m['map'] == pytest.approx((1 + 1 + 0) / 3)  # Class 7 counts, AP 0.
@@ -103,7 +103,7 @@ def test_classification_metrics_counts_unseen_test_classes_as_errors():
     m['confusion'], [[1, 0, 0], [0, 1, 0], [1, 1, 0]]
   )
   np.testing.assert_allclose(m['recall'], [1, 1, 0])
-  seen = heads.classification_metrics([0, 1], scores[:2], classes)
+  seen = classifiers.classification_metrics([0, 1], scores[:2], classes)
   assert seen['num_unseen'] == 0 and seen['unseen_labels'].size == 0
 
 
@@ -121,7 +121,7 @@ def test_few_label_eval_with_single_crop_and_test_only_classes():
   assert (
     0 < unseen.sum() < len(test)
   )  # The case is really about unseen classes.
-  r = heads.few_label_eval(
+  r = classifiers.few_label_eval(
     x,
     labels,
     split='standard',
@@ -147,7 +147,7 @@ def test_few_label_eval_with_single_crop_and_test_only_classes():
   assert set(lin['predictions']) <= set(labels[train])
   # The strict split leaves single-crop classes out (one photo each).
   origins = np.arange(len(labels)) % 3
-  strict = heads.few_label_eval(x, labels, origins, heads=(), steps=STEPS)
+  strict = classifiers.few_label_eval(x, labels, origins, heads=(), steps=STEPS)
   assert strict['num_classes'] == 4 and strict['num_test_unseen'] == 0
 
 
@@ -187,11 +187,11 @@ def test_heads_reject_nonfinite_rows():
   bad, good = _with_nonfinite(), np.ones((10, 4), np.float32)
   labels = np.arange(10) % 2
   with pytest.raises(ValueError, match='train embeddings ' + NONFINITE):
-    heads.cross_validate(bad, labels, good, head='linear', steps=2)
+    classifiers.cross_validate(bad, labels, good, head='linear', steps=2)
   with pytest.raises(ValueError, match='test embeddings ' + NONFINITE):
-    heads.cross_validate(good, labels, bad, head='linear', steps=2)
+    classifiers.cross_validate(good, labels, bad, head='linear', steps=2)
   with pytest.raises(ValueError, match='^embeddings ' + NONFINITE):
-    heads.few_label_eval(
+    classifiers.few_label_eval(
       bad, labels, np.arange(10) % 3, heads=('linear',), steps=2
     )
 
@@ -242,22 +242,22 @@ def test_heads_reject_empty_and_mismatched_lengths():
   with pytest.raises(
     ValueError, match=r'train embeddings are empty \(shape \(0, 4\)\)'
   ):
-    heads.cross_validate(EMPTY, NO_LABELS, x, head='linear', steps=2)
+    classifiers.cross_validate(EMPTY, NO_LABELS, x, head='linear', steps=2)
   for split in ('strict', 'standard'):
     with pytest.raises(
       ValueError, match=r'^embeddings are empty \(shape \(0, 4\)\)'
     ):
-      heads.few_label_eval(EMPTY, NO_LABELS, NO_LABELS, split=split, steps=2)
+      classifiers.few_label_eval(EMPTY, NO_LABELS, NO_LABELS, split=split, steps=2)
   # One label short: rows and labels would silently be paired wrongly.
   with pytest.raises(
     ValueError,
     match=r'labels must be \[10\] \(embeddings rows\), got shape \(9,\)',
   ):
-    heads.few_label_eval(x, labels[:9], np.arange(9) % 3, steps=2)
+    classifiers.few_label_eval(x, labels[:9], np.arange(9) % 3, steps=2)
   with pytest.raises(ValueError, match=r'origins must be \[10\]'):
-    heads.few_label_eval(x, labels, np.arange(9) % 3, steps=2)
+    classifiers.few_label_eval(x, labels, np.arange(9) % 3, steps=2)
   with pytest.raises(ValueError, match=r'train labels must be \[10\]'):
-    heads.cross_validate(x, labels[:9], x, head='linear', steps=2)
+    classifiers.cross_validate(x, labels[:9], x, head='linear', steps=2)
 
 
 def test_standard_split_rejects_empty():

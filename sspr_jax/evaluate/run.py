@@ -24,7 +24,7 @@ from sspr_jax.data import pipeline
 from sspr_jax.data import prepare
 from sspr_jax.evaluate import embed as embed_lib
 from sspr_jax.evaluate import gallery
-from sspr_jax.evaluate import heads as heads_lib
+from sspr_jax.evaluate import classifiers
 from sspr_jax.evaluate import knn
 from sspr_jax.evaluate import plots
 from sspr_jax.evaluate import splits
@@ -47,7 +47,7 @@ def evaluate_embeddings(
   """
   metrics = gallery.gallery_metrics(emb['features'], emb['label'], scores)
   for split in head_splits if heads else ():
-    result = heads_lib.few_label_eval(
+    result = classifiers.few_label_eval(
       emb['features'],
       emb['label'],
       emb['origin'],

@@ -8,7 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import confusion_matrix
 from sklearn.metrics import precision_recall_fscore_support
 
-from sspr_jax.evaluate import heads
+from sspr_jax.evaluate import classifiers
 
 STEPS = 60
 
@@ -47,7 +47,7 @@ def test_objective_is_sklearn_mlp_loss():
     {'w': jnp.asarray(w, jnp.float32), 'b': jnp.asarray(b, jnp.float32)}
     for w, b in zip(mlp.coefs_, mlp.intercepts_)
   ]
-  ours = heads.objective(
+  ours = classifiers.objective(
     params, jnp.asarray(x), jnp.asarray(y), jnp.ones(40), 0.3
   )
   np.testing.assert_allclose(float(ours), mlp.loss_, rtol=1e-5)
@@ -57,7 +57,7 @@ def test_linear_head_matches_logistic_regression():
   x, y = _blobs(300, 10, 5, seed=0)
   train, test = slice(0, 200), slice(200, None)
   alpha = 0.1
-  params, classes = heads.fit_head(x[train], y[train], alpha=alpha, steps=100)
+  params, classes = classifiers.fit_head(x[train], y[train], alpha=alpha, steps=100)
   lr = LogisticRegression(C=1 / alpha, max_iter=2000, tol=1e-10).fit(
     x[train].astype(np.float64), y[train]
   )
@@ -68,14 +68,14 @@ def test_linear_head_matches_logistic_regression():
     }
   ]
   f = lambda p: float(
-    heads.objective(
+    classifiers.objective(
       p, jnp.asarray(x[train]), jnp.asarray(y[train]), jnp.ones(200), alpha
     )
   )
   # alpha = 1 / C: the same objective (divided by n), so the same optimum.
   assert f(params) <= f(sk) * (1 + 1e-4) + 1e-6
   ours_acc = np.mean(
-    classes[np.argmax(heads.predict_proba(params, x[test]), 1)] == y[test]
+    classes[np.argmax(classifiers.predict_proba(params, x[test]), 1)] == y[test]
   )
   assert abs(ours_acc - lr.score(x[test], y[test])) <= 0.02
   assert ours_acc > 0.8
@@ -85,31 +85,31 @@ def test_mlp_learns_xor():
   rng = np.random.default_rng(0)
   x = rng.uniform(-1, 1, (400, 2)).astype(np.float32)
   y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(int)
-  params, classes = heads.fit_head(x, y, hidden=(16,), alpha=1e-3, steps=150)
+  params, classes = classifiers.fit_head(x, y, hidden=(16,), alpha=1e-3, steps=150)
   assert (
-    np.mean(classes[np.argmax(heads.predict_proba(params, x), 1)] == y) > 0.95
+    np.mean(classes[np.argmax(classifiers.predict_proba(params, x), 1)] == y) > 0.95
   )
   # A linear head cannot.
-  params, classes = heads.fit_head(x, y, alpha=1e-3, steps=STEPS)
+  params, classes = classifiers.fit_head(x, y, alpha=1e-3, steps=STEPS)
   assert (
-    np.mean(classes[np.argmax(heads.predict_proba(params, x), 1)] == y) < 0.75
+    np.mean(classes[np.argmax(classifiers.predict_proba(params, x), 1)] == y) < 0.75
   )
 
 
 def test_adam_solver_learns():
   x, y = _blobs(100, 6, 3, seed=3, spread=0.5)
-  params, classes = heads.fit_head(
+  params, classes = classifiers.fit_head(
     x, y, alpha=0.01, steps=150, solver='adam', learning_rate=0.05
   )
   assert (
-    np.mean(classes[np.argmax(heads.predict_proba(params, x), 1)] == y) > 0.95
+    np.mean(classes[np.argmax(classifiers.predict_proba(params, x), 1)] == y) > 0.95
   )
 
 
 def test_cv_picks_what_a_python_loop_picks(problem):
   train_x, train_y, test_x, _ = problem
   alphas = (0.01, 3.0, 30.0)
-  cv = heads.cross_validate(
+  cv = classifiers.cross_validate(
     train_x,
     train_y,
     test_x,
@@ -118,7 +118,7 @@ def test_cv_picks_what_a_python_loop_picks(problem):
     steps=STEPS,
     reduce_rank=False,
   )
-  masks, info = heads.stratified_folds(
+  masks, info = classifiers.stratified_folds(
     np.unique(train_y, return_inverse=True)[1], 5
   )
   assert (
@@ -126,8 +126,8 @@ def test_cv_picks_what_a_python_loop_picks(problem):
     and info['classes_below_folds'] == 0
   )
   classes, y = np.unique(train_y, return_inverse=True)
-  fit = heads._jitted_fit(STEPS, 'lbfgs', 1e-2)  # pylint: disable=protected-access
-  params0 = heads.init_params(jax.random.PRNGKey(0), (8, 4), zeros=True)
+  fit = classifiers._jitted_fit(STEPS, 'lbfgs', 1e-2)  # pylint: disable=protected-access
+  params0 = classifiers.init_params(jax.random.PRNGKey(0), (8, 4), zeros=True)
   loop = np.zeros((5, len(alphas)))
   for f, val in enumerate(masks):
     for g, alpha in enumerate(alphas):
@@ -138,7 +138,7 @@ def test_cv_picks_what_a_python_loop_picks(problem):
         jnp.asarray(~val, jnp.float32),
         jnp.float32(alpha),
       )
-      pred = np.argmax(np.asarray(heads.logits_fn(params, train_x)), 1)
+      pred = np.argmax(np.asarray(classifiers.logits_fn(params, train_x)), 1)
       loop[f, g] = np.mean(pred[val] == y[val])
   got = np.array([g['val_accuracy'] for g in cv['grid']]).T
   np.testing.assert_allclose(got, loop, atol=1e-6)
@@ -147,7 +147,7 @@ def test_cv_picks_what_a_python_loop_picks(problem):
   assert len(set(np.round(loop.mean(0), 6))) > 1  # the grid matters here
   # A masked fold fits as the subset does (same objective).
   val = masks[0]
-  sub, _ = heads.fit_head(
+  sub, _ = classifiers.fit_head(
     train_x[~val], train_y[~val], alpha=alphas[1], steps=STEPS
   )
   full, _ = fit(
@@ -158,15 +158,15 @@ def test_cv_picks_what_a_python_loop_picks(problem):
     jnp.float32(alphas[1]),
   )
   np.testing.assert_allclose(
-    heads.predict_proba(sub, train_x[val]),
-    heads.predict_proba(full, train_x[val]),
+    classifiers.predict_proba(sub, train_x[val]),
+    classifiers.predict_proba(full, train_x[val]),
     atol=1e-4,
   )
   # The refit of every grid point is fitted on ALL train rows.
   for g, alpha in enumerate(alphas):
-    refit, _ = heads.fit_head(train_x, train_y, alpha=alpha, steps=STEPS)
+    refit, _ = classifiers.fit_head(train_x, train_y, alpha=alpha, steps=STEPS)
     np.testing.assert_allclose(
-      cv['all_test_proba'][g], heads.predict_proba(refit, test_x), atol=5e-3
+      cv['all_test_proba'][g], classifiers.predict_proba(refit, test_x), atol=5e-3
     )  # alpha = 0.01 is not fully converged
   np.testing.assert_array_equal(
     cv['test_proba'], cv['all_test_proba'][cv['best_index']]
@@ -178,17 +178,17 @@ def test_mlp_cv_is_deterministic_for_a_seed(problem):
   kw = dict(
     head='mlp', hidden_sizes=[(6,), (4, 3)], alphas=(0.1,), steps=STEPS, seed=3
   )
-  cv = heads.cross_validate(train_x, train_y, test_x, **kw)
+  cv = classifiers.cross_validate(train_x, train_y, test_x, **kw)
   assert [g['hidden'] for g in cv['grid']] == [(6,), (4, 3)]
   assert cv['final_loss'].shape == (6, 2) and np.all(
     np.isfinite(cv['final_loss'])
   )
-  again = heads.cross_validate(train_x, train_y, test_x, **kw)
+  again = classifiers.cross_validate(train_x, train_y, test_x, **kw)
   np.testing.assert_array_equal(cv['test_proba'], again['test_proba'])
   assert cv['grid'] == again['grid']
-  other = heads.cross_validate(train_x, train_y, test_x, **{**kw, 'seed': 4})
+  other = classifiers.cross_validate(train_x, train_y, test_x, **{**kw, 'seed': 4})
   assert not np.allclose(cv['test_proba'], other['test_proba'])
-  m = heads.classification_metrics(test_y, cv['test_proba'], cv['classes'])
+  m = classifiers.classification_metrics(test_y, cv['test_proba'], cv['classes'])
   assert m['accuracy'] > 0.6
 
 
@@ -204,7 +204,7 @@ def test_classification_metrics_by_hand():
     ]
   )  # true 7: never trained -> AP 0
   y = np.array([1, 2, 2, 5, 7])
-  m = heads.classification_metrics(y, scores, classes)
+  m = classifiers.classification_metrics(y, scores, classes)
   np.testing.assert_allclose(m['ap'], [1, 1 / 3, 1 / 2, 1, 0])
   # Per class: 1 -> 1, 2 -> (1/3 + 1/2) / 2, 5 -> 1, 7 -> 0.
   assert m['map'] == pytest.approx((1 + 5 / 12 + 1 + 0) / 4)
@@ -222,7 +222,7 @@ def test_classification_metrics_match_sklearn():
   classes = np.arange(0, 30, 3)
   y = rng.choice(np.append(classes, [31, 32]), size=200)
   scores = rng.random((200, len(classes)))
-  m = heads.classification_metrics(y, scores, classes)
+  m = classifiers.classification_metrics(y, scores, classes)
   pred = classes[scores.argmax(1)]
   np.testing.assert_array_equal(
     m['confusion'], confusion_matrix(y, pred, labels=m['labels'])
@@ -243,19 +243,19 @@ def test_classification_metrics_match_sklearn():
 
 def test_folds_fallback_and_small_classes():
   y = np.array([0, 0, 0, 0, 0, 1, 2, 2])
-  masks, info = heads.stratified_folds(y, 5)
+  masks, info = classifiers.stratified_folds(y, 5)
   assert info == {'classes_below_folds': 2, 'fold_method': 'StratifiedKFold'}
   assert masks.sum() == len(y) and np.all(masks.sum(0) == 1)
-  masks, info = heads.stratified_folds(np.arange(8) % 4, 5)  # every class < 5
+  masks, info = classifiers.stratified_folds(np.arange(8) % 4, 5)  # every class < 5
   assert info['fold_method'] == 'KFold' and np.all(masks.sum(0) == 1)
   with pytest.raises(ValueError):
-    heads.stratified_folds([0, 1, 2], 5)
+    classifiers.stratified_folds([0, 1, 2], 5)
 
 
 def test_sklearn_svc_runs():
   x, y = _blobs(80, 6, 4, seed=5, spread=0.7)
   grid = ({'kernel': ['linear', 'rbf'], 'C': [0.1, 1]},)
-  r = heads.sklearn_svc(x[:60], y[:60], x[60:], y[60:], 5, param_grid=grid)
+  r = classifiers.sklearn_svc(x[:60], y[:60], x[60:], y[60:], 5, param_grid=grid)
   assert (
     r['accuracy'] > 0.8 and 0 < r['map'] <= 1 and 0 < r['map_decision'] <= 1
   )
@@ -266,7 +266,7 @@ def test_sklearn_svc_runs():
 def test_few_label_eval_strict_split_and_rank_reduction():
   x, y = _blobs(120, 100, 6, seed=6, spread=3.0)
   origins = np.arange(120) % 4  # 4 photos
-  r = heads.few_label_eval(
+  r = classifiers.few_label_eval(
     x,
     y,
     origins,
@@ -291,7 +291,7 @@ def test_few_label_eval_strict_split_and_rank_reduction():
 
   train, test = splits.strict_origin_split(y, origins)
   xn = x / np.linalg.norm(x, axis=1, keepdims=True)
-  full = heads.cross_validate(
+  full = classifiers.cross_validate(
     xn[train],
     y[train],
     xn[test],
@@ -304,9 +304,9 @@ def test_few_label_eval_strict_split_and_rank_reduction():
   assert lin['best'] == full['best']
   assert (
     'test_proba'
-    not in heads.few_label_eval(
+    not in classifiers.few_label_eval(
       x, y, origins, heads=('linear',), steps=STEPS, linear_alphas=(0.01, 0.1)
     )['linear']
   )
   with pytest.raises(ValueError):
-    heads.few_label_eval(x, y, split='strict')
+    classifiers.few_label_eval(x, y, split='strict')
