@@ -1,6 +1,6 @@
 """sspr_jax entry point: `python main.py --config configs/<x>.py --workdir DIR`.
 
-The config's `mode` names what runs (see `sspr_jax/modes.py`); overrides go
+The config's `mode` names what runs (see `sspr_jax/modes/`); overrides go
 through ml-collections, e.g. `--config.data.seed=1`.
 """
 
@@ -12,7 +12,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from sspr_jax import config_check
+from sspr_jax.core import config_check
 from sspr_jax import modes
 
 _CONFIG = config_flags.DEFINE_config_file(

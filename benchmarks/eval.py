@@ -233,7 +233,9 @@ def cv_compare(
       seed=seed,
     )
     runs.append(cv['seconds'])
-  m = classifiers.classification_metrics(test_y, cv['test_proba'], cv['classes'])
+  m = classifiers.classification_metrics(
+    test_y, cv['test_proba'], cv['classes']
+  )
   out.update(
     {
       'jax_first_call_s': runs[0],

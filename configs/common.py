@@ -110,11 +110,14 @@ def evaluate_config(image_size: int = 256) -> ml_collections.ConfigDict:
   """Gallery evaluation on `rack_crops` (thesis: shorter side 256, crop 256)."""
   return ml_collections.ConfigDict(
     dict(
-      # Comma-separated pre-training workdirs or RUN/checkpoints/STEP folders;
-      # empty = WORKDIR (or only the baselines if it has no checkpoints).
-      checkpoints='',
       all_steps=False,  # every saved checkpoint of a workdir, else the latest
+      # 'random', 'pixels[:SIDE]', 'imagenet_efficientnet_lite0',
+      # 'imagenet_resnet50:/path.pth' (sspr_jax/evaluate/embed.py).
       baselines=('random',),
+      # Evaluators (sspr_jax/evaluate/evaluators.py) of the evaluate mode, and
+      # those run every config.eval_every_steps during pre-training.
+      evaluators=('gallery_map', 'knn', 'few_label'),
+      periodic=('gallery_map', 'knn'),
       image_size=image_size,
       batch_size=64,
       scores=('cosine', 'inner_product', 'euclidean', 'euclidean_normalized'),

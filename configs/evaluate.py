@@ -35,11 +35,12 @@ def get_config():
   c = ml_collections.ConfigDict()
   c.mode = 'evaluate'
   c.seed = 0
+  # What to evaluate (sspr_jax/modes/evaluate.py); how: c.evaluate.
   c.checkpoints = ''
   c.dataset = 'synthetic'
   c.data = common.data_config()
   # Architecture of the random baseline when no checkpoint is given.
   c.model = ml_collections.ConfigDict(dict(backbone='resnet50'))
   c.evaluate = common.evaluate_config()
-  c.evaluate.checkpoints = c.get_ref('checkpoints')
+  c.evaluate.baselines = ('random', 'pixels')
   return c

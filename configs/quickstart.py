@@ -42,5 +42,6 @@ def get_config():
   c.checkpoint_every_steps = 100
   c.eval_every_steps = 100
   c.evaluate.image_size = 64
+  c.evaluate.baselines = ('random', 'pixels')
   c.evaluate.knn_k = 5  # ~7 crops a class: 20 neighbours would span classes
   return c

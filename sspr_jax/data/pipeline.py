@@ -467,6 +467,24 @@ def make_loader(
   )
 
 
+def pretraining_loader(
+  source, input_config, *, batch_size: int, seed: int
+) -> Loader:
+  """The loader of a config's `input` section: crops kept in canvases.
+
+  `batch_size` is this process's share of the global batch.
+  """
+  return make_loader(
+    source,
+    batch_size=batch_size,
+    image_size=input_config.canvas_size,
+    shorter_side=input_config.get('shorter_side', 0) or None,
+    seed=seed,
+    resize='canvas',
+    worker_count=input_config.get('worker_count', 0),
+  )
+
+
 class Loader(grain.IterDataset):
   """Iterable of batches that resumes at any batch: `iter_from(n)`.
 

@@ -1,4 +1,4 @@
-"""Mode 'prepare_data': raw photos -> `sku110k_crops` and `rack_crops` datasets.
+"""Raw photos -> the `sku110k_crops`, `rack_crops` and `image_folder` datasets.
 
 With `config.data.source='synthetic'` the embedded shelf and rack photos are
 generated first (into WORKDIR/raw, once per set of generator settings).
@@ -66,6 +66,7 @@ _DATASET_KEYS = {
   'image_folder': ('image_folder_dir', 'image_folder_config'),
 }
 DATASETS = tuple(_DATASET_KEYS)
+SOURCES = ('synthetic', 'manual')
 # Datasets the synthetic source generates raw photos for.
 _GENERATED = ('sku110k_crops', 'rack_crops')
 
@@ -84,7 +85,7 @@ def manual_dirs(
   datasets read the generated photos (source='synthetic') or their
   `config.data.*_manual_dir` (source='manual').
   """
-  if data.source not in ('synthetic', 'manual'):
+  if data.source not in SOURCES:
     raise ValueError(
       f'Unknown config.data.source {data.source!r}; valid: '
       "'synthetic', 'manual'."
@@ -140,29 +141,3 @@ def build_datasets(
   if shared and jax.process_index() == 0:
     multihost_utils.sync_global_devices(barrier)
   return builders
-
-
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Builds both datasets and prints (and saves) a summary with counts."""
-  from data_builders import build as build_lib  # pylint: disable=g-import-not-at-top
-
-  builders = build_datasets(config.data, workdir)
-  summary = {}
-  for name, builder in builders.items():
-    print(build_lib.summary(builder))
-    info = builder.info
-    summary[name] = {
-      'config': builder.builder_config.name,
-      'data_dir': builder.data_dir,
-      'splits': {s: info.splits[s].num_examples for s in info.splits},
-      'counts': dict((info.metadata or {}).get('counts', {})),
-    }
-    if 'label' in info.features:
-      summary[name]['num_classes'] = info.features['label'].num_classes
-      print(f'  classes: {info.features["label"].num_classes}')
-  os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, 'data_summary.json')
-  with open(path, 'w') as f:
-    json.dump(summary, f, indent=2, default=str)
-  print(f'Summary written to {path}')
-  return summary

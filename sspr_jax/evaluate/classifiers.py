@@ -79,6 +79,8 @@ from sklearn.model_selection import StratifiedKFold
 from sspr_jax.evaluate import checks
 from sspr_jax.evaluate import splits as splits_lib
 
+HEADS = ('linear', 'mlp', 'svc')  # what `few_label_eval` fits
+SPLITS = ('standard', 'strict')
 MLP_HIDDEN = ((32,), (64,), (128,), (128, 64))  # thesis
 MLP_ALPHAS = (0.01, 0.1)  # thesis
 # Not in the thesis; alpha = 1 / C of LogisticRegression.

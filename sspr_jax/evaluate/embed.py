@@ -113,6 +113,44 @@ def _architecture(model) -> dict:
   return {k: model[k] for k in keys if k in model}
 
 
+BASELINES_HELP = (
+  "'random', 'pixels' (or 'pixels:SIDE', default 16), "
+  "'imagenet_efficientnet_lite0', "
+  "'imagenet_resnet50:/path/to/resnet50.pth' (also resnet18/34)"
+)
+
+
+def parse_baseline(baseline: str) -> tuple[str, str | None]:
+  """'random' -> ('random', None); 'pixels:32' -> ('pixels', '32');
+  'imagenet_resnet50:/p.pth' -> ('resnet50', '/p.pth');
+  'imagenet_efficientnet_lite0' -> ('efficientnet_lite0', None)."""
+  if baseline == 'random':
+    return 'random', None
+  name, _, path = baseline.partition(':')
+  if name == 'pixels':
+    if path and not (path.isdigit() and int(path) > 0):
+      raise ValueError(
+        f'Unknown baseline {baseline!r}: the side in pixels:SIDE must be a '
+        'positive integer.'
+      )
+    return 'pixels', path or '16'
+  kind = name[len('imagenet_') :] if name.startswith('imagenet_') else None
+  if kind not in IMAGENET_KINDS or (kind.startswith('resnet') and not path):
+    raise ValueError(f'Unknown baseline {baseline!r}; valid: {BASELINES_HELP}.')
+  return kind, path or None
+
+
+def baseline_backbone(
+  kind: str, arg: str | None, architecture=None, seed: int = 0
+) -> Backbone:
+  """The backbone of a parsed baseline; 'random' has `architecture`."""
+  if kind == 'random':
+    return random_backbone(architecture, seed=seed)
+  if kind == 'pixels':
+    return pixels_backbone(int(arg))
+  return imagenet_backbone(kind, arg)
+
+
 def checkpoint_steps(workdir: str) -> list[int]:
   """Steps saved in WORKDIR/checkpoints, ascending."""
   directory = os.path.join(os.path.abspath(workdir), 'checkpoints')

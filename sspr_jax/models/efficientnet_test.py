@@ -158,9 +158,9 @@ def test_imagenet_backbone_embeds_with_its_own_normalisation():
 
 
 def test_baseline_names():
-  from sspr_jax.evaluate import run as eval_run  # pylint: disable=g-import-not-at-top
+  from sspr_jax.evaluate import embed as embed_lib  # pylint: disable=g-import-not-at-top
 
-  parse = eval_run._parse_baseline  # pylint: disable=protected-access
+  parse = embed_lib.parse_baseline
   assert parse('random') == ('random', None)
   assert parse('imagenet_efficientnet_lite0') == ('efficientnet_lite0', None)
   assert parse('imagenet_resnet50:/w/resnet50.pth') == (

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from sspr_jax.data import pipeline
-from sspr_jax.evaluate import run as eval_run
+from sspr_jax.evaluate import evaluators
+from sspr_jax.modes import evaluate as evaluate_mode
 from sspr_jax.objectives import build_objective
 from sspr_jax.core import checkpoint as checkpoint_lib
 from sspr_jax.core import metrics as metrics_lib
@@ -195,11 +196,19 @@ def test_two_processes_match_one_process(
     assert (workdir / 'report.md').is_file()
     # And it matches one process evaluating the one-process run's state.
     config.evaluate.update(dict(image_size=32, heads=(), scores=('cosine',)))
-    evaluate = eval_run.periodic_evaluator(
-      config, str(tmp_path / 'one'), build_objective(config).network.backbone
+    scoring = evaluate_mode.parse_scoring(config)
+    gallery = evaluate_mode.open_gallery(
+      evaluate_mode.gallery_data(config), str(tmp_path / 'one'), scoring
     )
+    (evaluator,) = evaluators.build(
+      ['gallery_map'], gallery, build_objective(config).network.backbone
+    )
+    variables = {
+      'params': single.params['backbone'],
+      'batch_stats': single.batch_stats['backbone'],
+    }
     np.testing.assert_allclose(
-      evaluate(single)['eval/full_map/cosine'],
+      evaluator.run(variables)['full_map/cosine'],
       logged[0]['eval/full_map/cosine'],
       atol=0.02,
     )

@@ -27,6 +27,7 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 import tqdm
 
@@ -135,6 +136,15 @@ class _Preemption:
   def __exit__(self, *exc):
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
+
+
+def _scalars(prefix: str, metrics: dict) -> dict:
+  """The numeric scalars of `metrics`, keys prefixed (for the metric log)."""
+  return {
+    prefix + k: v
+    for k, v in metrics.items()
+    if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+  }
 
 
 def _due(done: int, every: int, total: int) -> bool:
@@ -285,14 +295,16 @@ def train(
               spread,
             )
         bar.update(1)
-        for evaluator, every in evaluators:
-          if _due(done, every, total_steps):
-            check_finite()
-            variables = {
-              'params': state.params['backbone'],
-              'batch_stats': state.batch_stats['backbone'],
-            }
-            writer.write(done, evaluator.run(variables))
+        due = [e for e, every in evaluators if _due(done, every, total_steps)]
+        if due:
+          check_finite()
+          # One dict for all: evaluators of a gallery share its embeddings.
+          variables = {
+            'params': state.params['backbone'],
+            'batch_stats': state.batch_stats['backbone'],
+          }
+          for evaluator in due:
+            writer.write(done, _scalars('eval/', evaluator.run(variables)))
         if _due(done, ckpt_every, total_steps) or preemption.requested:
           save(done)
         if preemption.requested:

@@ -15,7 +15,6 @@ from sspr_jax.data import pipeline
 from sspr_jax.objectives import build_objective
 from sspr_jax.core import checkpoint as checkpoint_lib
 from sspr_jax.core import metrics as metrics_lib
-from sspr_jax.train import pretrain
 from sspr_jax.train import trainer
 
 REPO = os.path.dirname(
@@ -74,7 +73,9 @@ class _Loader:
   """The pre-training loader; `stop_after` simulates a crash at that batch."""
 
   def __init__(self, source, config, stop_after=None):
-    self._loader = pretrain.make_loader(config, source)
+    self._loader = pipeline.pretraining_loader(
+      source, config.input, batch_size=config.batch_size, seed=config.seed
+    )
     self._stop_after = stop_after
 
   def batch_spec(self, global_batch):
@@ -87,12 +88,12 @@ class _Loader:
       yield batch
 
 
-def _train(config, workdir, crops, loader=None, **kwargs):
+def _train(config, workdir, crops, loader=None, objective=None, **kwargs):
   loader = loader or _Loader(crops, config)
   return trainer.train(
     config,
     str(workdir),
-    objective=build_objective(config),
+    objective=objective or build_objective(config),
     loader=loader,
     batch_spec=loader.batch_spec(config.batch_size),
     num_examples=len(crops),

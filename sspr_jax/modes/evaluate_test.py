@@ -7,10 +7,11 @@ import numpy as np
 from sspr_jax.data import pipeline
 from sspr_jax.evaluate import embed as embed_lib
 from sspr_jax.evaluate import gallery
-from sspr_jax.evaluate import run as eval_run
-from sspr_jax.objectives import build_objective
-from sspr_jax.train import trainer
-from sspr_jax.train.trainer_test import _batches, tiny_config
+from sspr_jax import modes
+from sspr_jax.core import config_check
+from sspr_jax.evaluate import evaluators
+from sspr_jax.modes import evaluate as evaluate_mode
+from sspr_jax.train.trainer_test import _train, tiny_config
 
 
 def saved_metrics(workdir):
@@ -37,6 +38,11 @@ def _config(tiny_raw_data, tiny_datasets, **overrides):
   return config
 
 
+def _evaluate(config, workdir):
+  ((_, settings),) = modes.parse(config)
+  return evaluate_mode.run(settings, str(workdir))
+
+
 def test_evaluate_mode_reports_checkpoint_and_random_baseline(
   tiny_raw_data, tiny_datasets, tmp_path
 ):
@@ -46,22 +52,38 @@ def test_evaluate_mode_reports_checkpoint_and_random_baseline(
   crops = pipeline.open_source(
     'sku110k_crops', split='train', data_dir=tiny_datasets, config='128'
   )
-  objective = build_objective(config)
+  config.mode = 'pretrain'
+  ((_, pretrain_settings),) = modes.parse(config)
+  labeled = evaluate_mode.open_gallery(
+    pretrain_settings.gallery_data, str(tmp_path), pretrain_settings.scoring
+  )
   logged = []
-  evaluate = eval_run.periodic_evaluator(
-    config, str(tmp_path), objective.network.backbone
+
+  class Logged:  # The periodic evaluators, recording what they return.
+    def __init__(self, evaluator):
+      self.evaluator = evaluator
+
+    def run(self, variables):
+      logged.append(self.evaluator.run(variables))
+      return logged[-1]
+
+  periodic = evaluators.build(
+    pretrain_settings.periodic,
+    labeled,
+    pretrain_settings.objective.network.backbone,
   )
-  trainer.train(
+  _train(
     config,
-    str(tmp_path),
-    objective=objective,
-    batches=_batches(crops, config),
-    num_examples=len(crops),
-    evaluate=lambda state: logged.append(evaluate(state)) or logged[-1],
+    tmp_path,
+    crops,
+    objective=pretrain_settings.objective,
+    evaluators=[(Logged(e), 2) for e in periodic],
   )
+  logged = [{f'eval/{k}': v for r in logged for k, v in r.items()}]
   assert set(logged[0]) >= {'eval/full_map/cosine', 'eval/strict_knn_accuracy'}
 
-  results = eval_run.run(config, str(tmp_path))
+  config.mode = 'evaluate'
+  results = _evaluate(config, tmp_path)
   assert [r['name'] for r in results] == ['simclr step 2', 'random init']
   report = (tmp_path / 'report.md').read_text()
   assert 'simclr step 2' in report and 'random init' in report
@@ -124,13 +146,7 @@ def test_evaluate_config_takes_checkpoints_and_dataset_flags(
   crops = pipeline.open_source(
     'sku110k_crops', split='train', data_dir=tiny_datasets, config='128'
   )
-  trainer.train(
-    config,
-    str(run_dir),
-    objective=build_objective(config),
-    batches=_batches(crops, config),
-    num_examples=len(crops),
-  )
+  _train(config, run_dir, crops)
   workdir = tmp_path / 'eval'
   cmd = [
     sys.executable,
@@ -144,6 +160,7 @@ def test_evaluate_config_takes_checkpoints_and_dataset_flags(
     '--config.evaluate.image_size=32',
     '--config.evaluate.heads=',
     '--config.evaluate.scores=cosine,euclidean',
+    '--config.evaluate.baselines=random',
   ]
   out = subprocess.run(
     cmd, cwd=REPO, capture_output=True, text=True, timeout=600
@@ -163,13 +180,14 @@ def test_evaluate_config_takes_checkpoints_and_dataset_flags(
   ev = evaluate_config.get_config()
   ev.evaluate.update(dict(image_size=32, heads=(), scores=('cosine',)))
   ev.checkpoints = str(tmp_path / 'missing_run')
-  with pytest.raises(FileNotFoundError, match='missing_run'):
-    eval_run.run(ev, str(workdir))
+  with pytest.raises(config_check.ConfigError, match='missing_run'):
+    _evaluate(ev, workdir)
   ev.checkpoints, ev.dataset = '', str(tmp_path / 'no_racks_here')
-  with pytest.raises(FileNotFoundError, match='no_racks_here'):
-    eval_run.run(ev, str(workdir))
+  with pytest.raises(config_check.ConfigError, match='no_racks_here'):
+    _evaluate(ev, workdir)
   # No checkpoints anywhere: the baselines alone, on the built TFDS data dir.
   ev.dataset = str(workdir / 'tfds')
   ev.model.backbone = 'resnet_tiny'
-  results = eval_run.run(ev, str(tmp_path / 'baselines_only'))
+  ev.evaluate.baselines = ('random',)
+  results = _evaluate(ev, tmp_path / 'baselines_only')
   assert [r['name'] for r in results] == ['random init']

@@ -1,0 +1,49 @@
+"""Modes: `config.mode` -> the module that parses and runs it.
+
+Each mode module has `parse(config) -> Settings` (every value it needs,
+checked, with the objects it builds once: objective, plan of checkpoints,
+evaluators) and `run(settings, workdir)`. `run` parses every requested mode
+before running any, so a bad value of a later mode fails in seconds. Modules
+are imported lazily: a light mode does not pay for the training stack.
+
+Modes sit on top: they import train/ and evaluate/, which never import each
+other.
+"""
+
+import importlib
+import types
+from typing import Any
+
+from sspr_jax.core import config_check
+
+_MODES = {
+  'prepare_data': 'sspr_jax.modes.prepare_data',
+  'pretrain': 'sspr_jax.modes.pretrain',
+  'evaluate': 'sspr_jax.modes.evaluate',
+}
+
+
+def get(mode: str) -> types.ModuleType:
+  """The module (with `parse` and `run`) registered for `mode`."""
+  if mode not in _MODES:
+    raise config_check.ConfigError(
+      f'Unknown config.mode {mode!r}; valid modes: {", ".join(sorted(_MODES))}.'
+    )
+  return importlib.import_module(_MODES[mode])
+
+
+def parse(config) -> list[tuple[types.ModuleType, Any]]:
+  """[(mode module, its settings)] of `config.mode`, all checked."""
+  if 'mode' not in config:
+    raise config_check.ConfigError(
+      'The config has no `mode` field; valid modes: '
+      f'{", ".join(sorted(_MODES))}.'
+    )
+  modules = [get(m) for m in config_check.split_names(config.mode)]
+  return [(module, module.parse(config)) for module in modules]
+
+
+def run(config, workdir: str):
+  """Runs `config.mode`; 'a,b' runs mode a, then mode b, on the same workdir."""
+  plan = parse(config)
+  return [module.run(settings, workdir) for module, settings in plan][-1]

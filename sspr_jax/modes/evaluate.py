@@ -1,0 +1,281 @@
+"""Mode 'evaluate': score pre-trained backbones and baselines on a labeled gallery.
+
+Each backbone (checkpoints of pre-training runs, then the baselines) embeds
+the labeled rack crops once; the evaluators of `config.evaluate.evaluators`
+score the embeddings (gallery mAP for every score, kNN on the strict origin
+split, few-label heads); WORKDIR/report.md, metrics.json and evaluation/
+(embeddings .npz, figures) are written by process 0.
+
+Config: `config.checkpoints` (comma-separated pre-training workdirs or step
+folders `RUN/checkpoints/STEP`; empty: WORKDIR, or only the baselines when
+WORKDIR has no checkpoints), `config.dataset` (the labeled gallery:
+'synthetic', a folder of labeled rack photos, a TFDS data dir holding a built
+`rack_crops`; empty: `config.data`'s racks), and `config.evaluate` (how to
+score: see configs/common.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+
+import jax
+import ml_collections
+
+from sspr_jax.core import config_check
+from sspr_jax.data import pipeline
+from sspr_jax.data import prepare
+from sspr_jax.evaluate import classifiers
+from sspr_jax.evaluate import embed as embed_lib
+from sspr_jax.evaluate import evaluators as evaluators_lib
+from sspr_jax.evaluate import gallery
+from sspr_jax.evaluate import report
+from sspr_jax.modes import prepare_data
+
+DEFAULT_EVALUATORS = ('gallery_map', 'knn', 'few_label')
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  checkpoints: tuple[str, ...]  # given paths (checked); () = WORKDIR
+  all_steps: bool
+  baselines: tuple[tuple[str, str | None], ...]  # parsed baseline names
+  gallery_data: ml_collections.ConfigDict  # config.data with config.dataset
+  evaluators: tuple[str, ...]
+  scoring: evaluators_lib.Settings
+  architecture: dict  # of the random baseline when no checkpoint is given
+  seed: int = 0
+
+
+def parse_scoring(config: ml_collections.ConfigDict) -> evaluators_lib.Settings:
+  """`config.evaluate`'s scoring fields, checked."""
+  for key in ('batch_size', 'image_size', 'knn_k', 'head_steps'):
+    config_check.integer(config, f'evaluate.{key}')
+  ev = config.evaluate
+  return evaluators_lib.Settings(
+    image_size=ev.image_size,
+    batch_size=ev.batch_size,
+    scores=config_check.names(
+      config, 'evaluate.scores', gallery.SCORES, 'score'
+    ),
+    knn_k=ev.knn_k,
+    heads=config_check.names(
+      config, 'evaluate.heads', classifiers.HEADS, 'head'
+    ),
+    head_splits=config_check.names(
+      config, 'evaluate.head_splits', classifiers.SPLITS, 'split'
+    ),
+    head_steps=ev.head_steps,
+  )
+
+
+def parse_evaluators(config, key: str, default) -> tuple[str, ...]:
+  if config_check.get(config, key) is config_check.MISSING:
+    return tuple(default)
+  return config_check.names(config, key, evaluators_lib.EVALUATORS, 'evaluator')
+
+
+def gallery_data(
+  config: ml_collections.ConfigDict,
+) -> ml_collections.ConfigDict:
+  """`config.data` with `config.dataset` (if any) applied.
+
+  'synthetic': the embedded rack photos; a folder holding a built
+  `rack_crops/` dataset: that TFDS data dir; any other folder: labeled rack
+  photos (Pascal VOC XML + photos, or class folders) to build from.
+  """
+  data = prepare_data.parse_data(config)
+  dataset = config.get('dataset') or ''
+  if not dataset:
+    return data
+  if dataset == 'synthetic':
+    data.source = 'synthetic'
+    return data
+  path = os.path.abspath(os.path.expanduser(dataset))
+  if not os.path.isdir(path):
+    raise config_check.ConfigError(
+      f"config.dataset={dataset!r}: no such folder (valid: 'synthetic', a "
+      'folder of labeled rack photos, or a TFDS data dir with rack_crops/).'
+    )
+  data.source = 'manual'
+  if os.path.isdir(os.path.join(path, 'rack_crops')):
+    data.data_dir = path
+    data.rack_manual_dir = data.rack_manual_dir or path
+  else:
+    data.rack_manual_dir = path
+  return data
+
+
+def open_gallery(
+  data: ml_collections.ConfigDict,
+  workdir: str,
+  scoring: evaluators_lib.Settings,
+) -> evaluators_lib.Gallery:
+  """The labeled `rack_crops` of `data`, built first if needed."""
+  prepare.build_datasets(data, workdir, which=('rack_crops',))
+  data_dir = prepare.data_dir(data, workdir)
+  source = pipeline.open_source(
+    'rack_crops', split='train', data_dir=data_dir, config=data.rack_config
+  )
+  if len(source) == 0:
+    raise ValueError(
+      f'The labeled gallery rack_crops in {data_dir} has no crops: check the '
+      'rack photos and their annotations (data_summary).'
+    )
+  class_names = [str(n) for n in source.dataset_info.features['label'].names]
+  return evaluators_lib.Gallery(source, scoring, class_names)
+
+
+def _run_and_steps(path: str, all_steps: bool) -> tuple[str, list[int]]:
+  """A workdir, its checkpoints folder, or one step folder -> (run, steps)."""
+  path = os.path.abspath(os.path.expanduser(path))
+  name, parent = os.path.basename(path), os.path.dirname(path)
+  if name.isdigit() and os.path.basename(parent) == 'checkpoints':
+    if not os.path.isdir(path):
+      raise FileNotFoundError(f'No checkpoint folder {path!r}.')
+    return os.path.dirname(parent), [int(name)]
+  if name == 'checkpoints':
+    path = parent
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f'Checkpoint path {path!r} does not exist.')
+  steps = embed_lib.checkpoint_steps(path)
+  if not steps:
+    raise FileNotFoundError(f'No checkpoint in {path!r}/checkpoints.')
+  return path, steps if all_steps else steps[-1:]
+
+
+def parse(config: ml_collections.ConfigDict) -> Settings:
+  given = config_check.get(config, 'evaluate.baselines', ())
+  baselines = tuple(
+    config_check.wrap(
+      'evaluate.baselines',
+      list(given),
+      lambda _, b=b: embed_lib.parse_baseline(b),
+    )
+    for b in config_check.names(config, 'evaluate.baselines', None, 'baseline')
+  )
+  checkpoints = tuple(config_check.split_names(config.get('checkpoints', '')))
+  all_steps = bool(config.evaluate.get('all_steps', False))
+  for path in checkpoints:  # Given paths must exist before anything runs.
+    config_check.wrap(
+      'checkpoints', path, lambda p: _run_and_steps(p, all_steps)
+    )
+  model = config.get('model', {})
+  return Settings(
+    checkpoints=checkpoints,
+    all_steps=all_steps,
+    baselines=baselines,
+    gallery_data=gallery_data(config),
+    evaluators=parse_evaluators(
+      config, 'evaluate.evaluators', DEFAULT_EVALUATORS
+    ),
+    scoring=parse_scoring(config),
+    architecture={
+      k: model[k] for k in ('backbone', 'width', 'stem') if k in model
+    },
+    seed=config.get('seed', 0),
+  )
+
+
+def _plan(settings: Settings, workdir: str) -> list[tuple[str, list[int]]]:
+  """[(run dir, steps)] to evaluate; WORKDIR when no checkpoint is given."""
+  paths = list(settings.checkpoints)
+  if not paths:
+    if os.path.isdir(os.path.join(workdir, 'checkpoints')):
+      paths = [workdir]
+    elif settings.baselines:
+      logging.warning(
+        'No checkpoints given and none in %s: evaluating the baselines only.',
+        workdir,
+      )
+    else:
+      raise ValueError(
+        'Nothing to evaluate: config.checkpoints is empty, '
+        f'{workdir!r} has no checkpoints and config.evaluate.baselines is '
+        'empty.'
+      )
+  return [_run_and_steps(p, settings.all_steps) for p in paths]
+
+
+def _backbones(settings: Settings, runs):
+  """(run dir, Backbone) of every checkpoint asked for, then the baselines.
+
+  The random baseline has the architecture of the first checkpoint (else
+  `config.model`'s).
+  """
+  architecture = None
+  for run_dir, steps in runs:
+    for step in steps:
+      backbone = embed_lib.load_backbone(run_dir, step)
+      architecture = architecture or backbone.architecture
+      yield run_dir, backbone
+  for kind, arg in settings.baselines:
+    yield (
+      'baseline',
+      embed_lib.baseline_backbone(
+        kind, arg, architecture or settings.architecture, settings.seed
+      ),
+    )
+
+
+def run(settings: Settings, workdir: str) -> list[dict]:
+  runs = _plan(settings, workdir)  # Bad paths fail before the build.
+  gallery_ = open_gallery(settings.gallery_data, workdir, settings.scoring)
+  out_dir = os.path.join(workdir, 'evaluation')
+  # Every process computes the same metrics; process 0 writes the files.
+  writes = jax.process_index() == 0
+  if writes:
+    os.makedirs(out_dir, exist_ok=True)
+  results, figures, columns = [], [], []
+  for i, (run_dir, backbone) in enumerate(_backbones(settings, runs)):
+    evaluators = evaluators_lib.build(
+      settings.evaluators,
+      gallery_,
+      backbone.module,
+      backbone.normalize,
+      backbone.name,
+    )
+    metrics = {}
+    for evaluator in evaluators:
+      metrics.update(evaluator.run(backbone.variables))
+      columns += [c for c in evaluator.columns if c not in columns]
+    emb = gallery_.embeddings(
+      backbone.module, backbone.variables, backbone.normalize, backbone.name
+    )
+    slug = f'{i:02d}_' + ''.join(
+      c if c.isalnum() else '_' for c in backbone.name
+    )
+    if writes:
+      embed_lib.save(
+        os.path.join(out_dir, f'{slug}.npz'), emb, gallery_.class_names
+      )
+    results.append(
+      {
+        'run': run_dir,
+        'name': backbone.name,
+        'step': backbone.step,
+        'metrics': metrics,
+        'embeddings': f'evaluation/{slug}.npz',
+      }
+    )
+    for key, value in metrics.items():
+      if key.startswith('full_map/'):
+        logging.info('%s: %s %.4f', backbone.name, key, value)
+        break
+    if i == 0 and writes:  # Figures of the first (latest pre-trained) one.
+      details = next(
+        (e.details for e in evaluators if e.name == 'few_label'), {}
+      )
+      heads = settings.scoring.heads
+      figures += report.backbone_figures(
+        emb,
+        gallery_.class_names,
+        details,
+        heads[-1] if heads else None,
+        out_dir,
+        backbone.name,
+      )
+  if writes:
+    print(report.write(workdir, results, columns, figures))
+  return results

@@ -1,0 +1,60 @@
+"""Mode 'prepare_data': build the crop datasets and print their counts.
+
+With `config.data.source='synthetic'` the embedded shelf and rack photos are
+generated first (into WORKDIR/raw, once per set of generator settings).
+"""
+
+import dataclasses
+import json
+import os
+
+import ml_collections
+
+from sspr_jax.core import config_check
+from sspr_jax.data import prepare
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  data: ml_collections.ConfigDict
+  datasets: tuple[str, ...] = ('sku110k_crops', 'rack_crops')
+
+
+def parse_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config.data`, checked: the source and the synthetic set sizes."""
+  config_check.name(config, 'data.source', prepare.SOURCES, 'data source')
+  for key in ('rack_photos', 'num_classes'):
+    config_check.integer(config, f'data.{key}')
+  for split in config_check.get(config, 'data.shelf_photos', {}):
+    config_check.integer(config, f'data.shelf_photos.{split}')
+  return ml_collections.ConfigDict(config.data.to_dict())
+
+
+def parse(config: ml_collections.ConfigDict) -> Settings:
+  return Settings(data=parse_data(config))
+
+
+def run(settings: Settings, workdir: str) -> dict:
+  """Builds the datasets and prints (and saves) a summary with counts."""
+  from data_builders import build as build_lib  # pylint: disable=g-import-not-at-top
+
+  builders = prepare.build_datasets(settings.data, workdir, settings.datasets)
+  summary = {}
+  for name, builder in builders.items():
+    print(build_lib.summary(builder))
+    info = builder.info
+    summary[name] = {
+      'config': builder.builder_config.name,
+      'data_dir': builder.data_dir,
+      'splits': {s: info.splits[s].num_examples for s in info.splits},
+      'counts': dict((info.metadata or {}).get('counts', {})),
+    }
+    if 'label' in info.features:
+      summary[name]['num_classes'] = info.features['label'].num_classes
+      print(f'  classes: {info.features["label"].num_classes}')
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, 'data_summary.json')
+  with open(path, 'w') as f:
+    json.dump(summary, f, indent=2, default=str)
+  print(f'Summary written to {path}')
+  return summary

@@ -1,0 +1,151 @@
+"""Mode 'pretrain': build/open the unlabeled dataset, then train the objective.
+
+The objective is built once, in `parse`; with `config.eval_every_steps` the
+evaluators of `config.evaluate.periodic` score the backbone on the labeled
+gallery during training (the same objects as the evaluate mode's).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import ml_collections
+
+from sspr_jax.core import config_check
+from sspr_jax.core import mesh as mesh_lib
+from sspr_jax.data import pipeline
+from sspr_jax.data import prepare
+from sspr_jax.evaluate import evaluators as evaluators_lib
+from sspr_jax.models import resnet
+from sspr_jax.modes import evaluate as evaluate_mode
+from sspr_jax.modes import prepare_data
+from sspr_jax.objectives import registry
+from sspr_jax.train import optim
+from sspr_jax.train import trainer
+
+DEFAULT_PERIODIC = ('gallery_map', 'knn')
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  config: ml_collections.ConfigDict  # what the trainer reads
+  objective: Any
+  data: ml_collections.ConfigDict
+  dataset: str
+  eval_every_steps: int = 0
+  periodic: tuple[str, ...] = ()
+  gallery_data: ml_collections.ConfigDict | None = None
+  scoring: evaluators_lib.Settings | None = None
+
+
+def _check_training(config) -> None:
+  c = config_check
+  c.name(config, 'model.backbone', resnet.BACKBONES, 'backbone')
+  c.name(config, 'optimizer.name', optim.OPTIMIZERS, 'optimizer')
+  c.name(config, 'schedule.name', optim.SCHEDULES, 'schedule')
+  c.name(config, 'input.dataset', prepare.DATASETS, 'dataset')
+  batch = c.integer(config, 'batch_size')
+  canvas = c.integer(config, 'input.canvas_size')
+  shorter = c.integer(config, 'input.shorter_side', minimum=0)
+  if shorter not in (c.MISSING, 0) and canvas is not c.MISSING:
+    if shorter > canvas:
+      c.fail(
+        'input.shorter_side',
+        shorter,
+        f'larger than config.input.canvas_size={canvas}: the resized crop '
+        'must fit its canvas.',
+      )
+  c.integer(config, 'input.worker_count', minimum=0)
+  c.number(config, 'num_epochs')
+  c.integer(config, 'total_steps', minimum=0)
+  if not c.get(config, 'total_steps', 0) and not c.get(config, 'num_epochs', 0):
+    raise c.ConfigError(
+      f'config.num_epochs={c.get(config, "num_epochs", None)!r} and '
+      f'config.total_steps={c.get(config, "total_steps", None)!r}: nothing '
+      'to train; set one of them > 0.'
+    )
+  for key in ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints'):
+    c.integer(config, key)
+  c.integer(config, 'eval_every_steps', minimum=0)
+  if batch is not c.MISSING:
+    c.wrap('batch_size', batch, mesh_lib.per_process_batch)
+  groups = c.integer(config, 'moco.shuffle_bn_groups')
+  if c.MISSING not in (groups, batch) and batch % groups:
+    c.fail(
+      'moco.shuffle_bn_groups',
+      groups,
+      f'must divide config.batch_size={batch} (shuffle BN splits the batch '
+      'into equal groups).',
+    )
+
+
+def parse(config: ml_collections.ConfigDict) -> Settings:
+  config_check.name(config, 'objective', registry.CLASSES, 'objective')
+  _check_training(config)
+  try:
+    objective = registry.build_objective(config)  # Its section and settings.
+  except ValueError as e:
+    raise config_check.ConfigError(str(e)) from e
+  settings = dict(
+    config=config,
+    objective=objective,
+    data=prepare_data.parse_data(config),
+    dataset=config.input.get('dataset', 'sku110k_crops'),
+  )
+  every = config.get('eval_every_steps', 0)
+  if every:
+    settings.update(
+      eval_every_steps=every,
+      periodic=evaluate_mode.parse_evaluators(
+        config, 'evaluate.periodic', DEFAULT_PERIODIC
+      ),
+      gallery_data=evaluate_mode.gallery_data(config),
+      scoring=evaluate_mode.parse_scoring(config),
+    )
+  return Settings(**settings)
+
+
+def run(settings: Settings, workdir: str) -> trainer.TrainState:
+  config = settings.config
+  prepare.build_datasets(settings.data, workdir, which=(settings.dataset,))
+  source = pipeline.open_source(
+    settings.dataset,
+    split=config.input.split,
+    data_dir=prepare.data_dir(settings.data, workdir),
+    config=prepare.dataset_config(settings.data, settings.dataset),
+  )
+  loader = pipeline.pretraining_loader(
+    source,
+    config.input,
+    batch_size=mesh_lib.per_process_batch(config.batch_size),
+    seed=config.seed,
+  )
+  evaluators = []
+  if settings.periodic:
+    gallery = evaluate_mode.open_gallery(
+      settings.gallery_data, workdir, settings.scoring
+    )
+    evaluators = [
+      (evaluator, settings.eval_every_steps)
+      for evaluator in evaluators_lib.build(
+        settings.periodic, gallery, settings.objective.network.backbone
+      )
+    ]
+  logging.info(
+    'Pre-training %s on %d images (%s, %s).',
+    config.objective,
+    len(source),
+    settings.dataset,
+    config.input.split,
+  )
+  return trainer.train(
+    config,
+    workdir,
+    objective=settings.objective,
+    loader=loader,
+    batch_spec=loader.batch_spec(config.batch_size),
+    num_examples=len(source),
+    evaluators=evaluators,
+  )
