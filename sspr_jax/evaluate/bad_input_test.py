@@ -247,7 +247,9 @@ def test_heads_reject_empty_and_mismatched_lengths():
     with pytest.raises(
       ValueError, match=r'^embeddings are empty \(shape \(0, 4\)\)'
     ):
-      classifiers.few_label_eval(EMPTY, NO_LABELS, NO_LABELS, split=split, steps=2)
+      classifiers.few_label_eval(
+        EMPTY, NO_LABELS, NO_LABELS, split=split, steps=2
+      )
   # One label short: rows and labels would silently be paired wrongly.
   with pytest.raises(
     ValueError,

@@ -57,7 +57,9 @@ def test_linear_head_matches_logistic_regression():
   x, y = _blobs(300, 10, 5, seed=0)
   train, test = slice(0, 200), slice(200, None)
   alpha = 0.1
-  params, classes = classifiers.fit_head(x[train], y[train], alpha=alpha, steps=100)
+  params, classes = classifiers.fit_head(
+    x[train], y[train], alpha=alpha, steps=100
+  )
   lr = LogisticRegression(C=1 / alpha, max_iter=2000, tol=1e-10).fit(
     x[train].astype(np.float64), y[train]
   )
@@ -85,14 +87,18 @@ def test_mlp_learns_xor():
   rng = np.random.default_rng(0)
   x = rng.uniform(-1, 1, (400, 2)).astype(np.float32)
   y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(int)
-  params, classes = classifiers.fit_head(x, y, hidden=(16,), alpha=1e-3, steps=150)
+  params, classes = classifiers.fit_head(
+    x, y, hidden=(16,), alpha=1e-3, steps=150
+  )
   assert (
-    np.mean(classes[np.argmax(classifiers.predict_proba(params, x), 1)] == y) > 0.95
+    np.mean(classes[np.argmax(classifiers.predict_proba(params, x), 1)] == y)
+    > 0.95
   )
   # A linear head cannot.
   params, classes = classifiers.fit_head(x, y, alpha=1e-3, steps=STEPS)
   assert (
-    np.mean(classes[np.argmax(classifiers.predict_proba(params, x), 1)] == y) < 0.75
+    np.mean(classes[np.argmax(classifiers.predict_proba(params, x), 1)] == y)
+    < 0.75
   )
 
 
@@ -102,7 +108,8 @@ def test_adam_solver_learns():
     x, y, alpha=0.01, steps=150, solver='adam', learning_rate=0.05
   )
   assert (
-    np.mean(classes[np.argmax(classifiers.predict_proba(params, x), 1)] == y) > 0.95
+    np.mean(classes[np.argmax(classifiers.predict_proba(params, x), 1)] == y)
+    > 0.95
   )
 
 
@@ -166,7 +173,9 @@ def test_cv_picks_what_a_python_loop_picks(problem):
   for g, alpha in enumerate(alphas):
     refit, _ = classifiers.fit_head(train_x, train_y, alpha=alpha, steps=STEPS)
     np.testing.assert_allclose(
-      cv['all_test_proba'][g], classifiers.predict_proba(refit, test_x), atol=5e-3
+      cv['all_test_proba'][g],
+      classifiers.predict_proba(refit, test_x),
+      atol=5e-3,
     )  # alpha = 0.01 is not fully converged
   np.testing.assert_array_equal(
     cv['test_proba'], cv['all_test_proba'][cv['best_index']]
@@ -186,9 +195,13 @@ def test_mlp_cv_is_deterministic_for_a_seed(problem):
   again = classifiers.cross_validate(train_x, train_y, test_x, **kw)
   np.testing.assert_array_equal(cv['test_proba'], again['test_proba'])
   assert cv['grid'] == again['grid']
-  other = classifiers.cross_validate(train_x, train_y, test_x, **{**kw, 'seed': 4})
+  other = classifiers.cross_validate(
+    train_x, train_y, test_x, **{**kw, 'seed': 4}
+  )
   assert not np.allclose(cv['test_proba'], other['test_proba'])
-  m = classifiers.classification_metrics(test_y, cv['test_proba'], cv['classes'])
+  m = classifiers.classification_metrics(
+    test_y, cv['test_proba'], cv['classes']
+  )
   assert m['accuracy'] > 0.6
 
 
@@ -246,7 +259,8 @@ def test_folds_fallback_and_small_classes():
   masks, info = classifiers.stratified_folds(y, 5)
   assert info == {'classes_below_folds': 2, 'fold_method': 'StratifiedKFold'}
   assert masks.sum() == len(y) and np.all(masks.sum(0) == 1)
-  masks, info = classifiers.stratified_folds(np.arange(8) % 4, 5)  # every class < 5
+  # Every class < 5.
+  masks, info = classifiers.stratified_folds(np.arange(8) % 4, 5)
   assert info['fold_method'] == 'KFold' and np.all(masks.sum(0) == 1)
   with pytest.raises(ValueError):
     classifiers.stratified_folds([0, 1, 2], 5)
@@ -255,7 +269,9 @@ def test_folds_fallback_and_small_classes():
 def test_sklearn_svc_runs():
   x, y = _blobs(80, 6, 4, seed=5, spread=0.7)
   grid = ({'kernel': ['linear', 'rbf'], 'C': [0.1, 1]},)
-  r = classifiers.sklearn_svc(x[:60], y[:60], x[60:], y[60:], 5, param_grid=grid)
+  r = classifiers.sklearn_svc(
+    x[:60], y[:60], x[60:], y[60:], 5, param_grid=grid
+  )
   assert (
     r['accuracy'] > 0.8 and 0 < r['map'] <= 1 and 0 < r['map_decision'] <= 1
   )
