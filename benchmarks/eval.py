@@ -13,8 +13,8 @@ peak) and extrapolates the full run time from them.
     python benchmarks/eval.py --sizes 1643 --memory-n 0
 
 Few-label CV section (``--section cv``): the jitted 5-fold grid search of
-``sspr_jax.evaluate.heads`` (MLP, thesis grid: hidden {32, 64, 128, (128, 64)}
-x alpha {0.01, 0.1}, L-BFGS, 200 iterations) vs. scikit-learn
+``sspr_jax.evaluate.classifiers`` (MLP, thesis grid: hidden {32, 64, 128,
+(128, 64)} x alpha {0.01, 0.1}, L-BFGS, 200 iterations) vs. scikit-learn
 ``GridSearchCV(MLPClassifier(solver='lbfgs'))`` with the same folds, on
 synthetic L2-normalised clustered embeddings shaped like the thesis's strict
 split (852 train / 298 test, 187 classes, D = 2048).  Both refit on all train

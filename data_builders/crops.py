@@ -83,8 +83,8 @@ COUNT_KEYS = (
 
 
 @dataclasses.dataclass(eq=False)
-class CropsConfig(tfds.core.BuilderConfig):
-  """Storage options of a crop dataset.
+class CropOptions:
+  """How crops are stored: the `CropsConfig` fields the workers need.
 
   Attributes:
     shorter_side: shrink each crop so its shorter side is this many pixels
@@ -123,15 +123,19 @@ class CropsConfig(tfds.core.BuilderConfig):
         f'jpeg_quality must be in 1..100, got {self.jpeg_quality}'
       )
 
+
+# CropOptions first among the bases so that the fields come after the
+# BuilderConfig ones (name, version, ...), as dataclasses need for defaults.
+# Not frozen and eq=False because BuilderConfig is neither: a frozen base
+# cannot be mixed in, and eq would make the configs unhashable.
+@dataclasses.dataclass(eq=False)
+class CropsConfig(CropOptions, tfds.core.BuilderConfig):
+  """A crop dataset's TFDS config: `name`, ... and the `CropOptions`."""
+
   def crop_options(self) -> CropOptions:
+    """The options alone, small and picklable for the worker processes."""
     return CropOptions(
-      shorter_side=self.shorter_side,
-      allow_upscale=self.allow_upscale,
-      min_side=self.min_side,
-      clip=self.clip,
-      encoding=self.encoding,
-      jpeg_quality=self.jpeg_quality,
-      png_compress_level=self.png_compress_level,
+      **{f.name: getattr(self, f.name) for f in dataclasses.fields(CropOptions)}
     )
 
 
@@ -152,19 +156,6 @@ def size_configs(config_cls: type[CropsConfig]) -> list[CropsConfig]:
       description='Crops shrunk to shorter side <= 128.',
     ),
   ]
-
-
-@dataclasses.dataclass(frozen=True)
-class CropOptions:
-  """The picklable subset of `CropsConfig` the workers need."""
-
-  shorter_side: int | None = None
-  allow_upscale: bool = False
-  min_side: int = 1
-  clip: bool = True
-  encoding: str = 'jpeg'
-  jpeg_quality: int = 95
-  png_compress_level: int = 1
 
 
 @dataclasses.dataclass

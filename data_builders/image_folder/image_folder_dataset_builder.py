@@ -54,7 +54,7 @@ _MAX_LOGGED_OUTSIDE = 10
 
 @dataclasses.dataclass(eq=False)
 class ImageFolderConfig(crops.CropsConfig):
-  """Config of `image_folder`; see `crops.CropsConfig` for the options."""
+  """Config of `image_folder`; see `crops.CropOptions` for the options."""
 
 
 def is_image_name(name: str) -> bool:

@@ -37,7 +37,7 @@ _CROP_NAME = re.compile(r'(.+)_(\d+)$')
 
 @dataclasses.dataclass(eq=False)
 class RackCropsConfig(crops.CropsConfig):
-  """Config of `rack_crops`; see `crops.CropsConfig` for the options."""
+  """Config of `rack_crops`; see `crops.CropOptions` for the options."""
 
 
 @dataclasses.dataclass

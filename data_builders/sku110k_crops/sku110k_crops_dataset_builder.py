@@ -49,7 +49,7 @@ _CSV_NAME = re.compile(r'annotations_(train|val|test)\.csv$')
 
 @dataclasses.dataclass(eq=False)
 class Sku110kCropsConfig(crops.CropsConfig):
-  """Config of `sku110k_crops`; see `crops.CropsConfig` for the options."""
+  """Config of `sku110k_crops`; see `crops.CropOptions` for the options."""
 
 
 @dataclasses.dataclass

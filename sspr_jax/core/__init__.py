@@ -1,1 +1,1 @@
-"""What train/ and evaluate/ both use: the mesh, checkpoints, metric files."""
+"""Shared by the packages above: mesh, checkpoints, metric files, array ops."""

@@ -40,12 +40,20 @@ def check_finite(x, name: str = 'embeddings') -> None:
     raise ValueError(message)
 
 
-def check_matrix(x, name: str = 'embeddings') -> None:
-  """Raises ValueError unless ``x`` is a non-empty [N, D] matrix (N, D >= 1)."""
+def check_matrix(
+  x, name: str = 'embeddings', *, empty: str | None = None
+) -> None:
+  """Raises ValueError unless ``x`` is a non-empty [N, D] matrix (N, D >= 1).
+
+  ``empty``: the message for N = 0, formatted with ``shape`` (default:
+  ``'<name> are empty (shape ...): nothing to evaluate'``).
+  """
   shape = tuple(np.shape(x))
   if len(shape) != 2:
     raise ValueError(f'{name} must be [N, D], got shape {shape}')
   if shape[0] == 0:
-    raise ValueError(f'{name} are empty (shape {shape}): nothing to evaluate')
+    if empty is None:
+      empty = f'{name} are empty (shape {{shape}}): nothing to evaluate'
+    raise ValueError(empty.format(shape=shape))
   if shape[1] == 0:
     raise ValueError(f'{name} have no features (shape {shape})')

@@ -76,6 +76,7 @@ import optax
 from sklearn.model_selection import KFold
 from sklearn.model_selection import StratifiedKFold
 
+from sspr_jax.core import ops
 from sspr_jax.evaluate import checks
 from sspr_jax.evaluate import splits as splits_lib
 
@@ -733,10 +734,6 @@ def sklearn_svc(
 # Top level.
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
-  return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def few_label_eval(
   embeddings,
   labels,
@@ -797,7 +794,7 @@ def few_label_eval(
   else:
     raise ValueError(f"unknown split {split!r}; valid: 'strict', 'standard'")
   if normalize:
-    x = _normalise(x)
+    x = ops.l2_normalize(x)
   result: dict[str, Any] = {
     'split': split,
     'num_train': int(len(train)),

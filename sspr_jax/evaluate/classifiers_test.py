@@ -259,9 +259,8 @@ def test_folds_fallback_and_small_classes():
   masks, info = classifiers.stratified_folds(y, 5)
   assert info == {'classes_below_folds': 2, 'fold_method': 'StratifiedKFold'}
   assert masks.sum() == len(y) and np.all(masks.sum(0) == 1)
-  masks, info = classifiers.stratified_folds(
-    np.arange(8) % 4, 5
-  )  # every class < 5
+  # Every class < 5.
+  masks, info = classifiers.stratified_folds(np.arange(8) % 4, 5)
   assert info['fold_method'] == 'KFold' and np.all(masks.sum(0) == 1)
   with pytest.raises(ValueError):
     classifiers.stratified_folds([0, 1, 2], 5)

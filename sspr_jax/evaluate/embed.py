@@ -26,6 +26,7 @@ from sspr_jax.data import pipeline
 from sspr_jax.models import resnet
 from sspr_jax.core import checkpoint as checkpoint_lib
 from sspr_jax.core import mesh as mesh_lib
+from sspr_jax.core import ops
 from sspr_jax.models import torch_import
 
 
@@ -298,8 +299,7 @@ def embed(
   result = {k: v[:shard_size] for k, v in local.items()}
   if processes > 1:
     result = _gather_processes(result, num_examples)
-  norms = np.linalg.norm(result['features'], axis=1, keepdims=True)
-  result['features_normalized'] = result['features'] / np.maximum(norms, 1e-12)
+  result['features_normalized'] = ops.l2_normalize(result['features'])
   return result
 
 

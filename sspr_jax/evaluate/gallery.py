@@ -25,8 +25,8 @@ scores, so distances are ranked by their negative SQUARED value (same order
 as the negative distance, without sqrt rounding merging close values):
 
 * ``inner_product``: ``q . g``
-* ``cosine``: ``q . g / (|q| |g|)`` (a zero vector gets norm 1, i.e. cosine 0,
-  like ``sklearn.preprocessing.normalize``)
+* ``cosine``: ``q . g / (|q| |g|)`` (norms clamped at 1e-12: a zero vector has
+  cosine 0, as after ``sklearn.preprocessing.normalize``)
 * ``euclidean``: ``-(|q|^2 + |g|^2 - 2 q . g)``
 * ``euclidean_normalized``: Euclidean on L2-normalised vectors,
   ``-(2 - 2 cos)``; it ranks like ``cosine`` (exactly for cos >= 0.5, where
@@ -47,6 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sspr_jax.core import ops
 from sspr_jax.evaluate import checks
 
 SCORES = ('inner_product', 'cosine', 'euclidean', 'euclidean_normalized')
@@ -73,19 +74,18 @@ def _check_inputs(embeddings, labels, score: str):
       f'unknown score {score!r}; valid scores: {", ".join(SCORES)}'
     )
   emb = _as_float32(embeddings)
-  if emb.ndim != 2:
-    raise ValueError(f'embeddings must be [N, D], got shape {emb.shape}')
+  checks.check_matrix(
+    emb,
+    empty='empty gallery: embeddings have 0 rows (shape {shape}); '
+    'nothing to evaluate',
+  )
   labels = np.asarray(labels)
   if labels.ndim != 1 or labels.shape[0] != emb.shape[0]:
     raise ValueError(
       f'labels must be [N] with N = {emb.shape[0]} (embeddings rows), got shape {labels.shape}'
     )
-  if labels.size and not np.issubdtype(labels.dtype, np.integer):
+  if not np.issubdtype(labels.dtype, np.integer):
     raise ValueError(f'labels must be integers, got dtype {labels.dtype}')
-  if emb.shape[0] == 0:
-    raise ValueError(
-      f'empty gallery: embeddings have 0 rows (shape {tuple(emb.shape)}); nothing to evaluate'
-    )
   checks.check_finite(emb)
   classes, class_ids = np.unique(labels, return_inverse=True)
   return emb, classes, class_ids.astype(np.int32)
@@ -102,6 +102,8 @@ def _as_float32(x) -> jax.Array:
 
 
 def _inverse_norms(x: jax.Array) -> jax.Array:
+  # Scores scale the dot products by these instead of normalising the
+  # gallery: no normalised [N, D] copy. Same clamp as ops.l2_normalize.
   return 1.0 / jnp.maximum(jnp.linalg.norm(x, axis=-1), _EPS)
 
 
@@ -377,7 +379,7 @@ def _prototypes(emb: np.ndarray, class_ids: np.ndarray, score: str):
   """
   normalised = score in ('cosine', 'euclidean_normalized')
   if normalised:
-    emb = emb * _inverse_norms(emb)[:, None]
+    emb = ops.l2_normalize(emb)
   num_classes = int(class_ids.max()) + 1
   counts = np.bincount(class_ids, minlength=num_classes)
   # First occurrence of each class in dataset order.
@@ -392,7 +394,7 @@ def _prototypes(emb: np.ndarray, class_ids: np.ndarray, score: str):
     :, None
   ]
   if normalised:
-    protos = protos * _inverse_norms(protos)[:, None]
+    protos = ops.l2_normalize(protos)
   return queries, protos, chosen
 
 

@@ -16,11 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sspr_jax.core import ops
 from sspr_jax.evaluate import checks
-
-
-def _normalise(x: jax.Array) -> jax.Array:
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 @functools.lru_cache(maxsize=16)
@@ -62,7 +59,7 @@ def knn_class_scores(
     checks.check_finite(x, name)
   if k < 1:
     raise ValueError(f'k must be >= 1, got {k}')
-  train, test = _normalise(train), _normalise(test)
+  train, test = ops.l2_normalize(train), ops.l2_normalize(test)
   classes, train_ids = np.unique(np.asarray(train_labels), return_inverse=True)
   if len(train_ids) != train.shape[0]:
     raise ValueError(

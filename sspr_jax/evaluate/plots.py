@@ -11,6 +11,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from sspr_jax.core import metrics as metrics_lib
+from sspr_jax.core import ops
 
 
 def _save(fig, path: str) -> str:
@@ -77,11 +78,9 @@ def class_similarity(
 ) -> str:
   """Cosine similarity of the class-mean embeddings (first `max_classes`)."""
   classes = np.unique(labels)[:max_classes]
-  x = features / np.maximum(
-    np.linalg.norm(features, axis=1, keepdims=True), 1e-12
-  )
+  x = ops.l2_normalize(features)
   means = np.stack([x[labels == c].mean(0) for c in classes])
-  means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+  means = ops.l2_normalize(means)
   sim = means @ means.T
   fig, ax = plt.subplots(figsize=(7, 6))
   im = ax.imshow(sim, cmap='viridis', vmin=min(0.0, sim.min()), vmax=1.0)
@@ -98,9 +97,7 @@ def embedding_map(
   features: np.ndarray, labels: np.ndarray, path: str, max_classes: int = 20
 ) -> str:
   """2-D PCA of the normalised embeddings, the `max_classes` largest classes."""
-  x = features / np.maximum(
-    np.linalg.norm(features, axis=1, keepdims=True), 1e-12
-  )
+  x = ops.l2_normalize(features)
   xy = PCA(n_components=2, random_state=0).fit_transform(x)
   counts = collections.Counter(labels.tolist())
   shown = [c for c, _ in counts.most_common(max_classes)]

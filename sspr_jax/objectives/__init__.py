@@ -1,9 +1,9 @@
 """Self-supervised pre-training objectives (RotNet, Jigsaw, MoCo v2, SimCLR)."""
 
 from sspr_jax.objectives.registry import (
-  OBJECTIVES,
+  CLASSES,
   build_objective,
   get_objective,
 )
 
-__all__ = ['OBJECTIVES', 'build_objective', 'get_objective']
+__all__ = ['CLASSES', 'build_objective', 'get_objective']

@@ -1,4 +1,4 @@
-"""Pieces shared by the objectives: normalisation and classification loss."""
+"""Pieces shared by the objectives: replication and classification loss."""
 
 import jax
 import jax.numpy as jnp
@@ -18,12 +18,6 @@ def replicate(x: jax.Array) -> jax.Array:
   if any(axis is not None for axis in jax.typeof(x).sharding.spec):
     return jax.sharding.reshard(x, PartitionSpec())
   return x
-
-
-def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
-  """Scales `x` to unit L2 norm along `axis` (like torch's F.normalize)."""
-  norm = jnp.sqrt(jnp.sum(jnp.square(x), axis=axis, keepdims=True))
-  return x / jnp.maximum(norm, eps)
 
 
 def classification_loss(

@@ -26,13 +26,6 @@ def test_classification_loss_matches_numpy():
   np.testing.assert_allclose(metrics['accuracy'], want_accuracy)
 
 
-def test_l2_normalize():
-  x = np.array([[3.0, 4.0], [0.0, 0.0], [1e-3, 0.0]], np.float32)
-  np.testing.assert_allclose(
-    common.l2_normalize(x), [[0.6, 0.8], [0.0, 0.0], [1.0, 0.0]], rtol=1e-6
-  )
-
-
 def check_objectives_on_sharded_batch():
   """Global-batch math gives the unsharded results on a 2-device 'data' mesh."""
   from jax.sharding import AxisType, NamedSharding, PartitionSpec

@@ -30,13 +30,13 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import PartitionSpec as P
 
+from sspr_jax.core.ops import l2_normalize
 from sspr_jax.models import heads
 from sspr_jax.objectives import base
-from sspr_jax.objectives.common import l2_normalize, replicate
+from sspr_jax.objectives.common import replicate
 
 TEMPERATURE = 0.2
 MOMENTUM = 0.999
-QUEUE_SIZE = 65536
 
 
 class Queue(NamedTuple):

@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 
-from sspr_jax.objectives.common import l2_normalize
+from sspr_jax.core.ops import l2_normalize
 
 
 def embedding_spread(embeddings: jax.Array) -> jax.Array:

@@ -1,18 +1,8 @@
-"""Registry: objective name -> module."""
+"""Registry: objective name -> objective class."""
 
-import types
+from sspr_jax.objectives import base, jigsaw, moco, rotnet, simclr
 
-from sspr_jax.objectives import jigsaw, moco, rotnet, simclr
-
-OBJECTIVES: dict[str, types.ModuleType] = {
-  'rotnet': rotnet,
-  'jigsaw': jigsaw,
-  'moco': moco,
-  'simclr': simclr,
-}
-
-
-CLASSES = {
+CLASSES: dict[str, type[base.Objective]] = {
   'rotnet': rotnet.RotNet,
   'jigsaw': jigsaw.Jigsaw,
   'moco': moco.MoCo,
@@ -20,25 +10,16 @@ CLASSES = {
 }
 
 
-def build_objective(config):
+def get_objective(name: str) -> type[base.Objective]:
+  """The objective class registered under `name`."""
+  try:
+    return CLASSES[name]
+  except KeyError:
+    raise ValueError(
+      f'Unknown objective {name!r}; valid: {", ".join(sorted(CLASSES))}.'
+    ) from None
+
+
+def build_objective(config) -> base.Objective:
   """The objective object named by `config.objective`, set up from `config`."""
-  return _lookup(CLASSES, config.objective)(config)
-
-
-def _lookup(table, name):
-  try:
-    return table[name]
-  except KeyError:
-    raise ValueError(
-      f'Unknown objective {name!r}; valid: {", ".join(sorted(table))}.'
-    ) from None
-
-
-def get_objective(name: str) -> types.ModuleType:
-  """The objective module registered under `name`."""
-  try:
-    return OBJECTIVES[name]
-  except KeyError:
-    raise ValueError(
-      f'Unknown objective {name!r}; valid: {", ".join(sorted(OBJECTIVES))}.'
-    ) from None
+  return get_objective(config.objective)(config)

@@ -4,11 +4,11 @@ from sspr_jax import objectives
 from sspr_jax.objectives import jigsaw, moco, rotnet, simclr
 
 
-def test_get_objective_returns_modules():
-  assert objectives.get_objective('rotnet') is rotnet
-  assert objectives.get_objective('jigsaw') is jigsaw
-  assert objectives.get_objective('moco') is moco
-  assert objectives.get_objective('simclr') is simclr
+def test_get_objective_returns_classes():
+  assert objectives.get_objective('rotnet') is rotnet.RotNet
+  assert objectives.get_objective('jigsaw') is jigsaw.Jigsaw
+  assert objectives.get_objective('moco') is moco.MoCo
+  assert objectives.get_objective('simclr') is simclr.SimCLR
 
 
 def test_unknown_name_lists_valid_ones():

@@ -13,9 +13,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from sspr_jax.core.ops import l2_normalize
 from sspr_jax.models import heads
 from sspr_jax.objectives import base
-from sspr_jax.objectives.common import l2_normalize, replicate
+from sspr_jax.objectives.common import replicate
 
 TEMPERATURE = 0.1
 
