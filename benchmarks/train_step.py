@@ -390,10 +390,12 @@ def jax_config(objective: str, backbone: str, size: int, batch: int):
   config = importlib.import_module(f'configs.{objective}').get_config()
   config.model.backbone = backbone
   config.batch_size = batch
-  config.input.image_size = source_size(size)
+  config.input.canvas_size = source_size(size)
+  config.input.shorter_side = 0
   settings = config[objective]
   if objective == 'jigsaw':
     settings.jitter = jigsaw_geometry(size)[0]
+    settings.crop_size = source_size(size) - 1  # 255 of 256, as the thesis
   else:
     settings.view_size = size
   config.total_steps = 1000
@@ -431,16 +433,23 @@ class JaxStep:
     )
     tx = optim.optimizer(config, schedule)
     init_rng, train_rng = jax.random.split(jax.random.key(seed))
-    s = config.input.image_size
-    self.images = jnp.asarray(
-      np.random.default_rng(seed).integers(
-        0, 256, (batch, s, s, 3), dtype=np.uint8
-      )
+    s = config.input.canvas_size
+    # A canvas batch as the pipeline gives it: whole canvases valid.
+    self.images = {
+      'image': jnp.asarray(
+        np.random.default_rng(seed).integers(
+          0, 256, (batch, s, s, 3), dtype=np.uint8
+        )
+      ),
+      'size': jnp.full((batch, 2), s, jnp.int32),
+    }
+    spec = jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), self.images
     )
 
     @jax.jit
-    def init(rng, images):
-      params, batch_stats, extra = obj.init(rng, images)
+    def init(rng):
+      params, batch_stats, extra = obj.init(rng, spec)
       return trainer.TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
@@ -450,7 +459,7 @@ class JaxStep:
         nonfinite_step=jnp.full((), -1, jnp.int32),
       )
 
-    self.state = jax.block_until_ready(init(init_rng, self.images))
+    self.state = jax.block_until_ready(init(init_rng))
     self.step_fn = jax.jit(
       trainer.make_train_step(obj, tx, schedule, train_rng), donate_argnums=(0,)
     )
