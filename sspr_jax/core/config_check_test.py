@@ -28,7 +28,7 @@ def _main(workdir, *overrides, env=None):
       sys.executable,
       'main.py',
       '--config',
-      'configs/quickstart.py',
+      'configs/quickstart.py:moco',
       '--workdir',
       str(workdir),
       *overrides,
@@ -153,7 +153,7 @@ def no_mode_runs(monkeypatch):
     ),
     (
       {'moco.shuffle_bn_groups': 5},
-      'config.moco.shuffle_bn_groups=5: must divide config.batch_size=32',
+      'config.moco.shuffle_bn_groups=5: must divide config.batch_size=64',
     ),
     # Name lists: the value is shown as the config holds it (list or tuple).
     (
@@ -193,7 +193,7 @@ def test_bad_values_fail_before_any_mode_runs(
   overrides, expected, tmp_path, no_mode_runs
 ):
   del no_mode_runs
-  config = quickstart.get_config()
+  config = quickstart.get_config('moco')
   for key, value in overrides.items():
     section, _, name = key.rpartition('.')
     (config[section] if section else config)[name] = value
@@ -206,7 +206,7 @@ def test_bad_values_fail_before_any_mode_runs(
 
 def test_float_batch_size_from_a_config_file(no_mode_runs, tmp_path):
   del no_mode_runs
-  config = quickstart.get_config()
+  config = quickstart.get_config('moco')
   del config['batch_size']  # An int field does not take a float.
   config.batch_size = 32.0  # e.g. `c.batch_size = 2048 / 64` in a config file
   with pytest.raises(
@@ -220,10 +220,19 @@ def test_every_shipped_config_passes(no_mode_runs):
   del no_mode_runs
   import importlib  # pylint: disable=g-import-not-at-top
 
-  for name in ('quickstart', 'rotnet', 'jigsaw', 'moco', 'simclr'):
-    config = importlib.import_module(f'configs.{name}').get_config()
+  shipped = [(n, None) for n in ('rotnet', 'jigsaw', 'moco', 'simclr')]
+  shipped += [('quickstart', 'simclr'), ('quickstart', 'moco')]
+  shipped += [
+    ('fashion_mnist', o) for o in ('moco', 'simclr', 'rotnet', 'jigsaw')
+  ]
+  for name, arg in shipped:
+    module = importlib.import_module(f'configs.{name}')
+    config = module.get_config(arg) if arg else module.get_config()
     config.mode = 'prepare_data,pretrain,evaluate'
     modes.parse(config)
+  from configs import evaluate  # pylint: disable=g-import-not-at-top
+
+  modes.parse(evaluate.get_config())
 
 
 def test_bad_objective_from_main_is_a_plain_message_before_data(tmp_path):
