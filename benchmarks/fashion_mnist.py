@@ -37,6 +37,7 @@ it. `--train-images N` pre-trains on the first N images only (WORK/trainN/).
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime
 import functools
 import gzip
@@ -246,6 +247,7 @@ def write_pngs(images: np.ndarray, folder: pathlib.Path) -> None:
 def make_config(objective: str, args, root: pathlib.Path, image_dir):
   """configs/fashion_mnist.py:<objective> pointed at WORK, with the budget."""
   from configs import fashion_mnist as fm_config  # pylint: disable=g-import-not-at-top
+  from sspr_jax.core import config_check  # pylint: disable=g-import-not-at-top
 
   config = fm_config.get_config(objective)
   config.data.image_folder_dir = str(image_dir)
@@ -255,6 +257,18 @@ def make_config(objective: str, args, root: pathlib.Path, image_dir):
     config.model.update(backbone='resnet_tiny', width=0)
     config.batch_size = SMOKE['batch_size']
     config.log_every_steps = 1
+  for override in args.set:  # e.g. model.width=8 for a CPU budget
+    key, _, text = override.partition('=')
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text  # A plain string.
+    section = key.split('.')[0]
+    if section in fm_config.OBJECTIVES and section != objective:
+      continue  # Another objective's setting.
+    if config_check.get(config, key) is config_check.MISSING:
+      raise SystemExit(f'--set {override}: no config key {key!r}.')
+    config.update_from_flattened_dict({key: value})
   return config
 
 
@@ -681,6 +695,14 @@ def parse_args(argv):
     type=int,
     default=None,
     help='Use the first N test images (default all).',
+  )
+  p.add_argument(
+    '--set',
+    action='append',
+    default=[],
+    metavar='KEY=VALUE',
+    help='Config override for every objective (e.g. model.width=8); a key '
+    'of one objective (moco.queue_size=...) applies to that one only.',
   )
   p.add_argument('--smoke', action='store_true', help='Toy sizes, ~1-2 min.')
   args = p.parse_args(argv)
