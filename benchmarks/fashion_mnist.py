@@ -78,6 +78,10 @@ CLASS_NAMES = (
   'Ankle boot',
 )
 OBJECTIVES = ('moco', 'simclr', 'rotnet', 'jigsaw')
+# Ablations: another config of an objective, reported beside it but not
+# counted in the goals. 'moco_global_bn': MoCo without shuffle BN (one
+# BatchNorm group: the shortcut open).
+ABLATIONS = {'moco_global_bn': ('moco', {'moco.shuffle_bn_groups': 1})}
 IMAGE_SIZE = 28  # Evaluation: the stored size, no resampling.
 IMAGES_PER_FOLDER = 1000
 KNN_K = 20
@@ -249,7 +253,9 @@ def make_config(objective: str, args, root: pathlib.Path, image_dir):
   from configs import fashion_mnist as fm_config  # pylint: disable=g-import-not-at-top
   from sspr_jax.core import config_check  # pylint: disable=g-import-not-at-top
 
+  objective, changes = ABLATIONS.get(objective, (objective, {}))
   config = fm_config.get_config(objective)
+  config.update_from_flattened_dict(changes)
   config.data.image_folder_dir = str(image_dir)
   config.data.data_dir = str(root / 'tfds')
   config.input.worker_count = args.workers
@@ -332,7 +338,8 @@ def pretrain(
   steps_per_epoch = num_examples // config.batch_size
   record_path = workdir / 'benchmark.json'
   record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-  budget = {'epochs': args.epochs, 'minutes': args.minutes}
+  epochs = args.epochs.get(objective, args.epochs.get('*'))
+  budget = {'epochs': epochs, 'minutes': args.minutes}
   if args.smoke:
     total = SMOKE['steps']
   elif record.get('budget') == budget:  # The same flags: the same plan.
@@ -348,8 +355,8 @@ def pretrain(
         _latest_step(workdir),
       )
     total = None
-    if args.epochs is not None or args.minutes is None:
-      epochs = 10.0 if args.epochs is None else args.epochs
+    if epochs is not None or args.minutes is None:
+      epochs = 10.0 if epochs is None else epochs
       total = max(1, math.ceil(epochs * steps_per_epoch))
     if args.minutes is not None:
       record['calibration'] = calibrate(config, root, objective)
@@ -656,10 +663,10 @@ def parse_args(argv):
   )
   p.add_argument(
     '--epochs',
-    type=float,
     default=None,
     help='Pre-training epochs per objective (default 10; with --minutes: '
-    'an upper bound).',
+    'an upper bound): a number, or OBJECTIVE=N pairs, comma-separated, '
+    'e.g. simclr=4,rotnet=2 (*=N for the others).',
   )
   p.add_argument(
     '--minutes',
@@ -712,17 +719,29 @@ def parse_args(argv):
     if getattr(args, name) < 0:
       p.error(f'--{name.replace("_", "-")} must be >= 0')
   args.objectives = [o.strip() for o in args.objectives.split(',') if o.strip()]
-  unknown = sorted(set(args.objectives) - set(OBJECTIVES))
+  valid = OBJECTIVES + tuple(ABLATIONS)
+  unknown = sorted(set(args.objectives) - set(valid))
   if unknown:
-    p.error(f'unknown objectives {unknown}; valid: {", ".join(OBJECTIVES)}')
+    p.error(f'unknown objectives {unknown}; valid: {", ".join(valid)}')
   if args.folds is None:
     args.folds = SMOKE['folds'] if args.smoke else 5
   if args.folds < 2:
     p.error(f'--folds must be >= 2, got {args.folds}')
-  for name in ('epochs', 'minutes'):
-    value = getattr(args, name)
+  try:
+    text = args.epochs or ''
+    if text and '=' not in text:
+      text = f'*={text}'
+    args.epochs = {
+      k.strip(): float(v)
+      for k, v in (p.split('=') for p in text.split(',') if p)
+    }
+  except ValueError:
+    p.error(
+      f'--epochs takes a number or OBJECTIVE=N pairs, got {args.epochs!r}'
+    )
+  for name, value in [('minutes', args.minutes), *args.epochs.items()]:
     if value is not None and not value > 0:
-      p.error(f'--{name} must be > 0, got {value}')
+      p.error(f'--epochs/--minutes must be > 0, got {name}: {value}')
   return args
 
 
@@ -778,7 +797,8 @@ def main(argv=None) -> dict:
         'and rerun.'
       )
     for objective in args.objectives:
-      row = {'name': objective, 'kind': 'objective', 'pretrain': None}
+      kind = 'ablation' if objective in ABLATIONS else 'objective'
+      row = {'name': objective, 'kind': kind, 'pretrain': None}
       try:
         row['pretrain'] = pretrain(
           objective, args, root, image_dir, num_examples

@@ -21,9 +21,9 @@ splits, as in the thesis.
 
 Expected, on the quick start's checkpoint and gallery at its image size
 (`--config.checkpoints=/tmp/sspr_quickstart
---config.dataset=/tmp/sspr_quickstart/tfds --config.evaluate.image_size=64`;
-2 CPU cores, ~2 min): MoCo step 544 full-gallery cosine mAP 31.3 % vs random
-init 29.5 %, the quick start's own figures.
+--config.dataset=/tmp/sspr_quickstart/tfds --config.evaluate.image_size=64
+--config.model.backbone=resnet_tiny`; 2 CPU cores, ~1 min): the quick start's
+own figures (SimCLR ~45 %, random init ~30 %, raw pixels 43.6 %).
 """
 
 import ml_collections
