@@ -13,6 +13,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from sspr_jax.core import config_check
+from sspr_jax.core import workdir_lock
 from sspr_jax import modes
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -57,6 +58,8 @@ def main(argv):
     modes.run(_CONFIG.value, _WORKDIR.value)
   except config_check.ConfigError as e:  # Checked before anything ran.
     sys.exit(f'{e}\nSee the config file (and docs/failure_guide.md).')
+  except workdir_lock.WorkdirInUse as e:  # Refused before anything ran.
+    sys.exit(str(e))
 
 
 def _unknown_key_message(error: Exception, argv) -> str:

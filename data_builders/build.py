@@ -5,15 +5,18 @@
   python -m data_builders.build image_folder --manual_dir PHOTOS --data_dir OUT --config native
 
 Prints crops per split and the skipped/clipped counts. Options other than the
-config name (`--min_side`, `--no_clip`, `--encoding`, ...) make a custom config
-named after them, so it never overwrites a standard one.
+config name (`--min_side`, `--no_clip`, `--encoding`, rack_crops'
+`--placeholder_pattern REGEX`, ...) make a custom config named after them, so
+it never overwrites a standard one.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -22,6 +25,7 @@ import tensorflow_datasets as tfds
 from data_builders import crops
 from data_builders.image_folder import ImageFolder
 from data_builders.rack_crops import RackCrops
+from data_builders.rack_crops import rack_crops_dataset_builder as rack_crops
 from data_builders.sku110k_crops import Sku110kCrops
 
 BUILDERS: dict[str, type[crops.CropsBuilder]] = {
@@ -29,11 +33,19 @@ BUILDERS: dict[str, type[crops.CropsBuilder]] = {
   RackCrops.name: RackCrops,
   ImageFolder.name: ImageFolder,
 }
-_OPTION_FIELDS = tuple(
-  f.name
-  for f in dataclasses.fields(crops.CropsConfig)
-  if f.name not in {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)}
-)
+
+
+def _option_fields(builder_cls: type[crops.CropsBuilder]) -> tuple[str, ...]:
+  """The config fields `--option`s may set for this builder."""
+  return type(builder_cls.BUILDER_CONFIGS[0]).option_names()
+
+
+def _name_part(value) -> str:
+  """`value` for a config (directory) name; a regex or path becomes a hash."""
+  text = str(value)
+  if re.fullmatch(r'[\w.+]+', text):
+    return text
+  return hashlib.sha1(text.encode()).hexdigest()[:8] if text else 'none'
 
 
 def make_config(
@@ -54,15 +66,18 @@ def make_config(
         f'{name}: unknown config {config!r}; choose one of {sorted(by_name)}'
       )
     base = by_name[config]
-  unknown = set(options) - set(_OPTION_FIELDS)
+  valid = _option_fields(builder_cls)
+  unknown = set(options) - set(valid)
   if unknown:
     raise ValueError(
-      f'unknown options {sorted(unknown)}; valid: {_OPTION_FIELDS}'
+      f'unknown options {sorted(unknown)} for {name}; valid: {valid}'
     )
   changed = {k: v for k, v in options.items() if getattr(base, k) != v}
   if not changed and not config_name:
     return base
-  derived = base.name + ''.join(f'-{k}_{v}' for k, v in sorted(changed.items()))
+  derived = base.name + ''.join(
+    f'-{k}_{_name_part(v)}' for k, v in sorted(changed.items())
+  )
   return dataclasses.replace(base, name=config_name or derived, **changed)
 
 
@@ -86,8 +101,9 @@ def build(
     data_dir: TFDS data dir to write to.
     num_workers: processes that crop (default: all cores; 0 = inline).
     config_name: name of the custom config made from `options`.
-    **options: `CropsConfig` fields overriding the config (shorter_side,
-      allow_upscale, min_side, clip, encoding, jpeg_quality, png_compress_level).
+    **options: config fields overriding the config (shorter_side,
+      allow_upscale, min_side, clip, encoding, jpeg_quality, png_compress_level;
+      rack_crops also placeholder_pattern).
   """
   if name not in BUILDERS:
     raise ValueError(
@@ -153,13 +169,19 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument('--encoding', choices=['jpeg', 'png'])
   parser.add_argument('--jpeg_quality', type=int)
   parser.add_argument('--png_compress_level', type=int)
+  parser.add_argument(
+    '--placeholder_pattern',
+    metavar='REGEX',
+    help='rack_crops: leave out boxes and class folders whose name matches '
+    f"(re.search; default {rack_crops.DEFAULT_PLACEHOLDER_PATTERN!r}; '' keeps "
+    'all)',
+  )
   args = vars(parser.parse_args(argv))
   logging.basicConfig(
     level=logging.INFO, format='%(levelname)s %(name)s: %(message)s'
   )
-  options = {
-    k: v for k, v in args.items() if k in _OPTION_FIELDS and v is not None
-  }
+  fields = {f for cls in BUILDERS.values() for f in _option_fields(cls)}
+  options = {k: v for k, v in args.items() if k in fields and v is not None}
   builder = build(
     args['name'],
     config=args['config'],

@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.JPG', '.JPEG', '.PNG')
 # Per-box events are logged individually only up to this many per kind and split.
-_MAX_LOGGED_BOX_EVENTS = 20
+MAX_LOGGED_BOX_EVENTS = 20
 _ENCODINGS = ('jpeg', 'png')
 # Counts always present in `info.metadata['counts'][split]` (zeros included).
 COUNT_KEYS = (
@@ -131,6 +131,12 @@ class CropOptions:
 @dataclasses.dataclass(eq=False)
 class CropsConfig(CropOptions, tfds.core.BuilderConfig):
   """A crop dataset's TFDS config: `name`, ... and the `CropOptions`."""
+
+  @classmethod
+  def option_names(cls) -> tuple[str, ...]:
+    """The fields a build may set: `CropOptions` and a subclass's own."""
+    base = {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)}
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in base)
 
   def crop_options(self) -> CropOptions:
     """The options alone, small and picklable for the worker processes."""
@@ -685,9 +691,8 @@ class CropsBuilder(tfds.core.dataset_builder.FileReaderBuilder, abc.ABC):
       counts[result.split].update(result.counts)
       for kind, message in result.events:
         logged[result.split, kind] += 1
-        if logged[
-          result.split, kind
-        ] <= _MAX_LOGGED_BOX_EVENTS or kind.endswith('photos'):
+        few = logged[result.split, kind] <= MAX_LOGGED_BOX_EVENTS
+        if few or kind.endswith('photos'):
           log.warning('%s', message)
     for split, extra in source.extra_counts.items():
       counts[split].update(extra)
@@ -707,7 +712,10 @@ class CropsBuilder(tfds.core.dataset_builder.FileReaderBuilder, abc.ABC):
     self.build_counts = {split: dict(c) for split, c in counts.items()}
     self.info.metadata['counts'] = self.build_counts
     self.info.metadata['source'] = source.description
-    self.info.metadata['options'] = dataclasses.asdict(options)
+    self.info.metadata['options'] = {
+      name: getattr(self.builder_config, name)
+      for name in self.builder_config.option_names()
+    }
     for split, split_counts in self.build_counts.items():
       log.info('%s %s: %s', self.name, split, split_counts)
 

@@ -15,14 +15,23 @@
 `label` is a ClassLabel over the sorted class names found; `label_name` repeats
 the name. The evaluator makes its own splits. Bad input follows
 `data_builders.crops`; a malformed XML stops the build naming the file.
+
+Placeholder names are not products: boxes (and class folders) named like
+`__UNKNOWN` or `__WRONG` (`RackCropsConfig.placeholder_pattern`, default: a
+name starting with `__`) are left out, logged with their names and counted in
+`skipped_placeholder_boxes` (and in `boxes`), and get no class. Kept boxes keep
+their annotation index as `crop_index`. The thesis's annotations hold 9 such
+boxes (6 `__UNKNOWN`, 3 `__WRONG`), left out of its 1,643-crop gallery.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +42,56 @@ log = logging.getLogger(__name__)
 
 SPLIT = 'train'
 _CROP_NAME = re.compile(r'(.+)_(\d+)$')
+# Annotation placeholders (`__UNKNOWN`, `__WRONG`), not products.
+DEFAULT_PLACEHOLDER_PATTERN = '^__'
+_PLACEHOLDER_KEY = 'skipped_placeholder_boxes'
 
 
 @dataclasses.dataclass(eq=False)
 class RackCropsConfig(crops.CropsConfig):
-  """Config of `rack_crops`; see `crops.CropOptions` for the options."""
+  """Config of `rack_crops`; see `crops.CropOptions` for the crop options.
+
+  Attributes:
+    placeholder_pattern: regular expression (`re.search`) for the names of
+      placeholder boxes and class folders, which are left out; '' keeps every
+      name.
+  """
+
+  placeholder_pattern: str = DEFAULT_PLACEHOLDER_PATTERN
+
+  def __post_init__(self):
+    super().__post_init__()
+    try:
+      re.compile(self.placeholder_pattern)
+    except re.error as e:
+      raise ValueError(
+        f'placeholder_pattern {self.placeholder_pattern!r} is not a regular '
+        f'expression: {e}'
+      ) from None
+
+
+def _placeholder_test(pattern: str) -> Callable[[str], bool]:
+  regex = re.compile(pattern) if pattern else None
+  return lambda name: regex is not None and regex.search(name) is not None
+
+
+def _log_placeholders(pattern: str, skipped: list[tuple[str, str]]) -> None:
+  """Logs the left-out (where, name) boxes: the first few, then a summary."""
+  for where, name in skipped[: crops.MAX_LOGGED_BOX_EVENTS]:
+    log.warning('%s: placeholder %r, skipped', where, name)
+  if skipped:
+    by_name = collections.Counter(name for _, name in skipped)
+    log.warning(
+      'rack_crops: left out %d placeholder boxes (names matching %r): %s',
+      len(skipped),
+      pattern,
+      ', '.join(f'{name} x{n}' for name, n in sorted(by_name.items())),
+    )
+
+
+def _placeholder_counts(count: int) -> dict[str, dict[str, int]]:
+  # Also in `boxes`, which counts every annotated box, as for other skips.
+  return {SPLIT: {_PLACEHOLDER_KEY: count, 'boxes': count}}
 
 
 @dataclasses.dataclass
@@ -124,15 +178,32 @@ def _resolve_photo(
 
 
 def _voc_source(
-  xml_paths: list[Path], voc_root: Path | None, description: str
+  xml_paths: list[Path],
+  voc_root: Path | None,
+  description: str,
+  placeholder_pattern: str,
 ) -> crops.CropSource:
   annotations = [
     parse_voc(p) for p in xml_paths
   ]  # small; parsed up front for the label names
-  names = sorted({label for a in annotations for label in a.labels})
+  is_placeholder = _placeholder_test(placeholder_pattern)
+  kept = [
+    [i for i, label in enumerate(a.labels) if not is_placeholder(label)]
+    for a in annotations
+  ]
+  skipped = [
+    (f'{a.xml_path}: object {i} {a.boxes[i].tolist()}', label)
+    for a in annotations
+    for i, label in enumerate(a.labels)
+    if is_placeholder(label)
+  ]
+  _log_placeholders(placeholder_pattern, skipped)
+  names = sorted(
+    {a.labels[i] for a, indices in zip(annotations, kept) for i in indices}
+  )
 
   def tasks():
-    for annotation in annotations:
+    for annotation, indices in zip(annotations, kept):
       photo = _resolve_photo(annotation, voc_root)
       stem = (
         Path(annotation.filename).stem
@@ -145,26 +216,37 @@ def _voc_source(
         source=str(
           photo or annotation.xml_path.with_name(annotation.filename or stem)
         ),
-        boxes=annotation.boxes,
+        boxes=annotation.boxes[indices],
         path=str(photo) if photo else None,
-        labels=annotation.labels,
+        labels=[annotation.labels[i] for i in indices],
+        # The annotation index, so that crop ids do not shift past a skip.
+        crop_indices=indices,
         expected_size=annotation.size,
       )
 
   return crops.CropSource(
-    description, [SPLIT], tasks, num_photos=len(annotations), label_names=names
+    description,
+    [SPLIT],
+    tasks,
+    num_photos=len(annotations),
+    label_names=names,
+    extra_counts=_placeholder_counts(len(skipped)),
   )
 
 
 def _class_folder_source(
-  manual_dir: Path, class_dirs: list[Path]
+  manual_dir: Path, class_dirs: list[Path], placeholder_pattern: str
 ) -> crops.CropSource:
-  files = [
+  is_placeholder = _placeholder_test(placeholder_pattern)
+  all_files = [
     (d.name, f)
     for d in class_dirs
     for f in sorted(d.iterdir())
     if f.suffix in crops.IMAGE_EXTENSIONS
   ]
+  files = [(name, f) for name, f in all_files if not is_placeholder(name)]
+  skipped = [(str(f), name) for name, f in all_files if is_placeholder(name)]
+  _log_placeholders(placeholder_pattern, skipped)
   names = sorted({name for name, _ in files})
 
   def tasks():
@@ -191,26 +273,41 @@ def _class_folder_source(
     tasks,
     num_photos=len(files),
     label_names=names,
+    extra_counts=_placeholder_counts(len(skipped)),
   )
 
 
-def find_source(manual_dir: Path) -> crops.CropSource:
-  """Detects the rack layout in `manual_dir` (see the module docstring)."""
+def find_source(
+  manual_dir: Path, placeholder_pattern: str = DEFAULT_PLACEHOLDER_PATTERN
+) -> crops.CropSource:
+  """Detects the rack layout in `manual_dir` (see the module docstring).
+
+  Boxes and class folders whose name matches `placeholder_pattern` are left
+  out ('' keeps all).
+  """
   if (manual_dir / 'Annotations').is_dir():
     xml_paths = sorted((manual_dir / 'Annotations').glob('*.xml'))
     return _voc_source(
-      xml_paths, manual_dir, f'Pascal VOC folders {manual_dir}'
+      xml_paths,
+      manual_dir,
+      f'Pascal VOC folders {manual_dir}',
+      placeholder_pattern,
     )
   xml_paths = sorted(manual_dir.rglob('*.xml'))
   if xml_paths:
-    return _voc_source(xml_paths, None, f'Pascal VOC files in {manual_dir}')
+    return _voc_source(
+      xml_paths,
+      None,
+      f'Pascal VOC files in {manual_dir}',
+      placeholder_pattern,
+    )
   class_dirs = (
     sorted(d for d in manual_dir.iterdir() if d.is_dir())
     if manual_dir.is_dir()
     else []
   )
   if class_dirs:
-    return _class_folder_source(manual_dir, class_dirs)
+    return _class_folder_source(manual_dir, class_dirs, placeholder_pattern)
   raise FileNotFoundError(
     f'{manual_dir}: no Pascal VOC *.xml files and no class folders of crops'
   )
@@ -220,8 +317,15 @@ class RackCrops(crops.CropsBuilder):
   """Labelled product crops of rack photos (Pascal VOC boxes or class folders)."""
 
   name = 'rack_crops'
-  VERSION = '1.0.0'
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  # 1.1.0: a 1.0.0 build may hold placeholder classes; a new version makes the
+  # builds rebuild (next to the old one) instead of silently reusing it.
+  VERSION = '1.1.0'
+  RELEASE_NOTES = {
+    '1.0.0': 'Initial release.',
+    '1.1.0': 'Placeholder boxes and class folders (`__UNKNOWN`, `__WRONG`: '
+    '`placeholder_pattern`) are left out and counted '
+    '(`skipped_placeholder_boxes`) instead of kept as classes.',
+  }
   BUILDER_CONFIGS = crops.size_configs(RackCropsConfig)
   LABELLED = True
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
@@ -230,4 +334,4 @@ class RackCrops(crops.CropsBuilder):
   )
 
   def _prepare_source(self, manual_dir: Path) -> crops.CropSource:
-    return find_source(manual_dir)
+    return find_source(manual_dir, self.builder_config.placeholder_pattern)

@@ -232,3 +232,99 @@ def test_synthetic_racks_give_one_labelled_crop_per_object(tmp_path):
   names = builder.info.features['label'].names
   assert names == sorted(set(objects.values()))
   assert all(names[ex['label']] == objects[cid] for cid, ex in crops.items())
+
+
+# As the thesis's annotations: placeholder boxes among the products.
+PLACEHOLDER_RACKS = {
+  'rack_0': (
+    (60, 40),
+    [
+      ('milk', (0, 0, 20, 30)),
+      ('__UNKNOWN', (20, 5, 45, 40)),
+      ('cola', (45, 0, 60, 20)),
+    ],
+  ),
+  'rack_1': (
+    (50, 50),
+    [
+      ('__WRONG', (5, 5, 30, 30)),
+      ('cola', (30, 10, 50, 50)),
+      ('__UNKNOWN', (0, 30, 20, 50)),
+    ],
+  ),
+}
+
+
+def test_placeholder_boxes_are_left_out_and_counted(tmp_path, caplog):
+  manual = make_flat(tmp_path / 'racks', PLACEHOLDER_RACKS)
+  with caplog.at_level('WARNING'):
+    builder = build(manual, tmp_path / 'data')
+  # The default is the standard configs' (no custom config name).
+  for config in ('native', '256', '128'):
+    made = build_lib.make_config(
+      'rack_crops', config, placeholder_pattern='^__'
+    )
+    assert made.name == config and made.placeholder_pattern == '^__'
+  assert builder.info.features['label'].names == ['cola', 'milk']
+  crops = read_all(builder)
+  # Kept boxes keep their annotation index.
+  assert set(crops) == {'rack_0_0', 'rack_0_2', 'rack_1_1'}
+  assert crops['rack_0_2']['label_name'] == b'cola'
+  np.testing.assert_array_equal(
+    crops['rack_1_1']['image'], photo_pixels(50, 50, 1)[10:50, 30:50]
+  )
+  counts = builder.info.metadata['counts']['train']
+  assert counts['skipped_placeholder_boxes'] == 3
+  assert counts['boxes'] == 6 and counts['crops'] == 3
+  assert builder.info.metadata['options']['placeholder_pattern'] == '^__'
+  assert '__UNKNOWN x2, __WRONG x1' in caplog.text
+  assert "rack_1.xml: object 0 [5, 5, 30, 30]: placeholder '__WRONG'" in (
+    caplog.text
+  )
+  assert 'skipped_placeholder_boxes: 3' in build_lib.summary(builder)
+
+
+def test_custom_placeholder_pattern_makes_its_own_config(tmp_path):
+  manual = make_flat(tmp_path / 'racks', PLACEHOLDER_RACKS)
+  builder = build(manual, tmp_path / 'data', placeholder_pattern='^(__W|milk)')
+  # A regex is no directory name: the config is named with its hash.
+  assert builder.builder_config.name == (
+    'native-encoding_png-placeholder_pattern_b3c3af9d'
+  )
+  assert builder.info.features['label'].names == ['__UNKNOWN', 'cola']
+  counts = builder.info.metadata['counts']['train']
+  assert counts['skipped_placeholder_boxes'] == 2 and counts['crops'] == 4
+  # '' keeps every name.
+  keep_all = build(manual, tmp_path / 'data', placeholder_pattern='')
+  assert keep_all.builder_config.name.endswith('-placeholder_pattern_none')
+  assert keep_all.info.metadata['counts']['train']['crops'] == 6
+  with pytest.raises(ValueError, match='not a regular expression'):
+    build(manual, tmp_path / 'data', placeholder_pattern='(')
+  with pytest.raises(ValueError, match='unknown options'):
+    build_lib.make_config('sku110k_crops', placeholder_pattern='x')
+
+
+def test_cli_placeholder_pattern(tmp_path, capsys):
+  manual = make_flat(tmp_path / 'racks', PLACEHOLDER_RACKS)
+  argv = ['rack_crops', '--manual_dir', str(manual), '--data_dir']
+  argv += [str(tmp_path / 'data'), '--num_workers', '0', '--encoding', 'png']
+  build_lib.main(argv + ['--placeholder_pattern', '^__UNKNOWN$'])
+  out = capsys.readouterr().out
+  assert 'skipped_placeholder_boxes: 2' in out and '4 crops' in out
+
+
+def test_placeholder_class_folders_are_left_out(tmp_path):
+  manual = tmp_path / 'classes'
+  for label, stem in [
+    ('milk', 'rack_0_0'),
+    ('__UNKNOWN', 'rack_0_1'),
+    ('__UNKNOWN', 'rack_1_4'),
+    ('cola', 'rack_1_0'),
+  ]:
+    (manual / label).mkdir(parents=True, exist_ok=True)
+    Image.fromarray(photo_pixels(8, 8, 0)).save(manual / label / f'{stem}.png')
+  builder = build(manual, tmp_path / 'data')
+  assert builder.info.features['label'].names == ['cola', 'milk']
+  assert set(read_all(builder)) == {'rack_0_0', 'rack_1_0'}
+  counts = builder.info.metadata['counts']['train']
+  assert counts['skipped_placeholder_boxes'] == 2 and counts['boxes'] == 4

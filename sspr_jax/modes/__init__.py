@@ -8,6 +8,9 @@ are imported lazily: a light mode does not pay for the training stack.
 
 Modes sit on top: they import train/ and evaluate/, which never import each
 other.
+
+A run holds WORKDIR/.lock (`core.workdir_lock`) while its modes run, so the
+same command started twice on one workdir refuses at once.
 """
 
 import importlib
@@ -15,6 +18,7 @@ import types
 from typing import Any
 
 from sspr_jax.core import config_check
+from sspr_jax.core import workdir_lock
 
 _MODES = {
   'prepare_data': 'sspr_jax.modes.prepare_data',
@@ -43,7 +47,19 @@ def parse(config) -> list[tuple[types.ModuleType, Any]]:
   return [(module, module.parse(config)) for module in modules]
 
 
+def _process_index() -> int:
+  import jax  # pylint: disable=g-import-not-at-top
+
+  # Not initialised: one process, and no need to start a backend here.
+  return jax.process_index() if jax.distributed.is_initialized() else 0
+
+
 def run(config, workdir: str):
-  """Runs `config.mode`; 'a,b' runs mode a, then mode b, on the same workdir."""
+  """Runs `config.mode`; 'a,b' runs mode a, then mode b, on the same workdir.
+
+  Raises:
+    workdir_lock.WorkdirInUse: another live run holds `workdir`.
+  """
   plan = parse(config)
-  return [module.run(settings, workdir) for module, settings in plan][-1]
+  with workdir_lock.hold(workdir, _process_index()):
+    return [module.run(settings, workdir) for module, settings in plan][-1]
