@@ -162,19 +162,33 @@ def test_two_processes_match_one_process(
   assert len(losses['one']) == len(losses['two']) == STEPS
   np.testing.assert_allclose(losses['two'][:2], losses['one'][:2], rtol=1e-5)
   np.testing.assert_allclose(losses['two'], losses['one'], rtol=1e-3)
-  # The two-process checkpoint restores here, in one process.
-  restored = checkpoint_lib.load_state(
-    str(workdir / 'checkpoints' / str(STEPS) / 'state')
+  # The two-process checkpoints restore here, in one process. Step 2 equals
+  # the one-process run closely; by the last step reduction-order rounding
+  # has grown (for SimCLR's stem conv, whose weight gradient sums many
+  # cancelling terms over the batch, ~1e-4 at step 2 and ~7e-3 at step 4),
+  # so the final state gets a looser tolerance.
+  single_at_2 = checkpoint_lib.load_state(
+    str(tmp_path / 'one' / 'checkpoints' / '2' / 'state')
   )
-  assert int(restored['step']) == STEPS
-  for name in ('params', 'batch_stats', 'extra'):
-    a = jax.tree.leaves(getattr(single, name))
-    b = jax.tree.leaves(restored[name])
-    assert len(a) == len(b) > 0 or name == 'extra'
-    for x, y in zip(a, b):
-      np.testing.assert_allclose(
-        np.asarray(x), np.asarray(y), rtol=1e-2, atol=1e-3, err_msg=name
+  for step, want, atol in ((2, single_at_2, 1e-3), (STEPS, single, 2e-2)):
+    restored = checkpoint_lib.load_state(
+      str(workdir / 'checkpoints' / str(step) / 'state')
+    )
+    assert int(restored['step']) == step
+    for name in ('params', 'batch_stats', 'extra'):
+      a = jax.tree.leaves(
+        want[name] if isinstance(want, dict) else getattr(want, name)
       )
+      b = jax.tree.leaves(restored[name])
+      assert len(a) == len(b) > 0 or name == 'extra'
+      for x, y in zip(a, b):
+        np.testing.assert_allclose(
+          np.asarray(x),
+          np.asarray(y),
+          rtol=1e-2,
+          atol=atol,
+          err_msg=f'{name} at step {step}',
+        )
 
   if objective == 'moco':
     # Both processes embedded their shards of the gallery (one SPMD
