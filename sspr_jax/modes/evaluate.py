@@ -209,10 +209,12 @@ def _backbones(settings: Settings, runs):
   architecture = None
   for run_dir, steps in runs:
     for step in steps:
+      logging.info('Loading %s, step %d.', run_dir, step)
       backbone = embed_lib.load_backbone(run_dir, step)
       architecture = architecture or backbone.architecture
       yield run_dir, backbone
   for kind, arg in settings.baselines:
+    logging.info('Building the %s baseline.', kind)
     yield (
       'baseline',
       embed_lib.baseline_backbone(
