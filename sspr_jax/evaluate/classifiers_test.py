@@ -328,3 +328,62 @@ def test_few_label_eval_strict_split_and_rank_reduction():
   )
   with pytest.raises(ValueError):
     classifiers.few_label_eval(x, y, split='strict')
+
+
+def _record_bars(monkeypatch) -> list:
+  """The tqdm bars `progress.bar` makes from now on (closed ones keep n)."""
+  from sspr_jax.evaluate import progress  # pylint: disable=g-import-not-at-top
+
+  bars = []
+
+  class Bar(progress.tqdm.tqdm):
+    def __init__(self, *args, **kwargs):
+      super().__init__(*args, **kwargs)
+      bars.append(self)
+
+  monkeypatch.setattr(progress.tqdm, 'tqdm', Bar)
+  return bars
+
+
+def test_few_label_bar_counts_finished_architectures(monkeypatch, caplog):
+  from sspr_jax.core import ops  # pylint: disable=g-import-not-at-top
+  from sspr_jax.evaluate import splits  # pylint: disable=g-import-not-at-top
+
+  bars, finished = _record_bars(monkeypatch), []
+  x, y = _blobs(100, 8, 4, seed=1, spread=1.5)
+  kw = dict(mlp_hidden=[(6,), (4, 3)], mlp_alphas=(0.1,), steps=STEPS)
+  with caplog.at_level('INFO'), classifiers._listening(finished.append):
+    r = classifiers.few_label_eval(
+      x, y, split='standard', heads=('mlp',), keep_details=True, **kw
+    )
+  assert finished == [0, 1]  # Reported one by one, in grid order.
+  (bar,) = bars
+  assert bar.desc.startswith('standard/mlp') and bar.n == bar.total == 2
+  assert 'Few-label standard/mlp head' in caplog.text
+  # The same numbers as without a bar.
+  train, test = splits.standard_split(y, seed=0)
+  xn = ops.l2_normalize(x)
+  plain = classifiers.cross_validate(
+    xn[train],
+    y[train],
+    xn[test],
+    head='mlp',
+    hidden_sizes=kw['mlp_hidden'],
+    alphas=kw['mlp_alphas'],
+    steps=STEPS,
+  )
+  np.testing.assert_array_equal(r['mlp']['test_proba'], plain['test_proba'])
+  assert r['mlp']['grid'] == plain['grid']
+
+
+def test_svc_bar_counts_fits(monkeypatch):
+  bars = _record_bars(monkeypatch)
+  x, y = _blobs(80, 6, 4, seed=5, spread=0.7)
+  grid = ({'kernel': ['linear', 'rbf'], 'C': [0.1, 1]},)
+  args = (x[:60], y[:60], x[60:], y[60:], 5)
+  r = classifiers.sklearn_svc(*args, param_grid=grid, progress='svc')
+  (bar,) = bars
+  assert bar.n == bar.total == 4 * 5  # grid points x folds
+  plain = classifiers.sklearn_svc(*args, param_grid=grid)
+  for key in ('best', 'cv_accuracy', 'accuracy', 'map'):
+    assert r[key] == plain[key]

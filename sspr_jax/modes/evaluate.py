@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 
 import jax
 import ml_collections
@@ -31,6 +32,7 @@ from sspr_jax.evaluate import embed as embed_lib
 from sspr_jax.evaluate import evaluators as evaluators_lib
 from sspr_jax.evaluate import gallery
 from sspr_jax.evaluate import report
+from sspr_jax.modes import outputs
 from sspr_jax.modes import prepare_data
 
 DEFAULT_EVALUATORS = ('gallery_map', 'knn', 'few_label')
@@ -207,10 +209,12 @@ def _backbones(settings: Settings, runs):
   architecture = None
   for run_dir, steps in runs:
     for step in steps:
+      logging.info('Loading %s, step %d.', run_dir, step)
       backbone = embed_lib.load_backbone(run_dir, step)
       architecture = architecture or backbone.architecture
       yield run_dir, backbone
   for kind, arg in settings.baselines:
+    logging.info('Building the %s baseline.', kind)
     yield (
       'baseline',
       embed_lib.baseline_backbone(
@@ -228,7 +232,9 @@ def run(settings: Settings, workdir: str) -> list[dict]:
   if writes:
     os.makedirs(out_dir, exist_ok=True)
   results, figures, columns = [], [], []
+  total = sum(len(steps) for _, steps in runs) + len(settings.baselines)
   for i, (run_dir, backbone) in enumerate(_backbones(settings, runs)):
+    logging.info('Evaluating %s (%d/%d).', backbone.name, i + 1, total)
     evaluators = evaluators_lib.build(
       settings.evaluators,
       gallery_,
@@ -236,13 +242,28 @@ def run(settings: Settings, workdir: str) -> list[dict]:
       backbone.normalize,
       backbone.name,
     )
-    metrics = {}
-    for evaluator in evaluators:
-      metrics.update(evaluator.run(backbone.variables))
-      columns += [c for c in evaluator.columns if c not in columns]
+    # Embedded once here, timed apart; the evaluators reuse the embeddings.
+    start = time.perf_counter()
     emb = gallery_.embeddings(
       backbone.module, backbone.variables, backbone.normalize, backbone.name
     )
+    logging.info(
+      '%s: embedded %d crops in %.1f s.',
+      backbone.name,
+      len(emb['features']),
+      time.perf_counter() - start,
+    )
+    metrics = {}
+    for evaluator in evaluators:
+      start = time.perf_counter()
+      metrics.update(evaluator.run(backbone.variables))
+      columns += [c for c in evaluator.columns if c not in columns]
+      logging.info(
+        '%s: %s in %.1f s.',
+        backbone.name,
+        evaluator.name,
+        time.perf_counter() - start,
+      )
     slug = f'{i:02d}_' + ''.join(
       c if c.isalnum() else '_' for c in backbone.name
     )
@@ -268,6 +289,10 @@ def run(settings: Settings, workdir: str) -> list[dict]:
         (e.details for e in evaluators if e.name == 'few_label'), {}
       )
       heads = settings.scoring.heads
+      logging.info(
+        'Plotting the figures of %s into %s.', backbone.name, out_dir
+      )
+      start = time.perf_counter()
       figures += report.backbone_figures(
         emb,
         gallery_.class_names,
@@ -276,6 +301,22 @@ def run(settings: Settings, workdir: str) -> list[dict]:
         out_dir,
         backbone.name,
       )
+      logging.info('Plotted in %.1f s.', time.perf_counter() - start)
   if writes:
+    logging.info('Writing the report (and the mAP-per-step figure).')
     print(report.write(workdir, results, columns, figures))
+  outputs.print_wrote(written(workdir))
   return results
+
+
+def written(workdir: str) -> list[tuple[str, str, str]]:
+  """(what, path, note) of the evaluate mode's outputs in WORKDIR."""
+  return [
+    ('report.md', os.path.join(workdir, 'report.md'), ''),
+    ('metrics.json', os.path.join(workdir, 'metrics.json'), ''),
+    (
+      'evaluation/',
+      os.path.join(workdir, 'evaluation'),
+      'embeddings .npz, figures .png',
+    ),
+  ]

@@ -1,6 +1,7 @@
 """The 'evaluate' mode end to end: checkpoint -> embeddings -> metrics/report."""
 
 import json
+import re
 
 import numpy as np
 
@@ -44,7 +45,7 @@ def _evaluate(config, workdir):
 
 
 def test_evaluate_mode_reports_checkpoint_and_random_baseline(
-  tiny_raw_data, tiny_datasets, tmp_path
+  tiny_raw_data, tiny_datasets, tmp_path, capsys
 ):
   config = _config(
     tiny_raw_data, tiny_datasets, total_steps=2, eval_every_steps=2
@@ -83,8 +84,15 @@ def test_evaluate_mode_reports_checkpoint_and_random_baseline(
   assert set(logged[0]) >= {'eval/full_map/cosine', 'eval/strict_knn_accuracy'}
 
   config.mode = 'evaluate'
+  capsys.readouterr()
   results = _evaluate(config, tmp_path)
   assert [r['name'] for r in results] == ['simclr step 2', 'random init']
+  # The report table, then where everything went.
+  printed = capsys.readouterr().out
+  table, _, wrote = printed.partition('Wrote:')
+  assert '| simclr step 2 |' in table and '| random init |' in table
+  for name in ('report.md', 'metrics.json', 'evaluation'):
+    assert str(tmp_path / name) in wrote
   report = (tmp_path / 'report.md').read_text()
   assert 'simclr step 2' in report and 'random init' in report
   assert 0 <= saved_metrics(tmp_path)[0]['standard/linear/accuracy'] <= 1
@@ -166,6 +174,8 @@ def test_evaluate_config_takes_checkpoints_and_dataset_flags(
     cmd, cwd=REPO, capture_output=True, text=True, timeout=600
   )
   assert out.returncode == 0, out.stderr[-3000:]
+  assert re.search(rf'^  report.md +{workdir}/report.md$', out.stdout, re.M)
+  assert 'Evaluating simclr step 2 (1/2).' in out.stderr
   saved = json.loads((workdir / 'metrics.json').read_text())
   assert [r['name'] for r in saved] == ['simclr step 2', 'random init']
   assert saved[0]['run'] == str(run_dir)

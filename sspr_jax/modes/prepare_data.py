@@ -12,6 +12,7 @@ import ml_collections
 
 from sspr_jax.core import config_check
 from sspr_jax.data import prepare
+from sspr_jax.modes import outputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +36,8 @@ def parse(config: ml_collections.ConfigDict) -> Settings:
 
 
 def run(settings: Settings, workdir: str) -> dict:
-  """Builds the datasets and prints (and saves) a summary with counts."""
+  """Builds the datasets and prints (and saves) a summary with counts, then
+  the paths it wrote."""
   from data_builders import build as build_lib  # pylint: disable=g-import-not-at-top
 
   builders = prepare.build_datasets(settings.data, workdir, settings.datasets)
@@ -56,5 +58,11 @@ def run(settings: Settings, workdir: str) -> dict:
   path = os.path.join(workdir, 'data_summary.json')
   with open(path, 'w') as f:
     json.dump(summary, f, indent=2, default=str)
-  print(f'Summary written to {path}')
+  outputs.print_wrote(
+    [('data_summary.json', path)]
+    + [
+      (name, builder.data_dir, 'TFDS dataset')
+      for name, builder in builders.items()
+    ]
+  )
   return summary

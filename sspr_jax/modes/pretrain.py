@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from typing import Any
 
 import ml_collections
@@ -17,9 +18,11 @@ from sspr_jax.core import config_check
 from sspr_jax.core import mesh as mesh_lib
 from sspr_jax.data import pipeline
 from sspr_jax.data import prepare
+from sspr_jax.evaluate import embed as embed_lib
 from sspr_jax.evaluate import evaluators as evaluators_lib
 from sspr_jax.models import resnet
 from sspr_jax.modes import evaluate as evaluate_mode
+from sspr_jax.modes import outputs
 from sspr_jax.modes import prepare_data
 from sspr_jax.objectives import registry
 from sspr_jax.train import optim
@@ -140,7 +143,7 @@ def run(settings: Settings, workdir: str) -> trainer.TrainState:
     settings.dataset,
     config.input.split,
   )
-  return trainer.train(
+  state = trainer.train(
     config,
     workdir,
     objective=settings.objective,
@@ -149,3 +152,23 @@ def run(settings: Settings, workdir: str) -> trainer.TrainState:
     num_examples=len(source),
     evaluators=evaluators,
   )
+  outputs.print_wrote(written(workdir))
+  return state
+
+
+def written(workdir: str) -> list[tuple[str, str, str]]:
+  """(what, path, note) of a pre-training run's outputs in WORKDIR."""
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  try:
+    steps = embed_lib.checkpoint_steps(workdir)
+  except FileNotFoundError:
+    steps = []
+  return [
+    (
+      'checkpoints/',
+      checkpoints,
+      f'latest step {steps[-1]}' if steps else 'none saved',
+    ),
+    ('metrics.jsonl', os.path.join(workdir, 'metrics.jsonl'), ''),
+    ('tensorboard/', os.path.join(workdir, 'tensorboard'), ''),
+  ]

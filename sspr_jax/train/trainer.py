@@ -147,6 +147,10 @@ def _scalars(prefix: str, metrics: dict) -> dict:
   }
 
 
+def _name(evaluator) -> str:
+  return getattr(evaluator, 'name', '') or type(evaluator).__name__
+
+
 def _due(done: int, every: int, total: int) -> bool:
   """Periodic work runs every `every` steps and after the last one."""
   return bool(every) and (done % every == 0 or done == total)
@@ -303,8 +307,28 @@ def train(
             'params': state.params['backbone'],
             'batch_stats': state.batch_stats['backbone'],
           }
+          names = ', '.join(_name(e) for e in due)
+          bar.set_description(f'evaluating ({names})')
+          eval_start, shown = time.perf_counter(), {}
           for evaluator in due:
-            writer.write(done, _scalars('eval/', evaluator.run(variables)))
+            scores = evaluator.run(variables)
+            writer.write(done, _scalars('eval/', scores))
+            shown.update(
+              (k, scores[k])
+              for k in getattr(evaluator, 'columns', ())
+              if isinstance(scores.get(k), float)
+            )
+          seconds = time.perf_counter() - eval_start
+          t0 += seconds  # images_per_second counts training time only.
+          bar.set_description('')
+          with tqdm.tqdm.external_write_mode():  # A line above the bar.
+            logging.info(
+              'Step %d: evaluated (%s) in %.1f s%s',
+              done,
+              names,
+              seconds,
+              ''.join(f', {k} {v:.4f}' for k, v in shown.items()) + '.',
+            )
         if _due(done, ckpt_every, total_steps) or preemption.requested:
           save(done)
         if preemption.requested:
