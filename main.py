@@ -36,6 +36,12 @@ _NUM_PROCESSES = flags.DEFINE_integer(
   'num_processes', None, 'With --distributed.'
 )
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'With --distributed.')
+_CHECK = flags.DEFINE_bool(
+  'check',
+  False,
+  'Print the resolved config after every mode checked it, and exit '
+  '(also done by --only_check_args).',
+)
 
 
 def main(argv):
@@ -55,6 +61,9 @@ def main(argv):
       _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
     )
   try:
+    if _CHECK.value:
+      print(modes.check(_CONFIG.value))
+      return
     modes.run(_CONFIG.value, _WORKDIR.value)
   except config_check.ConfigError as e:  # Checked before anything ran.
     sys.exit(f'{e}\nSee the config file (and docs/failure_guide.md).')
@@ -100,7 +109,13 @@ def _unknown_key_message(error: Exception, argv) -> str:
 def _parse_flags(argv):
   """absl flag parsing, with a plain message for a misspelt config override."""
   try:
-    return flags.FLAGS(argv)
+    argv = flags.FLAGS(argv)
+    if flags.FLAGS.only_check_args:  # absl exits without running main.
+      try:
+        print(modes.check(_CONFIG.value))
+      except config_check.ConfigError as e:
+        sys.exit(f'{e}\nSee the config file (and docs/failure_guide.md).')
+    return argv
   except (AttributeError, KeyError) as e:
     sys.exit(_unknown_key_message(e, argv))
   except flags.Error as e:  # Wrong type, missing --workdir, unknown flag...

@@ -35,6 +35,11 @@ class MetricsWriter:
     for k, v in scalars.items():
       self._tb.add_scalar(k, v, int(step))
 
+  def text(self, tag: str, text: str, step: int = 0):
+    """A text summary in TensorBoard (e.g. the run's resolved config)."""
+    if self.enabled:
+      self._tb.add_text(tag, text, int(step))
+
   def close(self):
     if self.enabled:
       self._jsonl.close()

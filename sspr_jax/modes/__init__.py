@@ -14,6 +14,7 @@ same command started twice on one workdir refuses at once.
 """
 
 import importlib
+import os
 import types
 from typing import Any
 
@@ -62,4 +63,24 @@ def run(config, workdir: str):
   """
   plan = parse(config)
   with workdir_lock.hold(workdir, _process_index()):
+    if _process_index() == 0:
+      save_config(config, workdir)
     return [module.run(settings, workdir) for module, settings in plan][-1]
+
+
+def save_config(config, workdir: str) -> str:
+  """Writes the resolved config (overrides applied) to WORKDIR/config.json."""
+  path = os.path.join(workdir, 'config.json')
+  os.makedirs(workdir, exist_ok=True)
+  with open(path, 'w') as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
+  return path
+
+
+def check(config) -> str:
+  """The resolved config as JSON, after every mode of it parsed it."""
+  names = ', '.join(
+    module.__name__.rsplit('.', 1)[-1] for module, _ in parse(config)
+  )
+  text = config.to_json_best_effort(indent=2, sort_keys=True)
+  return f'{text}\nConfig OK for mode(s): {names}.'

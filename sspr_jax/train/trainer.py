@@ -239,6 +239,12 @@ def train(
     donate_argnums=(0,),
   )
   writer = metrics_lib.MetricsWriter(workdir, enabled=jax.process_index() == 0)
+  # TensorBoard shows the run's resolved config beside its curves.
+  writer.text(
+    'config',
+    '```\n' + config.to_json_best_effort(indent=2, sort_keys=True) + '\n```',
+    start,
+  )
   meta = {
     'config': config.to_dict(),
     'total_steps': total_steps,

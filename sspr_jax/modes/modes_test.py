@@ -1,0 +1,55 @@
+"""modes.run saves the resolved config; --check and --only_check_args check."""
+
+import json
+import os
+import subprocess
+import sys
+
+from configs import quickstart
+from sspr_jax import modes
+
+REPO = os.path.dirname(
+  os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+)
+
+
+def test_run_saves_the_resolved_config(tmp_path, monkeypatch):
+  ran = []
+  monkeypatch.setattr(
+    'sspr_jax.modes.prepare_data.run', lambda s, w: ran.append(w)
+  )
+  config = quickstart.get_config()
+  config.mode = 'prepare_data'
+  config.data.seed = 7  # An override, as --config.data.seed=7 would make.
+  modes.run(config, str(tmp_path))
+  assert ran == [str(tmp_path)]
+  saved = json.loads((tmp_path / 'config.json').read_text())
+  assert saved['data']['seed'] == 7 and saved['objective'] == 'simclr'
+
+
+def test_check_prints_the_config_and_runs_nothing(tmp_path):
+  def main(*flags):
+    return subprocess.run(
+      [
+        sys.executable,
+        'main.py',
+        '--config',
+        'configs/quickstart.py',
+        '--workdir',
+        str(tmp_path / 'run'),
+        *flags,
+      ],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=300,
+    )
+
+  out = main('--check', '--config.num_epochs=3')
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert '"num_epochs": 3' in out.stdout
+  assert 'Config OK for mode(s): pretrain, evaluate.' in out.stdout
+  out = main('--only_check_args', '--config.batch_size=0')
+  assert out.returncode == 1
+  assert 'config.batch_size=0: must be a positive integer.' in out.stderr
+  assert not (tmp_path / 'run').exists()
