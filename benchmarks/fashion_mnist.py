@@ -390,6 +390,11 @@ def pretrain(
   )
   record.setdefault('seconds', 0.0)
   record_path.write_text(json.dumps(record, indent=2))
+  if after < total:  # SIGTERM: the trainer saved and returned early.
+    raise SystemExit(
+      f'{objective} stopped at step {after} of {total} (SIGTERM); rerun the '
+      'same command to resume.'
+    )
   log.info(
     'Pre-trained %s: step %d, %.1f min of training in all.',
     objective,
