@@ -9,14 +9,20 @@ import numpy as np
 
 
 class MetricsWriter:
-  """Writes scalar metrics from process 0; other processes write nothing."""
+  """Writes metrics from process 0; other processes write nothing.
 
-  def __init__(self, workdir: str, *, enabled: bool = True):
+  Scalars go to WORKDIR/metrics.jsonl (unless `jsonl=False`) and TensorBoard
+  (WORKDIR/tensorboard); texts and images to TensorBoard only.
+  """
+
+  def __init__(self, workdir: str, *, enabled: bool = True, jsonl: bool = True):
     self.enabled = enabled
     if not enabled:
       return
     os.makedirs(workdir, exist_ok=True)
-    self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+    self._jsonl = (
+      open(os.path.join(workdir, 'metrics.jsonl'), 'a') if jsonl else None
+    )
     # tensorboardX writes event files with its own protobufs: no TensorFlow.
     from tensorboardX import SummaryWriter
 
@@ -30,8 +36,9 @@ class MetricsWriter:
     record.update(
       {k: (v if math.isfinite(v) else str(v)) for k, v in scalars.items()}
     )
-    self._jsonl.write(json.dumps(record) + '\n')
-    self._jsonl.flush()
+    if self._jsonl is not None:
+      self._jsonl.write(json.dumps(record) + '\n')
+      self._jsonl.flush()
     for k, v in scalars.items():
       self._tb.add_scalar(k, v, int(step))
 
@@ -40,9 +47,37 @@ class MetricsWriter:
     if self.enabled:
       self._tb.add_text(tag, text, int(step))
 
+  def image(self, tag: str, image, step: int = 0):
+    """An image in TensorBoard: a PNG (any file PIL reads) or an array.
+
+    Arrays are HxW (grey) or HxWxC with C = 1, 3 or 4; uint8, or floats in
+    [0, 1]. A file is read as RGB.
+    """
+    if not self.enabled:
+      return
+    if isinstance(image, (str, os.PathLike)):
+      from PIL import Image  # pylint: disable=g-import-not-at-top
+
+      with Image.open(image) as img:
+        image = np.asarray(img.convert('RGB'))
+    image = np.asarray(image)
+    if image.ndim == 2:
+      dataformats = 'HW'
+    elif image.ndim == 3 and image.shape[-1] in (1, 3, 4):
+      dataformats = 'HWC'
+    else:
+      raise ValueError(
+        f'TensorBoard image {tag!r}: expected an HxW or HxWxC (C = 1, 3, 4) '
+        f'array, got shape {image.shape}.'
+      )
+    if image.dtype != np.uint8:
+      image = np.clip(np.asarray(image, np.float32), 0.0, 1.0)
+    self._tb.add_image(tag, image, int(step), dataformats=dataformats)
+
   def close(self):
     if self.enabled:
-      self._jsonl.close()
+      if self._jsonl is not None:
+        self._jsonl.close()
       self._tb.close()
 
 

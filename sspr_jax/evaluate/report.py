@@ -33,9 +33,20 @@ def table(results: list[dict], columns) -> str:
 
 
 def backbone_figures(
-  emb: dict, class_names, details: dict, head: str | None, out_dir: str, name
+  emb: dict,
+  class_names,
+  details: dict,
+  head: str | None,
+  out_dir: str,
+  name,
+  run: str | None = None,
 ) -> list[tuple[str, str]]:
-  """(title, path) of the figures of one backbone's embeddings and heads."""
+  """(title, path) of the figures of one backbone's embeddings and heads.
+
+  `name` (e.g. 'simclr step 1088') and `run` (its pre-training run's folder;
+  None or 'baseline' for a baseline) title the figures.
+  """
+  who = dict(backbone=name, run=run)
   figures = [
     (
       f'Class similarity, {name}',
@@ -44,6 +55,7 @@ def backbone_figures(
         emb['label'],
         os.path.join(out_dir, 'class_similarity.png'),
         class_names,
+        **who,
       ),
     ),
     (
@@ -52,25 +64,51 @@ def backbone_figures(
         emb['features'],
         emb['label'],
         os.path.join(out_dir, 'embedding_map.png'),
+        class_names,
+        **who,
       ),
     ),
   ]
   for split, result in details.items():
     if head in result and 'confusion' in result[head]:
+      head_result = result[head]
       figures.append(
         (
           f'Confusion matrix, {head} head, {split} split, {name}',
           plots.confusion_matrix(
-            np.asarray(result[head]['confusion']),
+            np.asarray(head_result['confusion']),
             os.path.join(out_dir, f'confusion_{split}_{head}.png'),
+            labels=head_result.get('labels'),
+            class_names=class_names,
+            head=head,
+            split=split,
+            accuracy=head_result.get('accuracy'),
+            **who,
           ),
         )
       )
   return figures
 
 
-def write(workdir: str, results: list[dict], columns, figures) -> str:
-  """Writes WORKDIR/metrics.json and report.md; returns the report text."""
+def log_figures(writer, figures, step: int = 0) -> None:
+  """Each (title, PNG path) as a TensorBoard image 'evaluation/<file name>'.
+
+  `writer`: a `core.metrics.MetricsWriter` (its `image`).
+  """
+  for _, path in figures:
+    tag = 'evaluation/' + os.path.splitext(os.path.basename(path))[0]
+    writer.image(tag, path, step)
+
+
+def write(
+  workdir: str, results: list[dict], columns, figures, writer=None
+) -> str:
+  """Writes WORKDIR/metrics.json and report.md; returns the report text.
+
+  With a `writer` (`core.metrics.MetricsWriter`), the figures, the
+  mAP-per-checkpoint curve included, are also logged to TensorBoard at the
+  first result's step (0 for a baseline).
+  """
   curve = plots.scores_over_steps(
     results, os.path.join(workdir, 'evaluation', 'map_over_steps.png')
   )
@@ -86,4 +124,7 @@ def write(workdir: str, results: list[dict], columns, figures) -> str:
   )
   with open(os.path.join(workdir, 'report.md'), 'w') as f:
     f.write(text)
+  if writer is not None:
+    step = (results[0].get('step') if results else None) or 0
+    log_figures(writer, figures, step)
   return text

@@ -4,7 +4,8 @@ Each backbone (checkpoints of pre-training runs, then the baselines) embeds
 the labeled rack crops once; the evaluators of `config.evaluate.evaluators`
 score the embeddings (gallery mAP for every score, kNN on the strict origin
 split, few-label heads); WORKDIR/report.md, metrics.json and evaluation/
-(embeddings .npz, figures) are written by process 0.
+(embeddings .npz, figures) are written by process 0, the figures also as
+TensorBoard images in WORKDIR/tensorboard.
 
 Config: `config.checkpoints` (comma-separated pre-training workdirs or step
 folders `RUN/checkpoints/STEP`; empty: WORKDIR, or only the baselines when
@@ -25,6 +26,7 @@ import jax
 import ml_collections
 
 from sspr_jax.core import config_check
+from sspr_jax.core import metrics as metrics_lib
 from sspr_jax.data import pipeline
 from sspr_jax.data import prepare
 from sspr_jax.evaluate import classifiers
@@ -300,11 +302,17 @@ def run(settings: Settings, workdir: str) -> list[dict]:
         heads[-1] if heads else None,
         out_dir,
         backbone.name,
+        run_dir,
       )
       logging.info('Plotted in %.1f s.', time.perf_counter() - start)
   if writes:
     logging.info('Writing the report (and the mAP-per-step figure).')
-    print(report.write(workdir, results, columns, figures))
+    # The figures also go to WORKDIR/tensorboard as images.
+    writer = metrics_lib.MetricsWriter(workdir, jsonl=False)
+    try:
+      print(report.write(workdir, results, columns, figures, writer=writer))
+    finally:
+      writer.close()
   outputs.print_wrote(written(workdir))
   return results
 
@@ -319,4 +327,5 @@ def written(workdir: str) -> list[tuple[str, str, str]]:
       os.path.join(workdir, 'evaluation'),
       'embeddings .npz, figures .png',
     ),
+    ('tensorboard/', os.path.join(workdir, 'tensorboard'), 'figures'),
   ]
