@@ -106,10 +106,31 @@ def _unknown_key_message(error: Exception, argv) -> str:
   )
 
 
+def _quote_name_lists(argv):
+  """`--config.k=a,b:c` -> `--config.k=('a', 'b:c')`.
+
+  ml-collections reads `a,b` as a tuple of names but gives up on an entry
+  with a colon (`pixels:32`, `imagenet_resnet50:/w.pth`).
+  """
+  out = []
+  for arg in argv:
+    key, sep, value = arg.partition('=')
+    if (
+      key.startswith('--config.')
+      and sep
+      and ',' in value
+      and ':' in value
+      and not any(c in value for c in '\'"()[]{}')
+    ):
+      arg = f'{key}={tuple(v.strip() for v in value.split(","))!r}'
+    out.append(arg)
+  return out
+
+
 def _parse_flags(argv):
   """absl flag parsing, with a plain message for a misspelt config override."""
   try:
-    argv = flags.FLAGS(argv)
+    argv = flags.FLAGS(_quote_name_lists(argv))
     if flags.FLAGS.only_check_args:  # absl exits without running main.
       try:
         print(modes.check(_CONFIG.value))

@@ -286,7 +286,9 @@ def run(settings: Settings, workdir: str) -> list[dict]:
       if key.startswith('full_map/'):
         logging.info('%s: %s %.4f', backbone.name, key, value)
         break
-    if i == 0 and writes:  # Figures of the first (latest pre-trained) one.
+    # Figures of the first run's latest checkpoint (or the first baseline).
+    shown = (runs[0][0], runs[0][1][-1]) if runs else ('baseline', None)
+    if writes and not figures and (run_dir, backbone.step) == shown:
       details = next(
         (e.details for e in evaluators if e.name == 'few_label'), {}
       )

@@ -49,6 +49,10 @@ def test_check_prints_the_config_and_runs_nothing(tmp_path):
   assert out.returncode == 0, out.stderr[-2000:]
   assert '"num_epochs": 3' in out.stdout
   assert 'Config OK for mode(s): pretrain, evaluate.' in out.stdout
+  # A list of names with a colon in one (ml-collections alone refuses it).
+  out = main('--check', '--config.evaluate.baselines=random,pixels:32')
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert '"random",\n      "pixels:32"' in out.stdout
   out = main('--only_check_args', '--config.batch_size=0')
   assert out.returncode == 1
   assert 'config.batch_size=0: must be a positive integer.' in out.stderr
