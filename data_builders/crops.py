@@ -42,6 +42,7 @@ import concurrent.futures
 import dataclasses
 import inspect
 import io
+import itertools
 import logging
 import multiprocessing
 import os
@@ -521,21 +522,47 @@ def ordered_parallel_map(
   window = window or 3 * workers
   context = multiprocessing.get_context('forkserver')
   context.set_forkserver_preload([__name__])
-  with concurrent.futures.ProcessPoolExecutor(
-    workers, mp_context=context, initializer=initializer, initargs=initargs
-  ) as pool:
-    pending = collections.deque()
-    iterator = iter(items)
-    try:
-      for item in iterator:
-        pending.append(pool.submit(fn, item))
-        if len(pending) >= window:
-          yield pending.popleft().result()
-      while pending:
-        yield pending.popleft().result()
-    finally:
-      for future in pending:
-        future.cancel()
+  iterator = iter(items)
+  pending = collections.deque()  # (item, future)
+  yielded = False
+  try:
+    with concurrent.futures.ProcessPoolExecutor(
+      workers, mp_context=context, initializer=initializer, initargs=initargs
+    ) as pool:
+      try:
+        for item in iterator:
+          pending.append((item, pool.submit(fn, item)))
+          if len(pending) >= window:
+            result = pending[0][1].result()  # Kept in `pending` if it fails.
+            pending.popleft()
+            yield result
+            yielded = True
+        while pending:
+          result = pending[0][1].result()
+          pending.popleft()
+          yield result
+          yielded = True
+      finally:
+        for _, future in pending:
+          future.cancel()
+  except concurrent.futures.BrokenExecutor:
+    if yielded:
+      raise
+    # No worker ever started: typically a plain script that builds at its
+    # top level without `if __name__ == '__main__':` (each worker re-runs
+    # the script and dies). The same work in this process instead.
+    log.warning(
+      'Worker processes could not start (a script that builds a dataset at '
+      "its top level needs an `if __name__ == '__main__':` guard to use "
+      'them); building in this process instead.'
+    )
+    yield from ordered_parallel_map(
+      fn,
+      itertools.chain((item for item, _ in pending), iterator),
+      workers=0,
+      initializer=initializer,
+      initargs=initargs,
+    )
 
 
 class ShardedArrayRecordWriter:

@@ -1,6 +1,8 @@
 """Tests of the shared crop machinery (parallel map, writer, per-photo cropping)."""
 
 import io
+import os
+import pathlib
 import operator
 
 import numpy as np
@@ -150,3 +152,32 @@ def test_config_rejects_bad_options():
     crops.CropsConfig(name='x', encoding='webp')
   with pytest.raises(ValueError, match='min_side'):
     crops.CropsConfig(name='x', min_side=0)
+
+
+def test_a_plain_script_that_builds_at_top_level_does_not_crash(
+  tiny_raw_data, tmp_path
+):
+  # No `if __name__ == '__main__':` guard: every worker re-runs the script
+  # and dies while starting; the build goes on in the script's process.
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+
+  script = tmp_path / 'plain.py'
+  script.write_text(
+    'from data_builders.build import build\n'
+    f'b = build("rack_crops", config="native", manual_dir={str(tiny_raw_data["racks"])!r}, '
+    f'data_dir={str(tmp_path / "out")!r}, num_workers=2)\n'
+    'print("built", b.info.splits["train"].num_examples)\n'
+  )
+  repo = pathlib.Path(__file__).resolve().parents[1]
+  out = subprocess.run(
+    [sys.executable, str(script)],
+    cwd=tmp_path,
+    env={**os.environ, 'PYTHONPATH': str(repo)},
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert [line for line in out.stdout.splitlines() if line.startswith('built')]
+  assert 'building in this process instead' in out.stderr
