@@ -630,6 +630,35 @@ class ShardedArrayRecordWriter:
 # Base builder.
 
 
+def common_description(labelled: bool) -> str:
+  """The part of `info.description` every crop builder shares."""
+  label = (
+    ', label (ClassLabel over the sorted class names found) and label_name'
+    if labelled
+    else ''
+  )
+  return f"""\
+Features: image (the crop: JPEG quality 95, or PNG with encoding='png'),
+origin (the photo id), box (int32 x1, y1, x2, y2 in the photo's stored pixels
+after clipping, PIL crop convention: pixels [y1:y2, x1:x2]), crop_index and
+crop_id (<origin>_<crop_index>){label}.
+
+Bad input: boxes reaching outside the photo are clipped to it (clip=False
+skips them instead); boxes left empty or inverted, with a side below
+min_side, or repeating an earlier box of the same photo are skipped; missing
+and undecodable photos are skipped with their boxes. Every case is counted per
+split in info.metadata['counts'] and logged with the file name; a malformed
+annotation file stops the build naming the file.
+
+Configs: native (crops as cut), 256 and 128 (shorter side shrunk to at most
+256 / 128 pixels, aspect kept, never enlarged). Files: array_record, read
+without TensorFlow through tfds.data_source or builder.as_data_source().
+
+Manual data: the input is read from manual_dir (`python -m data_builders.build
+NAME --manual_dir DIR --data_dir OUT`, or `tfds build ... --manual_dir DIR`);
+see MANUAL_DOWNLOAD_INSTRUCTIONS for what goes there."""
+
+
 class CropsBuilder(tfds.core.dataset_builder.FileReaderBuilder, abc.ABC):
   """Base of the crop builders: subclasses say where the photos and boxes are.
 
@@ -639,8 +668,14 @@ class CropsBuilder(tfds.core.dataset_builder.FileReaderBuilder, abc.ABC):
   """
 
   LABELLED = False
-  # `info.description`; None: the class docstring.
+  # `info.description` is this builder's part (None: the class docstring)
+  # followed by `common_description(LABELLED)`.
   DESCRIPTION: str | None = None
+  # `info.homepage`, `info.citation` (BibTeX) and `info.license` (the terms the
+  # source states; crops cut from a dataset are under that dataset's terms).
+  HOMEPAGE: str | None = None
+  CITATION: str | None = None
+  LICENSE: str | None = None
 
   @tfds.core.utils.classproperty
   @classmethod
@@ -667,9 +702,13 @@ class CropsBuilder(tfds.core.dataset_builder.FileReaderBuilder, abc.ABC):
     self.build_counts: dict[str, dict[str, int]] = {}
 
   def _info(self) -> tfds.core.DatasetInfo:
+    own = (self.DESCRIPTION or self.__doc__ or '').strip()
     return tfds.core.DatasetInfo(
       builder=self,
-      description=self.DESCRIPTION or self.__doc__,
+      description=f'{own}\n\n{common_description(self.LABELLED)}',
+      homepage=self.HOMEPAGE,
+      citation=self.CITATION,
+      license=self.LICENSE,
       features=crop_features(self.builder_config.encoding, self.LABELLED),
       metadata=tfds.core.MetadataDict(),
     )

@@ -213,18 +213,28 @@ class ImageFolder(crops.CropsBuilder):
   VERSION = '1.0.0'
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
   BUILDER_CONFIGS = crops.size_configs(ImageFolderConfig)
-  DESCRIPTION = (
-    'Unlabelled images read recursively from a user folder (manual_dir), one '
-    'example per image file (.jpg, .jpeg, .png, .bmp, .webp, .tif, .tiff in '
-    'any case) holding the whole image turned upright by its EXIF '
-    'orientation; origin = the path relative to the folder without extension. '
-    'Splits: the sub-folders train/, val/, test/ if any, else all train. '
-    'Undecodable files are skipped and counted in metadata["counts"].'
+  DESCRIPTION = """\
+Unlabelled images read recursively from a folder of the user's (manual_dir),
+for pre-training on one's own photos. Each example is one image file (.jpg,
+.jpeg, .png, .bmp, .webp, .tif, .tiff in any case) stored whole and turned
+upright by its EXIF orientation: box = [0, 0, w, h], origin = its path
+relative to manual_dir without extension (POSIX form), crop_index 0 (1, 2,
+... for files differing only in the extension).
+
+Splits: the sub-folders train/, val/, test/ of manual_dir when there is any
+of them (nothing outside them is read), else everything is train. Hidden and
+non-image files are ignored (ignored_files); files PIL cannot decode are
+skipped (unreadable_photos)."""
+  # The images are the user's: nothing to cite, no upstream terms.
+  CITATION = (
+    "% image_folder holds the user's own images: cite their source if they\n"
+    '% come from a publication; there is no dataset paper.'
   )
-  MANUAL_DOWNLOAD_INSTRUCTIONS = (
-    'Point manual_dir at a folder of images (searched recursively); optional '
-    'sub-folders train/, val/, test/ become the splits.'
-  )
+  LICENSE = "The user's own data: its terms are the user's."
+  MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+This is your own data; nothing is downloaded. Point manual_dir at a folder of
+images (searched recursively; hidden files and folders are skipped); optional
+sub-folders train/, val/, test/ become the splits."""
 
   def _download_and_prepare(self, dl_manager, download_config=None):
     # TFDS answers a missing or empty manual_dir with a multi-line message

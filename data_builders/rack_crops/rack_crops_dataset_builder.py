@@ -328,10 +328,30 @@ class RackCrops(crops.CropsBuilder):
   }
   BUILDER_CONFIGS = crops.size_configs(RackCropsConfig)
   LABELLED = True
-  MANUAL_DOWNLOAD_INSTRUCTIONS = (
-    'Put the rack photos with their Pascal VOC XML files (flat, or Annotations/ + '
-    'JPEGImages/), or class folders of crops named <origin>_<k>.jpg, in manual_dir.'
+  DESCRIPTION = """\
+Labelled product crops of the user's own rack photos, the evaluation gallery
+(as the thesis's 27 photos of a small shop, 1,643 crops of 406 classes). Each
+example is one annotated box of a Pascal VOC file cut out of its photo, or one
+crop file of a class folder stored whole (box = [0, 0, w, h]); label is the
+box's class name, origin the photo stem, crop_index the box's index in its
+annotation file (kept past skipped boxes).
+
+Split: train only (all examples); the evaluator makes its own splits.
+Placeholder boxes and class folders (names matching the config's
+placeholder_pattern, default '^__': __UNKNOWN, __WRONG) are left out and
+counted (skipped_placeholder_boxes)."""
+  # The photos are the user's: nothing to cite, no upstream terms.
+  CITATION = (
+    "% rack_crops holds the user's own rack photos and annotations: cite their\n"
+    '% source if they come from a publication; there is no dataset paper.'
   )
+  LICENSE = "The user's own data: its terms are the user's."
+  MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+This is your own data; nothing is downloaded. Put in manual_dir one of:
+  * the rack photos with their Pascal VOC XML files (one <object> with <name>
+    and <bndbox> per product), flat (x.jpg + x.xml, sub-folders searched
+    too) or as Annotations/*.xml + JPEGImages/;
+  * class folders of crops, <class>/<origin>_<k>.jpg (one crop a file)."""
 
   def _prepare_source(self, manual_dir: Path) -> crops.CropSource:
     return find_source(manual_dir, self.builder_config.placeholder_pattern)

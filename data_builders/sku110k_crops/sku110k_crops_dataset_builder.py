@@ -326,6 +326,27 @@ def find_source(manual_dir: Path) -> crops.CropSource:
   )
 
 
+HOMEPAGE = 'https://github.com/eg4000/SKU110K_CVPR19'
+# The BibTeX entry of the upstream README (arXiv:1904.00853).
+CITATION = """\
+@inproceedings{goldman2019dense,
+  author    = {Eran Goldman and Roei Herzig and Aviv Eisenschtat and
+               Jacob Goldberger and Tal Hassner},
+  title     = {Precise Detection in Densely Packed Scenes},
+  booktitle = {Proc. Conf. Comput. Vision Pattern Recognition (CVPR)},
+  year      = {2019}
+}"""
+# The upstream repository has no LICENSE file; its README states the terms
+# (checked at eg4000/SKU110K_CVPR19 1fb83d6, 2020-10-20).
+LICENSE = (
+  'Academic and non-commercial research use only. The SKU110K README '
+  '(https://github.com/eg4000/SKU110K_CVPR19) states: "The dataset is '
+  'provided for the exclusive use by the recipient and solely for academic '
+  'and non-commercial purposes." The repository has no LICENSE file. The '
+  'crops are derived from the SKU110K photos and fall under the same terms.'
+)
+
+
 class Sku110kCrops(crops.CropsBuilder):
   """Product crops cut from SKU110K shelf photos, one per annotated box."""
 
@@ -333,11 +354,31 @@ class Sku110kCrops(crops.CropsBuilder):
   VERSION = '1.0.0'
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
   BUILDER_CONFIGS = crops.size_configs(Sku110kCropsConfig)
-  MANUAL_DOWNLOAD_INSTRUCTIONS = (
-    f'Put {ARCHIVE_NAME} (https://github.com/eg4000/SKU110K_CVPR19), its extracted '
-    'SKU110K_fixed/ folder, or a YOLO conversion (images/{split}/, labels/{split}/) '
-    'in manual_dir.'
-  )
+  HOMEPAGE = HOMEPAGE
+  CITATION = CITATION
+  LICENSE = LICENSE
+  DESCRIPTION = """\
+Product crops from SKU110K (Goldman et al., CVPR 2019): about 11.7k photos of
+densely packed retail shelves with about 1.7 M product boxes (one class,
+"object"). Each example is one annotated box cut out of its shelf photo, so
+one photo gives ~147 examples; crop_id = <photo stem>_<index of the box in its
+photo> is the same whatever layout the input came in.
+
+Splits: the official train / val / test of annotations_{train,val,test}.csv
+(photos train_*.jpg, val_*.jpg, test_*.jpg). Photos no CSV references are
+ignored and counted (unannotated_photos); photos whose decoded size differs
+from the CSV's use the decoded size (size_mismatch_photos)."""
+  MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
+Download {ARCHIVE_NAME} (about 13.6 GB) from {HOMEPAGE}
+(http://trax-geometry.s3.amazonaws.com/cvpr_challenge/{ARCHIVE_NAME}) and put,
+in manual_dir, any one of (the first found wins):
+  * the archive {ARCHIVE_NAME} itself: streamed, never extracted (an
+    annotations/ folder of the CSVs beside it saves one pass);
+  * its extracted folder SKU110K_fixed/{{images,annotations}}/ (or images/ and
+    annotations/ directly in manual_dir);
+  * a YOLO conversion: images/{{split}}/<split>_<i>.jpg +
+    labels/{{split}}/<split>_<i>.txt (`cls xc yc w h`, normalised).
+The data is for academic and non-commercial use only (see the homepage)."""
 
   def _prepare_source(self, manual_dir: Path) -> crops.CropSource:
     return find_source(manual_dir)
