@@ -89,6 +89,7 @@ def build(
   data_dir,
   num_workers: int | None = None,
   config_name: str | None = None,
+  file_format: str | None = None,
   **options,
 ) -> crops.CropsBuilder:
   """Builds (or reuses) dataset `name` in `data_dir` from `manual_dir`; returns the builder.
@@ -101,6 +102,8 @@ def build(
     data_dir: TFDS data dir to write to.
     num_workers: processes that crop (default: all cores; 0 = inline).
     config_name: name of the custom config made from `options`.
+    file_format: 'array_record' (default; what sspr_jax reads) or 'tfrecord'
+      (for `as_dataset()` / `tfds.load`; needs TensorFlow).
     **options: config fields overriding the config (shorter_side,
       allow_upscale, min_side, clip, encoding, jpeg_quality, png_compress_level;
       rack_crops also placeholder_pattern).
@@ -111,7 +114,10 @@ def build(
     )
   builder_config = make_config(name, config, config_name, **options)
   builder = BUILDERS[name](
-    data_dir=str(data_dir), config=builder_config, num_workers=num_workers
+    data_dir=str(data_dir),
+    config=builder_config,
+    num_workers=num_workers,
+    file_format=file_format,
   )
   builder.download_and_prepare(
     download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir))
@@ -154,6 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     '--config_name', default=None, help='name of a custom config'
   )
   parser.add_argument('--num_workers', type=int, default=None)
+  parser.add_argument(
+    '--file_format',
+    choices=['array_record', 'tfrecord'],
+    default=None,
+    help="'array_record' (default, read without TensorFlow) or 'tfrecord' "
+    '(for as_dataset/tfds.load; needs TensorFlow)',
+  )
   parser.add_argument('--shorter_side', type=int)
   parser.add_argument(
     '--upscale',
@@ -189,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir=args['data_dir'],
     num_workers=args['num_workers'],
     config_name=args['config_name'],
+    file_format=args['file_format'],
     **options,
   )
   print(summary(builder))

@@ -5,7 +5,9 @@ A source (one per builder) turns annotated photos into `PhotoTask`s; this module
 decodes each photo once, clips/filters its boxes, crops, resizes, encodes and
 serialises the crops in a process pool (bounded window of photos in flight,
 results in input order), and streams the records into array_record shards, one
-writer per split, so memory stays bounded whatever the archive size.
+writer per split, so memory stays bounded whatever the archive size. With
+TensorFlow installed, `file_format='tfrecord'` writes TFRecord shards instead
+(for `as_dataset()` / `tfds.load`); without it that is a one-line error.
 
 Why not `GeneratorBasedBuilder`: its writer keeps a whole split in memory up to
 1 GB and then spills to temporary files through `tf.io.gfile`, so a real-sized
@@ -40,6 +42,7 @@ import abc
 import collections
 import concurrent.futures
 import dataclasses
+import importlib.util
 import inspect
 import io
 import itertools
@@ -569,11 +572,21 @@ class ShardedArrayRecordWriter:
   """Streams serialized examples of one split into array_record shards.
 
   Shards roll over at `max_shard_bytes`; they are renamed to the TFDS names
-  (`...-of-NNNNN`) on `close()` since their number is known only then.
+  (`...-of-NNNNN`) on `close()` since their number is known only then. With
+  `file_format` tfrecord the shards are TFRecord files instead (TensorFlow
+  imported here, only then).
   """
 
-  def __init__(self, filename_template, max_shard_bytes: int = 256 << 20):
+  def __init__(
+    self,
+    filename_template,
+    file_format=tfds.core.FileFormat.ARRAY_RECORD,
+    max_shard_bytes: int = 256 << 20,
+  ):
     self._template = filename_template
+    self._tfrecord = tfds.core.FileFormat(file_format) == (
+      tfds.core.FileFormat.TFRECORD
+    )
     self._max_shard_bytes = max_shard_bytes
     self._paths: list[Path] = []
     self._lengths: list[int] = []
@@ -587,10 +600,16 @@ class ShardedArrayRecordWriter:
       path = Path(os.fspath(self._template.data_dir)) / (
         f'{self._template.split}.partial-shard-{len(self._paths):05d}'
       )
-      # Records are JPEG/PNG already: zstd (array_record's default) costs CPU for ~nothing.
-      self._writer = array_record_module.ArrayRecordWriter(
-        os.fspath(path), 'group_size:1,uncompressed'
-      )
+      if self._tfrecord:
+        import tensorflow as tf  # only for file_format='tfrecord'
+
+        self._writer = tf.io.TFRecordWriter(os.fspath(path))
+      else:
+        # Records are JPEG/PNG already: zstd (array_record's default) costs CPU
+        # for ~nothing.
+        self._writer = array_record_module.ArrayRecordWriter(
+          os.fspath(path), 'group_size:1,uncompressed'
+        )
       self._paths.append(path)
       self._lengths.append(0)
       self._shard_bytes = 0
@@ -628,6 +647,28 @@ class ShardedArrayRecordWriter:
 
 # ----------------------------------------------------------------------------
 # Base builder.
+
+
+def check_file_format(file_format) -> tfds.core.FileFormat:
+  """The format a build writes: array_record (default), or tfrecord with TF.
+
+  tfrecord is what `as_dataset()` / `tfds.load` read; it is written through
+  `tf.io.TFRecordWriter`, so it needs TensorFlow (`pip install -e
+  '.[tfds-cli]'`). Without TensorFlow a one-line ValueError says so.
+  """
+  name = getattr(file_format, 'value', file_format) or 'array_record'
+  if name not in ('array_record', 'tfrecord'):
+    raise ValueError(
+      f"crop builders write 'array_record' (default) or 'tfrecord', got "
+      f'{file_format!r}'
+    )
+  if name == 'tfrecord' and importlib.util.find_spec('tensorflow') is None:
+    raise ValueError(
+      "file_format='tfrecord' needs TensorFlow, which is not installed "
+      "(pip install -e '.[tfds-cli]'); without it, build the default "
+      "'array_record' and read it with tfds.data_source"
+    )
+  return tfds.core.FileFormat(name)
 
 
 def common_description(labelled: bool) -> str:
@@ -687,15 +728,15 @@ class CropsBuilder(tfds.core.dataset_builder.FileReaderBuilder, abc.ABC):
   def __init__(
     self, *, num_workers: int | None = None, file_format=None, **kwargs
   ):
-    if file_format not in (
-      None,
-      'array_record',
-      tfds.core.FileFormat.ARRAY_RECORD,
-    ):
-      raise ValueError(
-        f'{type(self).__name__} writes array_record only, got {file_format}'
+    explicit = None if file_format is None else check_file_format(file_format)
+    super().__init__(file_format=explicit, **kwargs)
+    # Unset, TFDS keeps the format of a build on disk (`tfds.load` of a
+    # tfrecord build) and otherwise picks tfrecord; ours is array_record.
+    on_disk = (epath.Path(self.data_dir) / 'dataset_info.json').exists()
+    if explicit is None and not on_disk:
+      self.info.set_file_format(
+        tfds.core.FileFormat.ARRAY_RECORD, override=True
       )
-    super().__init__(file_format='array_record', **kwargs)
     self.num_workers = (
       (os.cpu_count() or 1) if num_workers is None else num_workers
     )
@@ -729,7 +770,9 @@ class CropsBuilder(tfds.core.dataset_builder.FileReaderBuilder, abc.ABC):
       else None
     )
     writers = {
-      split: ShardedArrayRecordWriter(self._get_filename_template(split))
+      split: ShardedArrayRecordWriter(
+        self._get_filename_template(split), self.info.file_format
+      )
       for split in source.splits
     }
     counts = {

@@ -10,6 +10,7 @@ the metadata counts, one example's features and the dataset info are checked
 on the copy reloaded from disk (`tfds.builder_from_directory`).
 """
 
+import importlib.util
 import tarfile
 from pathlib import Path
 
@@ -188,3 +189,85 @@ def test_dummy_data_is_small_and_reproducible(tmp_path):
     for rel in files(shipped):  # the annotations, byte for byte
       if rel.endswith(('.csv', '.xml', '.txt')):
         assert (fresh / rel).read_bytes() == (shipped / rel).read_bytes(), rel
+
+
+# File formats. The runtime writes and reads array_record without TensorFlow;
+# file_format='tfrecord' (what `as_dataset()` / `tfds.load` read) needs it.
+
+
+def _without_tensorflow(monkeypatch):
+  find_spec = importlib.util.find_spec
+  monkeypatch.setattr(
+    importlib.util,
+    'find_spec',
+    lambda name, *a: None if name == 'tensorflow' else find_spec(name, *a),
+  )
+
+
+@pytest.mark.parametrize('name', sorted(SPLITS))
+def test_tfrecord_without_tensorflow_is_a_one_line_error(
+  name, tmp_path, monkeypatch
+):
+  _without_tensorflow(monkeypatch)
+  with pytest.raises(ValueError, match="'tfrecord' needs TensorFlow") as e:
+    build_lib.BUILDERS[name](data_dir=str(tmp_path), file_format='tfrecord')
+  assert '\n' not in str(e.value) and '[tfds-cli]' in str(e.value)
+  assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_cli_file_format_tfrecord_without_tensorflow(tmp_path, monkeypatch):
+  _without_tensorflow(monkeypatch)
+  with pytest.raises(ValueError, match='needs TensorFlow'):
+    build_lib.main(
+      [
+        'rack_crops',
+        '--manual_dir',
+        str(make_dummy_data.dummy_dir('rack_crops')),
+        '--data_dir',
+        str(tmp_path),
+        '--file_format',
+        'tfrecord',
+      ]
+    )
+
+
+@pytest.mark.parametrize('file_format', ['parquet', 'riegeli'])
+def test_other_file_formats_are_refused(file_format, tmp_path):
+  with pytest.raises(ValueError, match="'array_record' .* or 'tfrecord'"):
+    build_lib.BUILDERS['rack_crops'](
+      data_dir=str(tmp_path), file_format=file_format
+    )
+
+
+def test_array_record_is_the_default_and_explicit(tmp_path):
+  for file_format in (None, 'array_record', tfds.core.FileFormat.ARRAY_RECORD):
+    builder = build_lib.BUILDERS['image_folder'](
+      data_dir=str(tmp_path), file_format=file_format
+    )
+    assert builder.info.file_format == tfds.core.FileFormat.ARRAY_RECORD
+
+
+def test_tfrecord_with_tensorflow_reads_with_as_dataset(tmp_path):
+  """Runs only where TensorFlow is installed (`pip install -e '.[tfds-cli]'`)."""
+  if importlib.util.find_spec('tensorflow') is None:
+    pytest.skip(
+      'TensorFlow is not installed (the runtime and CI never need it)'
+    )
+  built = build_lib.build(
+    'rack_crops',
+    manual_dir=make_dummy_data.dummy_dir('rack_crops'),
+    data_dir=tmp_path,
+    num_workers=0,
+    file_format='tfrecord',
+  )
+  assert built.info.file_format == tfds.core.FileFormat.TFRECORD
+  assert list(Path(built.data_dir).glob('rack_crops-train.tfrecord-*'))
+  ds = tfds.load(
+    'rack_crops/native', split='train', data_dir=tmp_path, download=False
+  )
+  by_id = {ex['crop_id'].numpy().decode(): ex for ex in ds}
+  assert sorted(by_id) == ['rack_1_0', 'rack_1_1', 'rack_2_0', 'rack_2_1']
+  tea = by_id['rack_2_1']
+  np.testing.assert_array_equal(tea['box'].numpy(), [30, 10, 60, 38])
+  assert tea['image'].shape == (28, 30, 3)
+  assert tea['label_name'].numpy() == b'tea'
