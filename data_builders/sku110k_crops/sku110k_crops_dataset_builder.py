@@ -1,9 +1,11 @@
 """`sku110k_crops`: one example per SKU110K box, official train/val/test split.
 
 Build: `python -m data_builders.build sku110k_crops --manual_dir DIR --data_dir OUT
-[--config 128]`. The `tfds build` CLI does not start without TensorFlow in
-tensorflow-datasets 4.9.10 (its `main` imports a converter that needs
-`tf.train`), so use the project CLI or `data_builders.build.build(...)`.
+[--config 128]` (or `data_builders.build.build(...)`), without TensorFlow. The
+`tfds build` CLI does not start without TensorFlow in tensorflow-datasets
+4.9.10 (its `main` imports a converter that needs `tf.train`); with the
+`[tfds-cli]` extra installed, `tfds build data_builders/sku110k_crops
+--manual_dir DIR --data_dir OUT [--config 128] [--file_format=tfrecord]` works.
 
 `manual_dir` may hold (first match wins):
   * an extracted archive: `SKU110K_fixed/{images,annotations}/` (or the two
