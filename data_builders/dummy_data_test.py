@@ -251,7 +251,8 @@ def test_tfrecord_with_tensorflow_reads_with_as_dataset(tmp_path):
   """Runs only where TensorFlow is installed (`pip install -e '.[tfds-cli]'`)."""
   if importlib.util.find_spec('tensorflow') is None:
     pytest.skip(
-      'TensorFlow is not installed (the runtime and CI never need it)'
+      'TensorFlow is not installed: .ci/run runs this in a venv with the '
+      '[tfds-cli] extra; the TF-free runtime never needs it'
     )
   built = build_lib.build(
     'rack_crops',
