@@ -15,10 +15,12 @@ import importlib.util
 import os
 import re
 import shlex
+import sys
 
 from absl import flags
 from ml_collections import config_flags
 
+import sspr_jax
 from sspr_jax import modes
 from sspr_jax.core import config_check
 
@@ -72,6 +74,10 @@ def run_name(overrides: dict) -> str:
 def load_module(path: str):
   if not os.path.isfile(path):
     raise config_check.ConfigError(f'No sweep file {path!r}.')
+  # Sweep files import configs.common, as config files do from main.py.
+  root = os.path.dirname(os.path.dirname(os.path.abspath(sspr_jax.__file__)))
+  if root not in sys.path:
+    sys.path.append(root)
   module_spec = importlib.util.spec_from_file_location('_sweep', path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
