@@ -16,6 +16,7 @@ import argparse
 import collections
 import json
 import os
+import re
 import sys
 
 from sspr_jax.evaluate import plots
@@ -59,11 +60,31 @@ def run_names(workdirs) -> list[str]:
   return [n if counts[n] == 1 else w for n, w in zip(names, workdirs)]
 
 
-def _columns(results) -> list[str]:
-  columns = []
+def default_columns(results) -> list[str]:
+  """The keys a single run's report shows (the evaluators' `columns`).
+
+  metrics.json has more (per-query mAP, top-5, CV accuracy, split sizes):
+  every full-gallery mAP, average-gallery mAP and top-1 of the first score,
+  kNN accuracy, and the few-label heads' accuracy and mAP.
+  """
+  keys = []
   for r in results:
-    columns += [c for c in r['metrics'] if c not in columns]
-  return columns
+    keys += [k for k in r['metrics'] if k not in keys]
+  first = next(
+    (k[len('full_map/') :] for k in keys if k.startswith('full_map/')), None
+  )
+  shown = {f'average_map/{first}', f'full_top1/{first}', 'strict_knn_accuracy'}
+
+  def group(key):  # The single-run report's order; None: not shown.
+    if key.startswith('full_map/'):
+      return 0
+    if key in shown:
+      return ['average_map', 'full_top1', 'strict_knn_accuracy'].index(
+        key.split('/')[0]
+      ) + 1
+    return 4 if re.fullmatch(r'[^/]+/[^/]+/(accuracy|map)', key) else None
+
+  return sorted((k for k in keys if group(k) is not None), key=group)
 
 
 def _curve_results(named_results) -> list[dict]:
@@ -83,8 +104,8 @@ def _curve_results(named_results) -> list[dict]:
 def write(workdirs, out_dir: str, columns=None, left_out=()) -> str:
   """Writes OUT_DIR/report.md (and the figure) over `workdirs`; its text.
 
-  `columns`: metric keys of the table (default: every key, first seen
-  first); `left_out`: lines naming runs not in the report (failed runs).
+  `columns`: metric keys of the table (default: those of a single run's
+  report, `default_columns`); `left_out`: lines naming runs not in the report (failed runs).
 
   Raises:
     MissingMetrics: a workdir has no metrics.json (before anything is written).
@@ -92,7 +113,7 @@ def write(workdirs, out_dir: str, columns=None, left_out=()) -> str:
   names = run_names(workdirs)
   named = [(n, r) for n, w in zip(names, workdirs) for r in load(w)]
   results = [r for _, r in named]
-  columns = list(columns or _columns(results))
+  columns = list(columns or default_columns(results))
   os.makedirs(out_dir, exist_ok=True)
   labels = {
     r['run']: n for n, r in named if r.get('run') not in (None, 'baseline')
@@ -124,7 +145,8 @@ def main(argv=None) -> int:
   parser.add_argument(
     '--columns',
     default='',
-    help='Comma-separated metric keys (default: all), e.g. '
+    help="Comma-separated metric keys (default: those of a single run's "
+    'report), e.g. '
     'full_map/cosine,strict_knn_accuracy',
   )
   args = parser.parse_args(argv)

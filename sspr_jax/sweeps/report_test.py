@@ -19,7 +19,14 @@ def _evaluated_run(root, name, value, baseline, moved=False):
       'run': run,
       'name': 'moco step 4',
       'step': 4,
-      'metrics': {'full_map/cosine': value, 'strict_knn_accuracy': 0.5},
+      'metrics': {
+        'full_map/cosine': value,
+        'full_map_per_query/cosine': value,  # Not a column by default.
+        'strict_knn_accuracy': 0.5,
+        'strict_split_sizes': [4, 2],
+        'strict/mlp/accuracy': 0.25,
+        'strict/mlp/cv_accuracy': 0.3,
+      },
     },
     {
       'run': 'baseline',
@@ -51,10 +58,13 @@ def test_report_has_a_row_per_run_and_backbone_and_one_curve_per_run(
   original = plots.scores_over_steps
   monkeypatch.setattr(plots, 'scores_over_steps', recorded)
   text = report.write([a, b], str(tmp_path / 'out'))
-  assert '| run | model | full_map/cosine | strict_knn_accuracy |' in text
-  assert '| batch_size=32 | moco step 4 | 40.00 | 50.00 |' in text
-  assert '| batch_size=64 | moco step 4 | 50.00 | 50.00 |' in text
-  assert '| batch_size=64 | random init | 25.00 | - |' in text
+  assert (
+    '| run | model | full_map/cosine | strict_knn_accuracy | '
+    'strict/mlp/accuracy |\n' in text
+  )
+  assert '| batch_size=32 | moco step 4 | 40.00 | 50.00 | 25.00 |' in text
+  assert '| batch_size=64 | moco step 4 | 50.00 | 50.00 | 25.00 |' in text
+  assert '| batch_size=64 | random init | 25.00 | - | - |' in text
   assert (tmp_path / 'out' / 'report.md').read_text() == text
   assert (tmp_path / 'out' / 'map_over_steps.png').stat().st_size > 1000
   assert '![Full-gallery cosine mAP per checkpoint](map_over_steps.png)' in text

@@ -8,8 +8,8 @@ or value stops the sweep before any run, naming the run). Then each run is a
 main.py process into ROOT/<run name>, one after the other: a crashing run
 is reported and the sweep goes on; its output is also kept in
 ROOT/<run name>/sweep.log. A run whose workdir already has metrics.json (the
-evaluate mode's) is skipped; any other resumes from its checkpoints, as
-main.py does. Then ROOT/report.md compares the finished runs
+evaluate mode's) and the same config.json is skipped; any other resumes from
+its checkpoints, as main.py does. Then ROOT/report.md compares the finished runs
 (`sspr_jax/sweeps/report.py`); the exit status is 1 if a run failed.
 --config.key=value arguments apply to every run. --print_commands prints one
 main.py command per run (for a cluster scheduler) and exits.
@@ -36,15 +36,24 @@ MAIN = os.path.join(
 
 
 def is_complete(config, workdir: str) -> bool:
-  """Whether the run's last mode is done: evaluated (metrics.json exists).
+  """Whether the run is done: evaluated (metrics.json) with this config.
 
   Runs without the evaluate mode are never skipped: they resume, and a
-  finished pre-training returns at once ('Already trained').
+  finished pre-training returns at once ('Already trained'). Nor is a run
+  whose saved config.json differs (the sweep file changed since): it runs
+  again, resuming from its checkpoints.
   """
   last = config_check.split_names(config.mode)[-1]
-  return last == 'evaluate' and os.path.isfile(
+  if last != 'evaluate' or not os.path.isfile(
     os.path.join(workdir, 'metrics.json')
-  )
+  ):
+    return False
+  try:
+    with open(os.path.join(workdir, 'config.json')) as f:
+      saved = f.read()
+  except FileNotFoundError:
+    return True  # Evaluated before configs were saved: trust metrics.json.
+  return saved == config.to_json_best_effort(indent=2, sort_keys=True) + '\n'
 
 
 class _Interrupt:
@@ -99,6 +108,12 @@ def run_sweep(runs: list[spec.Run], configs, root: str) -> list[tuple]:
         print(f'{head}: complete (metrics.json), skipped.', flush=True)
         results.append((run, 'skipped', 0.0))
         continue
+      if os.path.isfile(os.path.join(workdir, 'metrics.json')):
+        print(
+          f'{head}: evaluated before with another config (config.json): '
+          'running it again.',
+          flush=True,
+        )
       print(f'{head}: {spec.command_line(run, root)}', flush=True)
       start = time.time()
       code = launch(run, workdir, interrupt)

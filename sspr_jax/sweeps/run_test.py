@@ -5,8 +5,8 @@ import fcntl
 import json
 import os
 
-import pytest
-
+from configs import quickstart
+from sspr_jax import modes
 from sspr_jax.core import workdir_lock
 from sspr_jax.modes import modes_test
 from sspr_jax.sweeps import run as run_lib
@@ -95,14 +95,14 @@ def test_sweep_runs_goes_on_past_a_failed_run_skips_and_reports(
   ]
 
 
-@pytest.mark.parametrize('mode,complete', [('pretrain', False)])
-def test_only_evaluated_runs_count_as_complete(tmp_path, mode, complete):
-  class Config:
-    pass
-
-  config = Config()
-  config.mode = mode
+def test_complete_means_evaluated_with_the_same_config(tmp_path):
+  config = quickstart.get_config()
+  config.mode = 'pretrain'
   (tmp_path / 'metrics.json').write_text('[]')
-  assert run_lib.is_complete(config, str(tmp_path)) == complete
+  assert not run_lib.is_complete(config, str(tmp_path))  # Never evaluated.
   config.mode = 'pretrain,evaluate'
   assert run_lib.is_complete(config, str(tmp_path))
+  modes.save_config(config, str(tmp_path))
+  assert run_lib.is_complete(config, str(tmp_path))
+  config.num_epochs = 64  # The sweep file changed since.
+  assert not run_lib.is_complete(config, str(tmp_path))
