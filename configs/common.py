@@ -127,3 +127,20 @@ def evaluate_config(image_size: int = 256) -> ml_collections.ConfigDict:
       head_steps=200,  # L-BFGS iterations per fit
     )
   )
+
+
+def grid(**axes) -> list[dict]:
+  """Every combination of the axes' values, the first axis slowest.
+
+  `grid(objective=['simclr', 'moco'], num_epochs=[8, 32])` -> 4 override
+  dicts {'objective': ..., 'num_epochs': ...}; keys are config field paths
+  ('optimizer.lr'), as in a sweep's runs (configs/sweeps/).
+  """
+  runs = [{}]
+  for key, values in axes.items():
+    if isinstance(values, (str, bytes)) or not hasattr(values, '__iter__'):
+      raise TypeError(
+        f'grid({key}=...) takes a list of values, got {values!r}.'
+      )
+    runs = [dict(run, **{key: v}) for run in runs for v in values]
+  return runs

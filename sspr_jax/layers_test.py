@@ -2,7 +2,7 @@
 
 Packages import downwards only: core, data and models at the bottom,
 objectives above them, train and evaluate side by side and never into each
-other, modes on top. Function-level imports count too.
+other, modes on top, sweeps above them. Function-level imports count too.
 """
 
 import ast
@@ -27,6 +27,16 @@ ALLOWED = {
     'train',
     'evaluate',
     'modes',
+  },
+  'sweeps': {
+    'core',
+    'data',
+    'models',
+    'objectives',
+    'train',
+    'evaluate',
+    'modes',
+    'sweeps',
   },
 }
 

@@ -173,7 +173,7 @@ def _run_labels(series: dict, objectives: dict) -> dict:
 
 
 def scores_over_steps_figure(
-  results: list[dict], metric: str = 'full_map/cosine'
+  results: list[dict], metric: str = 'full_map/cosine', labels=None
 ):
   """The figure of `scores_over_steps`; None when no run has a step."""
   series = collections.defaultdict(dict)
@@ -198,7 +198,7 @@ def scores_over_steps_figure(
       pass
   if not any(len(s) > 0 for s in series.values()):
     return None
-  labels = _run_labels(series, objectives)
+  labels = {**_run_labels(series, objectives), **(labels or {})}
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for i, (run, points) in enumerate(series.items()):
     steps = sorted(points)
@@ -234,15 +234,17 @@ def scores_over_steps_figure(
 
 
 def scores_over_steps(
-  results: list[dict], path: str, metric: str = 'full_map/cosine'
+  results: list[dict], path: str, metric: str = 'full_map/cosine', labels=None
 ) -> str | None:
   """`metric` per checkpoint step for each run, as the thesis plotted its logs.
 
   Uses the evaluated checkpoints in `results` and, where a run logged them,
   the periodic `eval/<metric>` values in its metrics.jsonl; baselines (no
   step) are dashed horizontal lines. None (nothing written) without a step.
+  `labels` ({run folder: legend entry}) replaces the default legend entries
+  ('simclr (run quickstart)'), e.g. with a sweep's run names.
   """
-  fig = scores_over_steps_figure(results, metric)
+  fig = scores_over_steps_figure(results, metric, labels)
   return None if fig is None else _save(fig, path)
 
 

@@ -17,18 +17,24 @@ NOTE = (
 )
 
 
-def table(results: list[dict], columns) -> str:
-  """Markdown table: a row per backbone, a column per metric key (in %)."""
+def table(results: list[dict], columns, runs=None) -> str:
+  """Markdown table: a row per backbone, a column per metric key (in %).
+
+  `runs` (a name per result) adds a first column 'run', for tables over
+  several runs (`sspr_jax/sweeps/report.py`).
+  """
+  first = ['run', 'model'] if runs is not None else ['model']
   lines = [
-    '| model | ' + ' | '.join(columns) + ' |',
-    '|---|' + '---|' * len(columns),
+    '| ' + ' | '.join(first + list(columns)) + ' |',
+    '|' + '---|' * (len(first) + len(columns)),
   ]
-  for r in results:
+  for i, r in enumerate(results):
     cells = [
       f'{100 * r["metrics"][c]:.2f}' if c in r['metrics'] else '-'
       for c in columns
     ]
-    lines.append(f'| {r["name"]} | ' + ' | '.join(cells) + ' |')
+    names = [runs[i], r['name']] if runs is not None else [r['name']]
+    lines.append('| ' + ' | '.join(names + cells) + ' |')
   return '\n'.join(lines) + '\n'
 
 

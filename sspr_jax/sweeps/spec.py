@@ -1,0 +1,190 @@
+"""Sweep files: the runs they define, their names, commands and checks.
+
+A sweep file (configs/sweeps/*.py) has `get_sweep()` returning
+`(base, runs)` or `(base, runs, fixed)`: `base` a config spec as main.py's
+--config takes it ('configs/quickstart.py:moco'), `runs` a list of override
+dicts {field path: value} (`configs.common.grid` builds products), `fixed`
+overrides applied to every run and left out of the names. The key `config`
+in a run replaces the base spec for that run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import re
+import shlex
+import sys
+
+from absl import flags
+from ml_collections import config_flags
+
+import sspr_jax
+from sspr_jax import modes
+from sspr_jax.core import config_check
+
+# Characters kept in run names (they are folder names, and
+# config.checkpoints splits on commas).
+_UNSAFE = re.compile(r'[^A-Za-z0-9._=+-]')
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  name: str  # its folder under the sweep root
+  config: str  # the config spec, as --config takes it
+  overrides: dict  # what makes this run (its name)
+  args: tuple[str, ...]  # every --config.k=v of its command
+
+  def command(
+    self, workdir: str, python: str = 'python', main: str = 'main.py'
+  ) -> list[str]:
+    """The main.py command line of this run into `workdir` (argv)."""
+    return [python, main, '--config', self.config, '--workdir', workdir] + list(
+      self.args
+    )
+
+
+def flag_value(value) -> str:
+  """`value` as ml-collections parses it back from --config.k=<value>."""
+  if isinstance(value, (list, tuple)):
+    return repr(tuple(value))
+  return value if isinstance(value, str) else repr(value)
+
+
+def override_args(overrides: dict) -> list[str]:
+  return [f'--config.{k}={flag_value(v)}' for k, v in overrides.items()]
+
+
+def _name_part(key: str, value) -> str:
+  if key == 'config':  # 'configs/quickstart.py:moco' -> 'moco'
+    path, _, arg = str(value).partition(':')
+    return arg or os.path.splitext(os.path.basename(path))[0]
+  if isinstance(value, (list, tuple)):
+    value = '-'.join(str(v) for v in value)
+  return f'{key}={value}'
+
+
+def run_name(overrides: dict) -> str:
+  """'batch_size=64', 'moco+num_epochs=16': a run's folder name."""
+  parts = [_name_part(k, v) for k, v in overrides.items()]
+  return _UNSAFE.sub('_', '+'.join(parts)) or 'base'
+
+
+def load_module(path: str):
+  if not os.path.isfile(path):
+    raise config_check.ConfigError(f'No sweep file {path!r}.')
+  # Sweep files import configs.common, as config files do from main.py.
+  root = os.path.dirname(os.path.dirname(os.path.abspath(sspr_jax.__file__)))
+  if root not in sys.path:
+    sys.path.append(root)
+  module_spec = importlib.util.spec_from_file_location('_sweep', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not hasattr(module, 'get_sweep'):
+    raise config_check.ConfigError(f'{path} has no get_sweep().')
+  return module
+
+
+def load(path: str, extra_args=()) -> list[Run]:
+  """The runs of the sweep file at `path`.
+
+  `extra_args`: --config.k=v applied to every run (e.g. where the data is),
+  after `fixed`; they may not set a key that the runs sweep over.
+  """
+  sweep = load_module(path).get_sweep()
+  base, runs, fixed = (tuple(sweep) + ({},))[:3]
+  swept = {k for run in runs for k in run}
+  for arg in extra_args:
+    key = arg.split('=', 1)[0]
+    if not key.startswith('--config.') or '=' not in arg:
+      raise config_check.ConfigError(
+        f'{arg!r}: extra arguments are --config.<key>=<value> overrides.'
+      )
+    if key[len('--config.') :] in swept:
+      raise config_check.ConfigError(
+        f'{arg}: {path} sweeps over this key; it cannot be fixed for all runs.'
+      )
+  result = []
+  for overrides in runs:
+    overrides = dict(overrides)
+    config = overrides.pop('config', base)
+    name = run_name(({'config': config} if config != base else {}) | overrides)
+    args = override_args(fixed) + list(extra_args) + override_args(overrides)
+    result.append(Run(name, config, overrides, tuple(args)))
+  names = [r.name for r in result]
+  duplicated = sorted({n for n in names if names.count(n) > 1})
+  if duplicated:
+    raise config_check.ConfigError(
+      f'{path}: several runs are named {", ".join(duplicated)}; the runs '
+      'must differ in their overrides.'
+    )
+  return result
+
+
+def command_line(run: Run, root: str) -> str:
+  """The shell command of `run` into ROOT/<name>, for a cluster scheduler."""
+  return shlex.join(run.command(os.path.join(root, run.name)))
+
+
+def _parse_flags(config: str, args) -> object:
+  argv = ['main.py', f'--config={config}', *args]
+  values = flags.FlagValues()
+  # sys_argv: the overrides are read from it, not from the parsed list.
+  config_flags.DEFINE_config_file(
+    'config',
+    None,
+    'Experiment config.',
+    flag_values=values,
+    lock_config=True,
+    sys_argv=argv,
+  )
+  values(argv)
+  return values.config
+
+
+def resolve(run: Run):
+  """The run's config, parsed as main.py parses its command line.
+
+  Raises:
+    config_check.ConfigError: one line naming the run and the key.
+  """
+  try:
+    return _parse_flags(run.config, run.args)
+  except (AttributeError, KeyError) as e:  # An unknown key.
+    base = _parse_flags(run.config, ())
+    keys = [a.split('=', 1)[0][len('--config.') :] for a in run.args]
+    unknown = [
+      (k, a)
+      for k, a in zip(keys, run.args)
+      if config_check.get(base, k) is config_check.MISSING
+    ]
+    what = (
+      'unknown config key {!r} ({})'.format(*unknown[0])
+      if unknown
+      else ' '.join(str(e).split())
+    )
+    raise config_check.ConfigError(f'Run {run.name!r}: {what}.') from e
+  except flags.Error as e:  # A value of the wrong type.
+    raise config_check.ConfigError(
+      f'Run {run.name!r}: {" ".join(str(e).split())}'
+    ) from e
+
+
+def check(runs: list[Run]) -> list:
+  """Every run's config, each checked by its modes as main.py checks it.
+
+  Raises:
+    config_check.ConfigError: at the first bad run, one line naming it.
+  """
+  configs = []
+  for run in runs:
+    config = resolve(run)
+    try:
+      modes.parse(config)
+    except config_check.ConfigError as e:
+      raise config_check.ConfigError(
+        f'Run {run.name!r}: {" ".join(str(e).split())}'
+      ) from e
+    configs.append(config)
+  return configs
