@@ -152,3 +152,63 @@ def test_photos_without_boxes_fail_naming_the_layouts(tmp_path, shelves):
   config = _config(shelves, photos=str(tmp_path))
   with pytest.raises(config_check.ConfigError, match='no Pascal VOC'):
     modes.parse(config)
+
+
+def test_unnamed_boxes_of_sku110k_and_yolo_layouts(shelves, tmp_path):
+  """CSV and YOLO boxes carry no product names: predictions, no accuracy."""
+  sku = synthetic.generate_shelves(
+    tmp_path / 'sku',
+    seed=1,
+    photos_per_split={'test': 2},
+    photo_size=(320, 240),
+    boxes_per_photo=(20, 25),
+  )
+  csv_rows = (sku / 'annotations' / 'annotations_test.csv').read_text()
+  summary = _run(_config(shelves, photos=str(sku)), tmp_path / 'w1')
+  assert summary['boxes'] == len(csv_rows.strip().splitlines())
+  assert summary['labeled_boxes'] == 0 and summary['top1_accuracy'] is None
+  assert len(list((tmp_path / 'w1/recognize/annotated').iterdir())) == 2
+  assert 'No true names' in (tmp_path / 'w1/recognize/recognize.md').read_text()
+
+  yolo = tmp_path / 'yolo'
+  (yolo / 'images' / 'test').mkdir(parents=True)
+  (yolo / 'labels' / 'test').mkdir(parents=True)
+  shutil.copy(shelves['photos'] / 'rack_6.jpg', yolo / 'images/test/a.jpg')
+  # Two boxes, the second reaching past the right edge (clipped).
+  (yolo / 'labels/test/a.txt').write_text(
+    '0 0.25 0.5 0.2 0.4\n0 0.95 0.5 0.2 0.4\n'
+  )
+  summary = _run(_config(shelves, photos=str(yolo)), tmp_path / 'w2')
+  assert summary['boxes'] == 2 and summary['counts']['clipped_boxes'] == 1
+  rows = json.loads((tmp_path / 'w2/recognize/predictions.json').read_text())
+  assert rows[0]['box'] == [48, 72, 112, 168] and rows[1]['box'][2] == 320
+
+
+def test_checkpoint_gallery_cache_sits_beside_the_checkpoint(
+  shelves, tmp_path, monkeypatch
+):
+  run = tmp_path / 'run'
+  for step in (3, 7):
+    (run / 'checkpoints' / str(step) / 'meta').mkdir(parents=True)
+    (run / 'checkpoints' / str(step) / 'meta' / 'metadata').write_text('{}')
+  loaded = []
+
+  def load_backbone(run_dir, step):  # A tiny random ResNet as the checkpoint.
+    loaded.append((run_dir, step))
+    backbone = embed_lib.random_backbone('resnet_tiny', seed=step)
+    backbone.step = step
+    return backbone
+
+  monkeypatch.setattr(embed_lib, 'load_backbone', load_backbone)
+  config = _config(shelves, backbone=str(run))
+  config.evaluate.image_size = 16
+  summary = _run(config, tmp_path / 'w')
+  assert loaded == [(str(run), 7)]  # The latest step.
+  cache = summary['gallery']['cache']
+  assert cache.startswith(str(run / 'gallery_cache') + '/')
+  summary = _run(config, tmp_path / 'w')
+  assert summary['gallery']['cache_reused']
+  config.recognize.backbone = str(run / 'checkpoints' / '3')
+  summary = _run(config, tmp_path / 'w')
+  assert loaded[-1] == (str(run), 3) and not summary['gallery']['cache_reused']
+  assert len(list((run / 'gallery_cache').iterdir())) == 2
