@@ -24,6 +24,16 @@ summary.json and recognize.md (top-1 / top-k accuracy and the most confused
 pairs where the photos carry names; counts of clipped and skipped boxes).
 The gallery's embeddings are cached in RUN/gallery_cache/ (a baseline's in
 WORKDIR/recognize/gallery_cache/) and reused by the next run.
+
+Expected, on two new rack photos of the quick start's 60 products (photos 12
+and 13 of `synthetic.generate_racks('/tmp/new', seed=0, num_photos=14)`, 71
+boxes) against the quick start's gallery at its input size
+(`--config.recognize.gallery=/tmp/sspr_quickstart/tfds
+--config.evaluate.image_size=64 --config.recognize.knn_k=5`; 2 CPU cores,
+about 7 s a run): top-1 / top-5 accuracy of the SimCLR checkpoint 35.2 /
+98.6 % (prototype) and 25.4 / 84.5 % (knn), raw 16x16 pixels 46.5 / 93.0 %
+and 42.3 / 85.9 %; chance is 1.7 %. The confusions are variants of one
+brand (same artwork, another flavour text). Measured 2026-12-01.
 """
 
 import ml_collections
