@@ -25,6 +25,7 @@ _MODES = {
   'prepare_data': 'sspr_jax.modes.prepare_data',
   'pretrain': 'sspr_jax.modes.pretrain',
   'evaluate': 'sspr_jax.modes.evaluate',
+  'recognize': 'sspr_jax.modes.recognize',
 }
 
 

@@ -82,15 +82,19 @@ def parse_evaluators(config, key: str, default) -> tuple[str, ...]:
 
 def gallery_data(
   config: ml_collections.ConfigDict,
+  dataset: str | None = None,
+  key: str = 'dataset',
 ) -> ml_collections.ConfigDict:
-  """`config.data` with `config.dataset` (if any) applied.
+  """`config.data` with `config.dataset` (or `dataset`, if given) applied.
 
   'synthetic': the embedded rack photos; a folder holding a built
   `rack_crops/` dataset: that TFDS data dir; any other folder: labeled rack
-  photos (Pascal VOC XML + photos, or class folders) to build from.
+  photos (Pascal VOC XML + photos, or class folders) to build from. `key`
+  names the config key in the error of a missing folder.
   """
   data = prepare_data.parse_data(config)
-  dataset = config.get('dataset') or ''
+  if dataset is None:
+    dataset = config.get('dataset') or ''
   if not dataset:
     return data
   if dataset == 'synthetic':
@@ -99,7 +103,7 @@ def gallery_data(
   path = os.path.abspath(os.path.expanduser(dataset))
   if not os.path.isdir(path):
     raise config_check.ConfigError(
-      f"config.dataset={dataset!r}: no such folder (valid: 'synthetic', a "
+      f"config.{key}={dataset!r}: no such folder (valid: 'synthetic', a "
       'folder of labeled rack photos, or a TFDS data dir with rack_crops/).'
     )
   data.source = 'manual'

@@ -1,0 +1,202 @@
+"""Recognition: match query embeddings to a labeled gallery, score, draw.
+
+`match` ranks the gallery's classes for each query embedding (a product box
+cut from a new shelf photo):
+
+- 'prototype': cosine similarity to each class prototype, the L2-normalised
+  mean of the class's L2-normalised gallery embeddings;
+- 'knn': the k most similar gallery crops (cosine) vote for their class with
+  weight exp(similarity / T) (`knn.knn_class_scores`, as the kNN evaluator);
+  a class's score is its share of the votes.
+
+Both are jitted and chunked over queries, so memory is O(chunk x N).
+`accuracy_summary` turns predictions and true names into top-1 / top-k
+accuracy and the most confused pairs; `annotate` draws the boxes and top-1
+names on a photo (PIL).
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+from PIL import ImageDraw
+
+from sspr_jax.core import ops
+from sspr_jax.evaluate import checks
+from sspr_jax.evaluate import knn
+
+METHODS = ('prototype', 'knn')
+
+
+def prototypes(
+  embeddings, labels, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+  """(prototypes [num_classes, D] L2-normalised, present [num_classes] bool).
+
+  A class without gallery crops has a zero prototype and present False.
+  """
+  x = np.asarray(ops.l2_normalize(jnp.asarray(embeddings, jnp.float32)))
+  labels = np.asarray(labels, np.int64)
+  sums = np.zeros((num_classes, x.shape[1]), np.float64)
+  np.add.at(sums, labels, x)
+  present = np.bincount(labels, minlength=num_classes)[:num_classes] > 0
+  return np.asarray(ops.l2_normalize(jnp.asarray(sums, jnp.float32))), present
+
+
+@functools.lru_cache(maxsize=16)
+def _prototype_chunk_fn(chunk_size: int, top_k: int):
+  @jax.jit
+  def chunk_fn(start, queries, protos, present):
+    idx = jnp.minimum(start + jnp.arange(chunk_size), queries.shape[0] - 1)
+    sims = jnp.matmul(
+      queries[idx], protos.T, precision=jax.lax.Precision.HIGHEST
+    )
+    sims = jnp.where(present[None, :], sims, -jnp.inf)
+    return jax.lax.top_k(sims, top_k)
+
+  return chunk_fn
+
+
+def _chunks(fn, n: int, chunk_size: int, *args):
+  parts = [fn(jnp.int32(s), *args) for s in range(0, n, chunk_size)]
+  scores = np.concatenate([np.asarray(p[0]) for p in parts])[:n]
+  ids = np.concatenate([np.asarray(p[1]) for p in parts])[:n]
+  return ids, scores
+
+
+def match(
+  queries,
+  gallery,
+  gallery_labels,
+  num_classes: int,
+  *,
+  method: str = 'prototype',
+  top_k: int = 5,
+  knn_k: int = 20,
+  temperature: float = 0.07,
+  chunk_size: int = 256,
+) -> tuple[np.ndarray, np.ndarray]:
+  """The top-k classes of each query: (class ids [Q, k], scores [Q, k]).
+
+  `top_k` is capped at the number of classes the gallery holds. Scores are
+  cosine similarities ('prototype') or vote shares in [0, 1] ('knn'),
+  best first.
+  """
+  if method not in METHODS:
+    raise ValueError(
+      f'Unknown matching method {method!r}; valid: {", ".join(METHODS)}.'
+    )
+  q = jnp.asarray(queries, jnp.float32)
+  g = jnp.asarray(gallery, jnp.float32)
+  for x, name in ((q, 'query embeddings'), (g, 'gallery embeddings')):
+    checks.check_matrix(x, name)
+    checks.check_finite(x, name)
+  if q.shape[1] != g.shape[1]:
+    raise ValueError(
+      f'query and gallery embeddings differ in width: {q.shape} and {g.shape}'
+    )
+  if top_k < 1:
+    raise ValueError(f'top_k must be >= 1, got {top_k}')
+  labels = np.asarray(gallery_labels, np.int64)
+  num_present = len(np.unique(labels))
+  top_k = min(top_k, num_present)
+  chunk_size = max(1, min(chunk_size, q.shape[0]))
+  if method == 'prototype':
+    protos, present = prototypes(g, labels, num_classes)
+    fn = _prototype_chunk_fn(chunk_size, top_k)
+    return _chunks(
+      fn,
+      q.shape[0],
+      chunk_size,
+      ops.l2_normalize(q),
+      jnp.asarray(protos),
+      jnp.asarray(present),
+    )
+  votes, classes = knn.knn_class_scores(
+    g,
+    labels,
+    q,
+    k=min(knn_k, g.shape[0]),
+    temperature=temperature,
+    chunk_size=chunk_size,
+  )
+  # Vote shares: each class's summed weight over the row's total.
+  shares = votes / np.maximum(votes.sum(axis=1, keepdims=True), 1e-30)
+  order = np.argsort(-shares, axis=1, kind='stable')[:, :top_k]
+  return classes[order], np.take_along_axis(shares, order, axis=1)
+
+
+def accuracy_summary(
+  true_names: Sequence[str | None],
+  predicted: Sequence[Sequence[str]],
+  *,
+  most_confused: int = 10,
+) -> dict:
+  """Top-1 / top-k accuracy over the boxes with a true name.
+
+  `predicted[i]` holds the names ranked for box i (top-k); boxes whose true
+  name is None or '' are left out. A true name the gallery does not hold
+  counts as an error. Returns {'labeled_boxes', 'top1_accuracy',
+  'topk_accuracy', 'k', 'most_confused': [{'true', 'predicted', 'count'}]}.
+  """
+  pairs = collections.Counter()
+  top1 = topk = labeled = 0
+  k = max((len(p) for p in predicted), default=0)
+  for true, ranked in zip(true_names, predicted):
+    if not true:
+      continue
+    labeled += 1
+    ranked = list(ranked)
+    if ranked and ranked[0] == true:
+      top1 += 1
+    elif ranked:
+      pairs[true, ranked[0]] += 1
+    topk += true in ranked
+  return {
+    'labeled_boxes': labeled,
+    'k': k,
+    'top1_accuracy': top1 / labeled if labeled else None,
+    'topk_accuracy': topk / labeled if labeled else None,
+    'most_confused': [
+      {'true': t, 'predicted': p, 'count': n}
+      for (t, p), n in sorted(pairs.items(), key=lambda x: (-x[1], x[0]))[
+        :most_confused
+      ]
+    ],
+  }
+
+
+# Box colours: right, wrong, no true name.
+_COLOURS = {True: (0, 200, 0), False: (230, 0, 0), None: (255, 200, 0)}
+
+
+def annotate(
+  image: Image.Image,
+  boxes: Sequence[Sequence[int]],
+  names: Sequence[str],
+  correct: Sequence[bool | None] | None = None,
+) -> Image.Image:
+  """A copy of `image` (RGB) with each box drawn and its name written.
+
+  Boxes are green where the name is right, red where wrong, amber where the
+  box has no true name (`correct[i]` True / False / None).
+  """
+  out = image.convert('RGB').copy()
+  draw = ImageDraw.Draw(out)
+  correct = correct if correct is not None else [None] * len(boxes)
+  width = max(1, round(min(out.size) / 300))
+  for box, name, right in zip(boxes, names, correct):
+    x1, y1, x2, y2 = (int(v) for v in box)
+    colour = _COLOURS[right]
+    draw.rectangle((x1, y1, x2 - 1, y2 - 1), outline=colour, width=width)
+    left, top, r, b = draw.textbbox((x1, y1), name)
+    ty = y1 - (b - top) - 2 if y1 - (b - top) - 2 >= 0 else y1
+    draw.rectangle((x1, ty, x1 + r - left + 2, ty + b - top + 2), fill=colour)
+    draw.text((x1 + 1, ty + 1 - (top - y1)), name, fill=(0, 0, 0))
+  return out
