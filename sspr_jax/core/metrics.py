@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import struct
 import time
 
 import numpy as np
@@ -28,7 +29,11 @@ class MetricsWriter:
 
     self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
 
-  def write(self, step: int, metrics: dict):
+  def write(self, step: int, metrics: dict, *, tensorboard_prefix: str = ''):
+    """One record of scalars; TensorBoard tags without a '/' get the prefix.
+
+    metrics.jsonl keeps the plain keys (what the plots and reports read).
+    """
     if not self.enabled:
       return
     scalars = {k: float(np.asarray(v)) for k, v in metrics.items()}
@@ -40,7 +45,36 @@ class MetricsWriter:
       self._jsonl.write(json.dumps(record) + '\n')
       self._jsonl.flush()
     for k, v in scalars.items():
-      self._tb.add_scalar(k, v, int(step))
+      tag = k if '/' in k else tensorboard_prefix + k
+      self._tb.add_scalar(tag, v, int(step))
+
+  def hparams(self, config: dict, metric_tags) -> None:
+    """The run's settings in TensorBoard's HParams tab, beside `metric_tags`.
+
+    `config` is nested (a ConfigDict's `to_dict()`); it is flattened to
+    `a.b` keys, lists and None as text. Written into this run's own event
+    files, so the HParams tab links the settings to this run's scalars (the
+    tensorboardX `add_hparams` would open a sub-run of its own).
+    """
+    if not self.enabled:
+      return
+    from tensorboardX.summary import hparams  # pylint: disable=g-import-not-at-top
+
+    flat = {}
+
+    def visit(prefix, node):
+      for key, value in node.items():
+        name = f'{prefix}{key}'
+        if isinstance(value, dict):
+          visit(name + '.', value)
+        elif isinstance(value, (bool, int, float, str)):
+          flat[name] = value
+        else:
+          flat[name] = str(value)
+
+    visit('', config)
+    for summary in hparams(flat, {tag: 0.0 for tag in metric_tags}):
+      self._tb.file_writer.add_summary(summary)
 
   def text(self, tag: str, text: str, step: int = 0):
     """A text summary in TensorBoard (e.g. the run's resolved config)."""
@@ -86,3 +120,28 @@ def read_metrics(workdir: str) -> list[dict]:
   path = os.path.join(workdir, 'metrics.jsonl')
   with open(path) as f:
     return [json.loads(line) for line in f if line.strip()]
+
+
+def read_events(logdir) -> list:
+  """Every Event of the TensorBoard files in `logdir`, without TensorFlow.
+
+  Event files are TFRecord-framed: length, its CRC, the record, its CRC.
+  """
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+
+  events = []
+  paths = sorted(
+    os.path.join(logdir, n)
+    for n in os.listdir(logdir)
+    if n.startswith('events.out.tfevents.')
+  )
+  for path in paths:
+    with open(path, 'rb') as f:
+      data, i = f.read(), 0
+    while i < len(data):
+      (length,) = struct.unpack('<Q', data[i : i + 8])
+      event = event_pb2.Event()
+      event.ParseFromString(data[i + 12 : i + 12 + length])
+      events.append(event)
+      i += 12 + length + 4
+  return events

@@ -2,7 +2,6 @@
 
 import io
 import json
-import struct
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -30,22 +29,6 @@ def _gallery(num_classes, per_class=5, spread=1.0, offset=0.0, seed=0):
   return offset + spread * (centres[labels] + noise), labels
 
 
-def _events(logdir):
-  """Every Event of the TensorBoard files in `logdir` (TFRecord framing)."""
-  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
-
-  events = []
-  for path in sorted(logdir.glob('events.out.tfevents.*')):
-    data, i = path.read_bytes(), 0
-    while i < len(data):
-      (length,) = struct.unpack('<Q', data[i : i + 8])
-      event = event_pb2.Event()
-      event.ParseFromString(data[i + 12 : i + 12 + length])
-      events.append(event)
-      i += 12 + length + 4  # length, its CRC, the record, its CRC
-  return events
-
-
 def _images(logdir) -> dict:
   """tag -> (step, decoded image) of the image summaries in `logdir`."""
   return {
@@ -53,7 +36,7 @@ def _images(logdir) -> dict:
       event.step,
       Image.open(io.BytesIO(value.image.encoded_image_string)),
     )
-    for event in _events(logdir)
+    for event in metrics_lib.read_events(logdir)
     for value in event.summary.value
     if value.HasField('image')
   }

@@ -245,6 +245,15 @@ def train(
     '```\n' + config.to_json_best_effort(indent=2, sort_keys=True) + '\n```',
     start,
   )
+  writer.hparams(
+    config.to_dict(),
+    ['train/loss']
+    + [
+      f'eval/{column}'
+      for evaluator, _ in evaluators
+      for column in getattr(evaluator, 'columns', ())
+    ],
+  )
   meta = {
     'config': config.to_dict(),
     'total_steps': total_steps,
@@ -290,7 +299,7 @@ def train(
           elapsed = time.perf_counter() - t0
           metrics['images_per_second'] = seen / max(elapsed, 1e-9)
           t0, seen = time.perf_counter(), 0
-          writer.write(done, metrics)
+          writer.write(done, metrics, tensorboard_prefix='train/')
           bar.set_postfix(
             loss=f'{metrics["loss"]:.4f}',
             img_s=f'{metrics["images_per_second"]:.1f}',

@@ -150,6 +150,20 @@ def test_loss_falls_on_embedded_data(objective, overrides, crops, tmp_path):
   assert np.mean(losses[-max(2, k) :]) < np.mean(losses[:k]) - 0.1, losses
   assert int(state.step) == config.total_steps
   assert os.path.isdir(tmp_path / 'checkpoints' / str(config.total_steps))
+  # TensorBoard: the same losses under train/, the settings in HParams.
+  events = metrics_lib.read_events(str(tmp_path / 'tensorboard'))
+  tb_losses = [
+    v.simple_value
+    for e in events
+    for v in e.summary.value
+    if v.tag == 'train/loss'
+  ]
+  np.testing.assert_allclose(tb_losses, losses, rtol=1e-6)
+  assert any(
+    v.metadata.plugin_data.plugin_name == 'hparams'
+    for e in events
+    for v in e.summary.value
+  )
 
 
 RESUME_CONFIG = dict(total_steps=6, checkpoint_every_steps=2)
