@@ -369,6 +369,9 @@ class TrainCase:
   def compile(self):
     t = time.perf_counter()
     state_shape = self.jax.eval_shape(self.init, self.init_rng)
+    # The init and data programs too, so that allocate() compiles nothing.
+    self.init = self.init.lower(self.init_rng).compile()
+    self.data = self.data.lower(self.data_rng).compile()
     self.compiled = self.step.lower(state_shape, self.spec).compile()
     self.compile_s = time.perf_counter() - t
     self.flops = cost_flops(self.compiled.cost_analysis())
@@ -413,20 +416,22 @@ def _predict_bytes(case: TrainCase, new_batch: int):
   return state + (m['total'] - state) * new_batch / case.batch_size
 
 
-def compile_all(cases: dict) -> dict:
-  """Compiles TrainCases side by side; {key: exception} of the failed."""
-  errors = {}
+def compile_all(batches: dict, settings: dict) -> tuple[dict, dict]:
+  """Builds and compiles {objective: batch} cases side by side in threads
+  (XLA compiles release the GIL); returns ({objective: case}, {objective:
+  exception} of the failed)."""
+  cases, errors = {}, {}
 
   def one(item):
-    key, case = item
+    objective, batch = item
     try:
-      case.compile()
+      cases[objective] = TrainCase(objective, batch, settings).compile()
     except Exception as e:  # pylint: disable=broad-except
-      errors[key] = e
+      errors[objective] = e
 
-  with concurrent.futures.ThreadPoolExecutor(max(len(cases), 1)) as pool:
-    list(pool.map(one, cases.items()))
-  return errors
+  with concurrent.futures.ThreadPoolExecutor(max(len(batches), 1)) as pool:
+    list(pool.map(one, batches.items()))
+  return cases, errors
 
 
 def time_case(case: TrainCase, settings, peak) -> dict:
@@ -525,14 +530,14 @@ def section_train(settings, args, deadline, peak) -> list[dict]:
   limit, _ = _device_memory()
   thesis = {o: settings['batch'] or thesis_batch(o) for o in args.objectives}
   log(f'train: compiling {thesis} ...')
-  cases = {o: TrainCase(o, b, settings) for o, b in thesis.items()}
-  errors = compile_all(cases)
+  cases, errors = compile_all(thesis, settings)
   rows = {o: [] for o in args.objectives}
   search = {}  # objective -> [best row, best case, cap, note]
-  for o, case in cases.items():
+  for o in args.objectives:
     if o in errors:
       rows[o].append(_failed_row(o, thesis[o], 'thesis', errors[o]))
       continue
+    case = cases[o]
     try:
       r = time_case(case, settings, peak)
     except Exception as e:  # pylint: disable=broad-except
@@ -571,8 +576,7 @@ def section_train(settings, args, deadline, peak) -> list[dict]:
         )
       break
     log(f'train: compiling {tries} ...')
-    new_cases = {o: TrainCase(o, b, settings) for o, b in tries.items()}
-    errors = compile_all(new_cases)
+    new_cases, errors = compile_all(tries, settings)
     for o, new in tries.items():
       best, _, cap, _ = search[o]
       error = errors.get(o)
@@ -739,41 +743,40 @@ def section_gallery(settings, args, deadline) -> list[dict]:
 
 
 def _gallery_row(gallery, emb, labels, n, chunk, default, deadline, settings):
-  t = time.perf_counter()
-  gallery.full_gallery_per_query(emb, labels, chunk_size=chunk, num_queries=1)
-  first_s = time.perf_counter() - t  # compile + one chunk
-  probe = min(2 * chunk, n)
-  t = time.perf_counter()
-  part = gallery.full_gallery_per_query(
-    emb, labels, chunk_size=chunk, num_queries=probe
-  )
-  per_query = (time.perf_counter() - t) / probe
+  def timed(queries):
+    t = time.perf_counter()
+    rows = gallery.full_gallery_per_query(
+      emb, labels, chunk_size=chunk, num_queries=queries
+    )
+    return time.perf_counter() - t, rows
+
+  first_s, _ = timed(1)  # compile + one chunk
+  # Per-query cost and fixed cost (input checks, norms, class members)
+  # from one chunk and a few.
+  t_one, _ = timed(chunk)
+  probe = min(4 * chunk, n)
+  t_probe, part = timed(probe)
+  per_query = max((t_probe - t_one) / max(probe - chunk, 1), 1e-9)
+  fixed = max(t_one - per_query * chunk, 0.0)
   left = deadline - time.perf_counter()
-  if probe == n or per_query * n <= 0.8 * left:
+  if probe == n or fixed + per_query * n <= 0.8 * left:
     t = time.perf_counter()
     result = gallery.full_gallery_map(emb, labels, chunk_size=chunk)
     seconds = time.perf_counter() - t
-    rows_ap, queries, how = None, n, 'measured'
+    queries, how = n, 'measured'
     value = result['map']
-    part = gallery.full_gallery_per_query(
-      emb, labels, chunk_size=chunk, num_queries=min(n, 256)
-    )
-    rows_ap = part['ap']
     mapping = f'mAP {value:.4f}'
+    _, part = timed(min(n, settings['sklearn_queries']))
   else:
-    queries = int(max(probe, (0.8 * max(left, 0)) / per_query // chunk * chunk))
-    queries = min(queries, n)
-    t = time.perf_counter()
-    part = gallery.full_gallery_per_query(
-      emb, labels, chunk_size=chunk, num_queries=queries
-    )
-    run_s = time.perf_counter() - t
-    seconds = run_s * n / queries
+    budget = max(0.8 * left - fixed, 0.0)
+    queries = int(min(max(probe, budget / per_query // chunk * chunk), n))
+    run_s, part = timed(queries)
+    seconds = fixed + max(run_s - fixed, 0.0) * n / queries
     how = f'extrapolated from {queries:,} queries ({run_s:.1f} s)'
     keep = part['num_pos'] > 0
     value = float(part['ap'][keep].mean()) if keep.any() else float('nan')
-    rows_ap = part['ap']
     mapping = f'per-query mAP of those {value:.4f}'
+  rows_ap = part['ap']
   _, peak = _device_memory()
   goal = '-'
   if n == GOALS['gallery_n']:
