@@ -52,6 +52,13 @@ input-bound.
       [--max_batch 4096] [--peak_tflops T] [--json PATH] [--cache_dir DIR]
   python benchmarks/accelerator.py --smoke   # tiny sizes, CPU, seconds
 
+The four objectives' steps compile side by side in threads (one round for
+the thesis batches, one per round of the search), so a row's compile time is
+the wall time of its round. Rows print as they are measured to stderr and
+the table comes at the end on stdout. `--smoke` takes ~1 CPU-minute (2.5 min
+wall on a shared 2-core machine), almost all of it compiles; CI runs it
+(benchmarks/accelerator_test.py).
+
 `--cache_dir DIR` keeps XLA's compiled programs (JAX's persistent
 compilation cache), so a rerun skips most compiles. `main()` returns the
 table's rows (dicts; also written by `--json`).
@@ -443,6 +450,7 @@ def time_case(case: TrainCase, settings, peak) -> dict:
     case.free()
   step_s = r['seconds'] / r['steps']
   flops_s = case.flops / step_s
+  _, peak_bytes = _device_memory()
   return dict(
     objective=case.objective,
     batch=case.batch_size,
@@ -456,6 +464,7 @@ def time_case(case: TrainCase, settings, peak) -> dict:
     mfu=flops_s / (peak * 1e12) if peak else None,
     compile_s=case.compile_s,
     compiled_bytes=case.memory.get('total'),
+    peak_bytes=peak_bytes,  # the process's peak so far
     loss=r['loss'],
   )
 
@@ -479,8 +488,9 @@ def _train_row(r, kind, settings, note=''):
     f'{r["tflops_per_s"]:.3g} TFLOP/s)',
     goal=goal,
     note=(
-      f'{r["steps_timed"]} steps timed, compile {r["compile_s"]:.1f} s, '
-      f'compiled {_gib(r["compiled_bytes"])}' + (f'; {note}' if note else '')
+      f'{r["steps_timed"]} steps timed, compile {r["compile_s"]:.1f} s '
+      f'(side by side), compiled {_gib(r["compiled_bytes"])}, process peak '
+      f'{_gib(r["peak_bytes"])}' + (f'; {note}' if note else '')
     ),
     kind=kind,
     **r,
@@ -788,7 +798,8 @@ def _gallery_row(gallery, emb, labels, n, chunk, default, deadline, settings):
     f'N = {n:,}',
     f'D = {settings["dim"]}, cosine, chunk {chunk}'
     + (' (project default)' if default else ''),
-    f'{seconds:,.2f} s ({how}), {mapping}, peak device memory {_gib(peak)}',
+    f'{seconds:,.2f} s ({how}), {mapping}, peak device memory {_gib(peak)} '
+    '(process peak)',
     goal=goal,
     note=f'first call (compile + 1 chunk) {first_s:.2f} s',
     n=n,
@@ -1063,17 +1074,25 @@ def main(argv=None) -> list[dict]:
       continue
     deadline = budget.section(name)
     t = time.perf_counter()
-    if name == 'train':
-      rows += section_train(settings, args, deadline, peak)
-    elif name == 'gallery':
-      rows += section_gallery(settings, args, deadline)
-    elif name == 'cv':
-      rows += section_cv(settings, args, deadline)
-    else:
-      rows += section_input(
-        settings, args, deadline, [r for r in rows if r['section'] == 'train']
+    try:  # a failed section leaves the others' rows
+      if name == 'train':
+        rows += section_train(settings, args, deadline, peak)
+      elif name == 'gallery':
+        rows += section_gallery(settings, args, deadline)
+      elif name == 'cv':
+        rows += section_cv(settings, args, deadline)
+      else:
+        train_rows = [r for r in rows if r['section'] == 'train']
+        rows += section_input(settings, args, deadline, train_rows)
+    except Exception as e:  # pylint: disable=broad-except
+      if args.smoke:
+        raise
+      traceback.print_exc()
+      rows.append(
+        _row(name, '-', '-', 'failed', note=str(e).splitlines()[0][:300])
       )
     log(f'{name}: {time.perf_counter() - t:.1f} s')
+    write_json(args.json, header, time.perf_counter() - budget.start, rows)
   total = time.perf_counter() - budget.start
   goals = (
     f'Goals (issue #11, H200): MFU >= {GOALS["mfu"]:.0%} for SimCLR and '
@@ -1087,15 +1106,20 @@ def main(argv=None) -> list[dict]:
     + f'\n\n{goals}\nTotal {total:.0f} s.\n'
   )
   print(out, flush=True)
-  if args.json:
-    with open(args.json, 'w') as f:
+  write_json(args.json, header, total, rows)
+  return rows
+
+
+def write_json(path, header, total, rows):
+  """The rows so far (after every section: a killed run keeps them)."""
+  if path:
+    with open(path, 'w') as f:
       json.dump(
         {'header': header, 'total_s': total, 'rows': rows},
         f,
         indent=1,
         default=_json_default,
       )
-  return rows
 
 
 def _json_default(x):
