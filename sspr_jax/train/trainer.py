@@ -102,6 +102,39 @@ def make_train_step(
   return train_step
 
 
+def make_init(objective, tx: optax.GradientTransformation, batch_spec, mesh):
+  """Jitted rng -> fresh TrainState, replicated over `mesh`."""
+
+  @functools.partial(jax.jit, out_shardings=mesh_lib.replicated(mesh))
+  def init(rng):
+    params, batch_stats, extra = objective.init(rng, batch_spec)
+    return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      batch_stats=batch_stats,
+      opt_state=tx.init(params),
+      extra=extra,
+      nonfinite_step=jnp.full((), -1, jnp.int32),
+    )
+
+  return init
+
+
+def jit_train_step(
+  objective, tx: optax.GradientTransformation, schedule, base_rng, mesh
+):
+  """The jitted train step `train` runs: state replicated, batch sharded
+  along the data axis, the state donated (benchmarks/accelerator.py times
+  this very program)."""
+  replicated = mesh_lib.replicated(mesh)
+  return jax.jit(
+    make_train_step(objective, tx, schedule, base_rng),
+    in_shardings=(replicated, mesh_lib.batch_sharding(mesh)),
+    out_shardings=(replicated, replicated),
+    donate_argnums=(0,),
+  )
+
+
 def _steps(config, num_examples: int) -> tuple[int, int]:
   steps_per_epoch = num_examples // config.batch_size
   if steps_per_epoch == 0:
@@ -201,24 +234,12 @@ def train(
   )
   tx = optim.optimizer(config, schedule)
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
-  replicated = mesh_lib.replicated(mesh)
 
   checkpoints = checkpoint_lib.Checkpoints(
     workdir, max_to_keep=config.get('keep_checkpoints', 3)
   )
 
-  @functools.partial(jax.jit, out_shardings=replicated)
-  def init(rng):
-    params, batch_stats, extra = objective.init(rng, batch_spec)
-    return TrainState(
-      step=jnp.zeros((), jnp.int32),
-      params=params,
-      batch_stats=batch_stats,
-      opt_state=tx.init(params),
-      extra=extra,
-      nonfinite_step=jnp.full((), -1, jnp.int32),
-    )
-
+  init = make_init(objective, tx, batch_spec, mesh)
   # A resumed run restores onto the fresh state's shapes and shardings.
   state = init(init_rng)
   restored, _, start = checkpoints.restore_latest_good(state)
@@ -232,12 +253,7 @@ def train(
     return state
   it = loader.iter_from(start)
 
-  step_fn = jax.jit(
-    make_train_step(objective, tx, schedule, train_rng),
-    in_shardings=(replicated, mesh_lib.batch_sharding(mesh)),
-    out_shardings=(replicated, replicated),
-    donate_argnums=(0,),
-  )
+  step_fn = jit_train_step(objective, tx, schedule, train_rng, mesh)
   writer = metrics_lib.MetricsWriter(workdir, enabled=jax.process_index() == 0)
   # TensorBoard shows the run's resolved config beside its curves.
   writer.text(
