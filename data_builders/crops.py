@@ -573,8 +573,7 @@ class ShardedArrayRecordWriter:
 
   Shards roll over at `max_shard_bytes`; they are renamed to the TFDS names
   (`...-of-NNNNN`) on `close()` since their number is known only then. With
-  `file_format` tfrecord the shards are TFRecord files instead (TensorFlow
-  imported here, only then).
+  `file_format` tfrecord the shards are TFRecord files instead.
   """
 
   def __init__(
@@ -601,9 +600,11 @@ class ShardedArrayRecordWriter:
         f'{self._template.split}.partial-shard-{len(self._paths):05d}'
       )
       if self._tfrecord:
-        import tensorflow as tf  # only for file_format='tfrecord'
+        # TFRecord framing (length, CRCs) without TensorFlow: tensorboardX
+        # writes its event files in the same format.
+        from tensorboardX import record_writer  # pylint: disable=g-import-not-at-top
 
-        self._writer = tf.io.TFRecordWriter(os.fspath(path))
+        self._writer = record_writer.RecordWriter(os.fspath(path))
       else:
         # Records are JPEG/PNG already: zstd (array_record's default) costs CPU
         # for ~nothing.
@@ -652,9 +653,9 @@ class ShardedArrayRecordWriter:
 def check_file_format(file_format) -> tfds.core.FileFormat:
   """The format a build writes: array_record (default), or tfrecord with TF.
 
-  tfrecord is what `as_dataset()` / `tfds.load` read; it is written through
-  `tf.io.TFRecordWriter`, so it needs TensorFlow (`pip install -e
-  '.[tfds-cli]'`). Without TensorFlow a one-line ValueError says so.
+  tfrecord is what `as_dataset()` / `tfds.load` read, and only with
+  TensorFlow (`pip install -e '.[tfds-cli]'`), so without it a one-line
+  ValueError says so. Writing it needs no TensorFlow.
   """
   name = getattr(file_format, 'value', file_format) or 'array_record'
   if name not in ('array_record', 'tfrecord'):
