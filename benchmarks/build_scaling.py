@@ -34,6 +34,7 @@ import csv
 import gzip
 import io
 import json
+import math
 import os
 import shutil
 import statistics
@@ -384,7 +385,10 @@ def extrapolate(rows: list[dict], photos: int, boxes: int) -> dict:
   n = [r['photos'] for r in rows]
   a, b, r2 = fit_line(n, [r['seconds'] for r in rows])
   ca, cb, cr2 = fit_line(n, [r['cpu_seconds'] for r in rows])
-  ma, mb, _ = fit_line(n, [r['peak_pss'] for r in rows])
+  if len(set(n)) > 1:
+    ma, mb, _ = fit_line(n, [r['peak_pss'] for r in rows])
+  else:  # Memory is not proportional to photos; one N gives no slope.
+    ma, mb = max(r['peak_pss'] for r in rows), float('nan')
   bytes_per_crop = sum(r['disk_bytes'] for r in rows) / sum(
     r['crops'] for r in rows
   )
@@ -400,7 +404,7 @@ def extrapolate(rows: list[dict], photos: int, boxes: int) -> dict:
     cpu_r2=cr2,
     cpu_seconds=ca + cb * photos,
     memory_bytes_per_photo=mb,
-    peak_pss=ma + mb * photos,
+    peak_pss=ma if math.isnan(mb) else ma + mb * photos,
     bytes_per_crop=bytes_per_crop,
     disk_bytes=bytes_per_crop * boxes,
   )
@@ -436,8 +440,15 @@ def format_tables(rows: list[dict], fit: dict, settings: dict) -> str:
       f'| {r["disk_bytes"] / MIB:,.0f} | {r["load_start"]:.1f}-'
       f'{r["load_end"]:.1f} |'
     )
+  steps = [
+    f'{(b["seconds"] - a["seconds"]) / (b["photos"] - a["photos"]):.4f} s '
+    f'({(b["cpu_seconds"] - a["cpu_seconds"]) / (b["photos"] - a["photos"]):.4f}'
+    f' CPU s) from {a["photos"]:,} to {b["photos"]:,}'
+    for a, b in zip(rows, rows[1:])
+  ]
   lines += [
     '',
+    *(['Each further photo: ' + ', '.join(steps) + '.'] if steps else []),
     f'Linear fit: build s = {fit["fixed_s"]:.1f} + {fit["s_per_photo"]:.4f} '
     f'x photos (r^2 {fit["r2"]:.4f}); CPU s = {fit["cpu_fixed_s"]:.1f} + '
     f'{fit["cpu_s_per_photo"]:.4f} x photos (r^2 {fit["cpu_r2"]:.4f}); '
