@@ -444,7 +444,7 @@ def _linear_fit(steps: int):
   from sspr_jax.evaluate import classifiers as heads  # pylint: disable=g-import-not-at-top
 
   def fit(params0, x, y, weights, alpha, test_x):
-    params, _ = heads.fit(params0, x, y, weights, alpha, steps=steps)
+    params, _ = heads.fit(params0, x, y, weights, alpha, max_iter=steps)
     correct = jnp.argmax(heads.logits_fn(params, x), axis=-1) == y
     return correct, heads.predict_proba(params, test_x)
 

@@ -124,7 +124,11 @@ def evaluate_config(image_size: int = 256) -> ml_collections.ConfigDict:
       knn_k=20,
       heads=('mlp',),  # few-label heads: 'linear', 'mlp', 'svc'
       head_splits=('standard', 'strict'),
-      head_steps=200,  # L-BFGS iterations per fit
+      # 'thesis': its MLP grid, each fit to scikit-learn's stopping rule
+      # (L-BFGS, tol 1e-4, at most 10,000 iterations); 'quick': one MLP
+      # (32 hidden), at most 300 iterations (sspr_jax/evaluate/classifiers.py).
+      head_preset='thesis',
+      head_max_iter=0,  # > 0: caps every fit's L-BFGS iterations
     )
   )
 

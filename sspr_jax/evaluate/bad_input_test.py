@@ -127,7 +127,7 @@ def test_few_label_eval_with_single_crop_and_test_only_classes():
     split='standard',
     seed=3,
     heads=('linear',),
-    steps=STEPS,
+    max_iter=STEPS,
     linear_alphas=(0.01,),
     keep_details=True,
   )
@@ -147,7 +147,9 @@ def test_few_label_eval_with_single_crop_and_test_only_classes():
   assert set(lin['predictions']) <= set(labels[train])
   # The strict split leaves single-crop classes out (one photo each).
   origins = np.arange(len(labels)) % 3
-  strict = classifiers.few_label_eval(x, labels, origins, heads=(), steps=STEPS)
+  strict = classifiers.few_label_eval(
+    x, labels, origins, heads=(), max_iter=STEPS
+  )
   assert strict['num_classes'] == 4 and strict['num_test_unseen'] == 0
 
 
@@ -187,12 +189,12 @@ def test_heads_reject_nonfinite_rows():
   bad, good = _with_nonfinite(), np.ones((10, 4), np.float32)
   labels = np.arange(10) % 2
   with pytest.raises(ValueError, match='train embeddings ' + NONFINITE):
-    classifiers.cross_validate(bad, labels, good, head='linear', steps=2)
+    classifiers.cross_validate(bad, labels, good, head='linear', max_iter=2)
   with pytest.raises(ValueError, match='test embeddings ' + NONFINITE):
-    classifiers.cross_validate(good, labels, bad, head='linear', steps=2)
+    classifiers.cross_validate(good, labels, bad, head='linear', max_iter=2)
   with pytest.raises(ValueError, match='^embeddings ' + NONFINITE):
     classifiers.few_label_eval(
-      bad, labels, np.arange(10) % 3, heads=('linear',), steps=2
+      bad, labels, np.arange(10) % 3, heads=('linear',), max_iter=2
     )
 
 
@@ -242,24 +244,24 @@ def test_heads_reject_empty_and_mismatched_lengths():
   with pytest.raises(
     ValueError, match=r'train embeddings are empty \(shape \(0, 4\)\)'
   ):
-    classifiers.cross_validate(EMPTY, NO_LABELS, x, head='linear', steps=2)
+    classifiers.cross_validate(EMPTY, NO_LABELS, x, head='linear', max_iter=2)
   for split in ('strict', 'standard'):
     with pytest.raises(
       ValueError, match=r'^embeddings are empty \(shape \(0, 4\)\)'
     ):
       classifiers.few_label_eval(
-        EMPTY, NO_LABELS, NO_LABELS, split=split, steps=2
+        EMPTY, NO_LABELS, NO_LABELS, split=split, max_iter=2
       )
   # One label short: rows and labels would silently be paired wrongly.
   with pytest.raises(
     ValueError,
     match=r'labels must be \[10\] \(embeddings rows\), got shape \(9,\)',
   ):
-    classifiers.few_label_eval(x, labels[:9], np.arange(9) % 3, steps=2)
+    classifiers.few_label_eval(x, labels[:9], np.arange(9) % 3, max_iter=2)
   with pytest.raises(ValueError, match=r'origins must be \[10\]'):
-    classifiers.few_label_eval(x, labels, np.arange(9) % 3, steps=2)
+    classifiers.few_label_eval(x, labels, np.arange(9) % 3, max_iter=2)
   with pytest.raises(ValueError, match=r'train labels must be \[10\]'):
-    classifiers.cross_validate(x, labels[:9], x, head='linear', steps=2)
+    classifiers.cross_validate(x, labels[:9], x, head='linear', max_iter=2)
 
 
 def test_standard_split_rejects_empty():

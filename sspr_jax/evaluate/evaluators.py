@@ -38,7 +38,8 @@ class Settings:
   knn_k: int = 20
   heads: tuple[str, ...] = ('mlp',)
   head_splits: tuple[str, ...] = ('standard', 'strict')
-  head_steps: int = 200
+  head_preset: str = 'thesis'  # classifiers.HEAD_PRESETS
+  head_max_iter: int = 0  # > 0: overrides the preset's cap
 
 
 class Gallery:
@@ -155,6 +156,8 @@ class StrictKnn(Evaluator):
 class FewLabel(Evaluator):
   """Few-label heads grid-searched with 5-fold CV on each split.
 
+  Settings by `head_preset` (the thesis's grid to convergence, or 'quick').
+
   `details[split]` keeps each split's full results (confusion matrices,
   chosen grid points) for the report.
   """
@@ -174,6 +177,7 @@ class FewLabel(Evaluator):
   def score(self, emb):
     s, metrics = self.settings, {}
     self.details = {}
+    preset = classifiers.HEAD_PRESETS[s.head_preset]
     for split in s.head_splits if s.heads else ():
       result = classifiers.few_label_eval(
         emb['features'],
@@ -181,7 +185,9 @@ class FewLabel(Evaluator):
         emb['origin'],
         split=split,
         heads=s.heads,
-        steps=s.head_steps,
+        mlp_hidden=preset['mlp_hidden'],
+        max_iter=s.head_max_iter or preset['max_iter'],
+        tol=preset['tol'],
       )
       metrics.update(result['metrics'])
       self.details[split] = result

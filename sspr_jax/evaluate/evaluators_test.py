@@ -26,7 +26,7 @@ def test_evaluators_share_one_embedding_and_match_the_metrics(
     scores=('cosine', 'euclidean'),
     knn_k=3,
     heads=('linear',),
-    head_steps=5,
+    head_max_iter=5,
   )
   labeled = evaluators.Gallery(racks, settings)
   backbone = embed_lib.random_backbone('resnet_tiny')

@@ -54,8 +54,9 @@ class Settings:
 
 def parse_scoring(config: ml_collections.ConfigDict) -> evaluators_lib.Settings:
   """`config.evaluate`'s scoring fields, checked."""
-  for key in ('batch_size', 'image_size', 'knn_k', 'head_steps'):
+  for key in ('batch_size', 'image_size', 'knn_k'):
     config_check.integer(config, f'evaluate.{key}')
+  config_check.integer(config, 'evaluate.head_max_iter', minimum=0)
   ev = config.evaluate
   return evaluators_lib.Settings(
     image_size=ev.image_size,
@@ -70,7 +71,10 @@ def parse_scoring(config: ml_collections.ConfigDict) -> evaluators_lib.Settings:
     head_splits=config_check.names(
       config, 'evaluate.head_splits', classifiers.SPLITS, 'split'
     ),
-    head_steps=ev.head_steps,
+    head_preset=config_check.name(
+      config, 'evaluate.head_preset', classifiers.HEAD_PRESETS, 'head preset'
+    ),
+    head_max_iter=ev.head_max_iter,
   )
 
 

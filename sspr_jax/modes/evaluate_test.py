@@ -35,7 +35,7 @@ def _config(tiny_raw_data, tiny_datasets, **overrides):
   )
   config.evaluate.image_size = 32
   config.evaluate.batch_size = 16
-  config.evaluate.update(dict(heads=('linear',), head_steps=20))
+  config.evaluate.update(dict(heads=('linear',), head_max_iter=20))
   return config
 
 
