@@ -202,7 +202,7 @@ class Fit(NamedTuple):
   grad: Params
   n_iter: jax.Array  # int32, iterations done (sklearn's ``n_iter_``)
   converged: jax.Array  # bool: the stopping rule held (not the cap)
-  restarted: jax.Array  # bool: the last step failed and reset the memory
+  last_reset: jax.Array  # int32: iteration of the last memory reset
 
 
 def _optimizer(solver: str, memory_size: int):
@@ -245,7 +245,7 @@ def start_fit(
     grad,
     jnp.zeros((), jnp.int32),
     _max_abs(grad) <= tol,
-    jnp.zeros((), bool),
+    jnp.full((), -memory_size, jnp.int32),  # The start is no reset.
   )
 
 
@@ -270,11 +270,13 @@ def iterate_fit(
   decrease ``(f_k - f_k+1) / max(|f_k|, |f_k+1|, 1) <= ftol``, or after
   ``max_iter`` iterations. A step that raises the objective or is not
   finite is not taken. After a step without that decrease the memory is
-  reset, as scipy restarts after a failed line search, and the run ends
-  only when the step along the gradient that follows does no better: in
+  reset, as scipy restarts after a failed line search, and the run ends at
+  a flat step within ``memory_size`` iterations of the last reset: in
   float32 a tiny accepted step often shows no decrease at all, and optax's
   L-BFGS keeps curvature pairs with ``s.y < 0`` (a non-convex MLP makes
-  them), which can point almost uphill, so one flat step is not the end.
+  them), which can point almost uphill, so one flat step is not the end;
+  but resetting at every other step near the optimum would crawl to the
+  cap as gradient descent.
   ``limit`` (<= ``max_iter``) pauses the run so the caller can look at it;
   under ``vmap`` the loop runs until every problem has stopped or paused.
   """
@@ -297,6 +299,8 @@ def iterate_fit(
     keep = lambda a, b: jax.tree.map(lambda u, v: jnp.where(ok, u, v), a, b)  # pylint: disable=unnecessary-lambda-assignment
     grad = keep(new_grad, f.grad)
     progress = ok & (decrease > ftol)
+    # A flat step soon after a reset ends the run; later ones reset.
+    stop = ~progress & (f.n_iter - f.last_reset < memory_size)
     return Fit(
       keep(new_params, f.params),
       jax.tree.map(
@@ -307,8 +311,8 @@ def iterate_fit(
       jnp.where(ok, new_value, f.value),
       grad,
       f.n_iter + 1,
-      (~progress & f.restarted) | (_max_abs(grad) <= tol),
-      ~progress,
+      stop | (_max_abs(grad) <= tol),
+      jnp.where(progress, f.last_reset, f.n_iter),
     )
 
   limit = jnp.minimum(limit, max_iter)
