@@ -32,7 +32,8 @@ steps (each variant is its own jitted program; XLA options go per compile):
              reduce_window: variadic reduce-window over iotas + scatter);
   after:     `resnet.max_pool` (custom VJP). The variants below all build
              on it;
-  small_map: convolutions on maps of <= 2x2 pixels as one matmul each
+  small_map: convolutions on maps of <= 2x2 pixels (and strided k x k ones
+             into them) as one matmul each
              (`resnet.small_map_conv`; with `after`, the model's default
              since 2026-12-02; changes only Jigsaw's tiles, whose
              ResNet-18 96 px / ResNet-50 224 px tiles end in 1x1 / 2x2 maps);

@@ -215,13 +215,17 @@ def small_map_conv(
 
   XLA:CPU (YNNPACK, jaxlib 0.10.2) convolves [N, 2, 2, C] maps at ~1 GFLOP/s
   (3x3, N = 288, C = 512: 3.9 s forward vs 16 ms as a matmul), which is where
-  Jigsaw's 64 px tiles end in ResNet-50. An NHWC/HWIO conv on an input of at
-  most ``SMALL_MAP_PIXELS`` pixels is the same linear map as the dense matrix
+  Jigsaw's 64 px tiles end in ResNet-50 (and the 4x4 -> 2x2 strided conv
+  before them is worse still in its backward). An NHWC/HWIO conv on an input
+  of at most ``SMALL_MAP_PIXELS`` pixels (or a strided k x k conv, k > 1,
+  from at most 4x that many to at most that many) is the same linear map as
+  the dense matrix
   D[(hi, wi, ci), (ho, wo, co)] = rhs[tap_h(hi, ho), tap_w(wi, wo), ci, co]
   (zero where the window does not cover the input pixel, i.e. at padding),
   so it is computed as ``lhs.reshape(N, -1) @ D``: the same values up to
-  float summation order, with no more multiplies than the convolution's
-  (every input pixel is inside every window). Anything else goes to
+  float summation order, with no more multiplies than the convolution's on
+  <= 4 pixels (every input pixel is inside every window; at most 16/9 as
+  many for the strided case). Anything else goes to
   ``lax.conv_general_dilated`` unchanged.
   """
   conv = functools.partial(
@@ -245,11 +249,20 @@ def small_map_conv(
     or batch_group_count != 1
     or dimension_numbers
     != lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
-    or lhs.shape[1] * lhs.shape[2] > SMALL_MAP_PIXELS
   ):
     return conv()
   n, h, w, cin = lhs.shape
   kh, kw, _, cout = rhs.shape
+  pixels_out = -(-h // window_strides[0]) * -(-w // window_strides[1])
+  if h * w > SMALL_MAP_PIXELS and not (
+    # Also a strided kxk (k > 1) conv with a tiny output, e.g. ResNet-50's
+    # first layer4 conv on 64 px tiles (4x4 -> 2x2, 3x3 stride 2: backward
+    # 9.6 s as a conv, 0.3 s as a matmul with 64 / 36 of its multiplies).
+    kh * kw > 1
+    and h * w <= 4 * SMALL_MAP_PIXELS
+    and pixels_out <= SMALL_MAP_PIXELS
+  ):
+    return conv()
   if isinstance(padding, str):  # 'SAME' (nn.Conv's default) or 'VALID'
     padding = lax.padtype_to_pads((h, w), (kh, kw), window_strides, padding)
   (sh, sw), ((ph, ph_hi), (pw, pw_hi)) = window_strides, padding
