@@ -26,12 +26,26 @@ round(SIZE * 256 / 224) px (the thesis' 256 -> 224); Jigsaw cuts 3x3 tiles
 from round(SIZE * 256 / 224) px images with jitter round(21 * SIZE / 224)
 (64 px tiles at SIZE 224, the thesis setting).
 
-Variants (JAX model code, before/after the CPU fix in `sspr_jax.models.resnet`):
-  before: the stem max-pool via `flax.linen.max_pool` (JAX's gradient of
-          reduce_window: variadic reduce-window over iotas + scatter);
-  after:  `resnet.max_pool` (custom VJP; the default).
+Variants of the JAX step, all timed in one process beside the same torch
+steps (each variant is its own jitted program; XLA options go per compile):
+  before:    the stem max-pool via `flax.linen.max_pool` (JAX's gradient of
+             reduce_window: variadic reduce-window over iotas + scatter);
+  after:     `resnet.max_pool` (custom VJP). The variants below all build
+             on it;
+  small_map: convolutions on maps of <= 2x2 pixels (and strided k x k ones
+             into them) as one matmul each
+             (`resnet.small_map_conv`; with `after`, the model's default
+             since 2026-12-02; changes only Jigsaw's tiles, whose
+             ResNet-18 96 px / ResNet-50 224 px tiles end in 1x1 / 2x2 maps);
+  fast_math: compiled with `xla_cpu_enable_fast_math` (LLVM reassociation
+             and contraction; NaN/Inf/division/functions still honoured, so
+             the trainer's non-finite checks keep working);
+  fast_math_full: fast math with the honour_* options off too (may break
+             NaN checks: a speed probe only);
+  bf16:      `config.model.dtype = 'bfloat16'` (bf16 compute, fp32 params);
+  bf16_fast_math: both.
 `--xla_flags` is added to XLA_FLAGS before JAX starts (e.g. to try
-`--xla_cpu_use_onednn=true`).
+`--xla_cpu_use_onednn=true`); it applies to every variant.
 
 PyTorch is a benchmark-only extra (`pip install torch==2.13.0`, CPU build);
 torchvision is not available beside it, so the ResNets below are written out
@@ -366,7 +380,26 @@ class Step:
 # JAX side and the measurement loop.
 
 OBJECTIVES = ('rotnet', 'jigsaw', 'moco', 'simclr')
-VARIANTS = ('before', 'after')
+_FAST_MATH = {'xla_cpu_enable_fast_math': True}
+_FAST_MATH_FULL = dict(
+  _FAST_MATH,
+  xla_cpu_fast_math_honor_infs=False,
+  xla_cpu_fast_math_honor_nans=False,
+  xla_cpu_fast_math_honor_division=False,
+  xla_cpu_fast_math_honor_functions=False,
+)
+# variant -> (stem max-pool via resnet.max_pool, convs on <= 2x2 maps as
+# matmuls (resnet.small_map_conv), model dtype, XLA options)
+VARIANT_SETTINGS = {
+  'before': (False, False, 'float32', {}),
+  'after': (True, False, 'float32', {}),
+  'fast_math': (True, False, 'float32', _FAST_MATH),
+  'fast_math_full': (True, False, 'float32', _FAST_MATH_FULL),
+  'bf16': (True, False, 'bfloat16', {}),
+  'bf16_fast_math': (True, False, 'bfloat16', _FAST_MATH),
+  'small_map': (True, True, 'float32', {}),
+}
+VARIANTS = tuple(VARIANT_SETTINGS)
 
 
 def source_size(size: int) -> int:
@@ -421,12 +454,18 @@ class JaxStep:
     from sspr_jax.train import optim, trainer  # pylint: disable=import-outside-toplevel
 
     self.jax = jax
-    config = jax_config(objective, backbone, size, batch)
-    obj = build_objective(config)
     if variant not in VARIANTS:
       raise ValueError(f'Unknown variant {variant!r}; valid: {VARIANTS}.')
+    fast_max_pool, small_map, dtype, compiler_options = VARIANT_SETTINGS[
+      variant
+    ]
+    config = jax_config(objective, backbone, size, batch)
+    config.model.dtype = dtype
+    obj = build_objective(config)
     obj.network = obj.network.clone(
-      backbone=obj.network.backbone.clone(fast_max_pool=variant == 'after')
+      backbone=obj.network.backbone.clone(
+        fast_max_pool=fast_max_pool, small_map_conv=small_map
+      )
     )
     schedule = optim.learning_rate(
       config, steps_per_epoch=100, total_steps=1000, global_batch=batch
@@ -461,9 +500,13 @@ class JaxStep:
 
     self.state = jax.block_until_ready(init(init_rng))
     self.step_fn = jax.jit(
-      trainer.make_train_step(obj, tx, schedule, train_rng), donate_argnums=(0,)
+      trainer.make_train_step(obj, tx, schedule, train_rng),
+      donate_argnums=(0,),
+      compiler_options=compiler_options or None,
     )
-    self.views_fn = jax.jit(obj.views)
+    self.views_fn = jax.jit(
+      obj.views, compiler_options=compiler_options or None
+    )
     self.rng = jax.random.key(seed + 1)
 
   def __call__(self):
@@ -484,13 +527,18 @@ def _timed(fn) -> float:
 def run_case(objective, backbone, size, steps, args, log):
   """Times one (objective, backbone, size); returns a list of result rows."""
   batch = args.batch_size
-  jax_steps, compile_s = {}, {}
+  jax_steps, compile_s, first_loss = {}, {}, {}
   for variant in args.variants:
     t = time.perf_counter()
     jax_steps[variant] = JaxStep(objective, backbone, size, batch, variant)
-    jax_steps[variant]()  # compile + first run
+    # Compile + first run; every variant starts from the same parameters and
+    # batch, so its first loss says whether it computes the same values.
+    first_loss[variant] = float(jax_steps[variant]()['loss'])
     compile_s[variant] = time.perf_counter() - t
-    log(f'  jax {variant}: init+compile+first step {compile_s[variant]:.1f} s')
+    log(
+      f'  jax {variant}: init+compile+first step {compile_s[variant]:.1f} s, '
+      f'first loss {first_loss[variant]:.6f}'
+    )
   ref = None
   if not args.no_torch:
     tile = jigsaw_geometry(size)[1] if objective == 'jigsaw' else 0
@@ -524,6 +572,7 @@ def run_case(objective, backbone, size, steps, args, log):
       + ', '.join(f'{k} {v[-1]:.2f} s' for k, v in times.items() if v)
     )
   med = {k: statistics.median(v) for k, v in times.items() if v}
+  load = os.getloadavg()[0]
   rows = []
   for variant in args.variants:
     rows.append(
@@ -538,6 +587,8 @@ def run_case(objective, backbone, size, steps, args, log):
         torch_s=med.get('torch'),
         torch_img_s=batch / med['torch'] if 'torch' in med else None,
         compile_s=compile_s[variant],
+        first_loss=first_loss[variant],
+        load=load,
         steps=steps,
       )
     )
@@ -549,7 +600,7 @@ def format_table(rows) -> str:
   head = (
     '| objective | model | views/step | JAX variant | JAX s/step | JAX '
     'img/s | (of which views s) | PyTorch s/step | PyTorch img/s | '
-    'JAX/PyTorch | timed steps |'
+    'JAX/PyTorch | timed steps | first loss | load (1 min, case end) |'
   )
   lines = [head, '|' + '---|' * head.count(' | ') + '---|']
   for r in rows:
@@ -562,7 +613,7 @@ def format_table(rows) -> str:
         if t
         else '- | - | -'
       )
-      + f' | {r["steps"]} |'
+      + f' | {r["steps"]} | {r["first_loss"]:.6f} | {r["load"]:.1f} |'
     )
   return '\n'.join(lines)
 

@@ -187,6 +187,101 @@ def max_pool(x, window: int = 3, stride: int = 2, padding: int = 1):
 max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
+# Convolutions on feature maps of at most this many pixels run as one matmul.
+SMALL_MAP_PIXELS = 4
+_NHWC = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _taps(size_in: int, size_out: int, kernel: int, stride: int, pad: int):
+  """[in, out] kernel tap linking input i to output o (-1 where none)."""
+  tap = jnp.arange(size_in)[:, None] + pad - stride * jnp.arange(size_out)[None]
+  return jnp.where((tap >= 0) & (tap < kernel), tap, -1)
+
+
+def small_map_conv(
+  lhs,
+  rhs,
+  window_strides,
+  padding,
+  lhs_dilation=None,
+  rhs_dilation=None,
+  dimension_numbers=None,
+  feature_group_count=1,
+  batch_group_count=1,
+  precision=None,
+  preferred_element_type=None,
+):
+  """``lax.conv_general_dilated``, as one matmul when the map is tiny.
+
+  XLA:CPU (YNNPACK, jaxlib 0.10.2) convolves [N, 2, 2, C] maps at ~1 GFLOP/s
+  (3x3, N = 288, C = 512: 3.9 s forward vs 16 ms as a matmul), which is where
+  Jigsaw's 64 px tiles end in ResNet-50 (and the 4x4 -> 2x2 strided conv
+  before them is worse still in its backward). An NHWC/HWIO conv on an input
+  of at most ``SMALL_MAP_PIXELS`` pixels (or a strided k x k conv, k > 1,
+  from at most 4x that many to at most that many) is the same linear map as
+  the dense matrix
+  D[(hi, wi, ci), (ho, wo, co)] = rhs[tap_h(hi, ho), tap_w(wi, wo), ci, co]
+  (zero where the window does not cover the input pixel, i.e. at padding),
+  so it is computed as ``lhs.reshape(N, -1) @ D``: the same values up to
+  float summation order, with no more multiplies than the convolution's on
+  <= 4 pixels (every input pixel is inside every window; at most 16/9 as
+  many for the strided case). Anything else goes to
+  ``lax.conv_general_dilated`` unchanged.
+  """
+  conv = functools.partial(
+    lax.conv_general_dilated,
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    lhs_dilation=lhs_dilation,
+    rhs_dilation=rhs_dilation,
+    dimension_numbers=dimension_numbers,
+    feature_group_count=feature_group_count,
+    batch_group_count=batch_group_count,
+    precision=precision,
+    preferred_element_type=preferred_element_type,
+  )
+  if (
+    lhs.ndim != 4
+    or any(d != 1 for d in (lhs_dilation or ()) + (rhs_dilation or ()))
+    or feature_group_count != 1
+    or batch_group_count != 1
+    or dimension_numbers
+    != lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
+  ):
+    return conv()
+  n, h, w, cin = lhs.shape
+  kh, kw, _, cout = rhs.shape
+  pixels_out = -(-h // window_strides[0]) * -(-w // window_strides[1])
+  if h * w > SMALL_MAP_PIXELS and not (
+    # Also a strided kxk (k > 1) conv with a tiny output, e.g. ResNet-50's
+    # first layer4 conv on 64 px tiles (4x4 -> 2x2, 3x3 stride 2: backward
+    # 9.6 s as a conv, 0.3 s as a matmul with 64 / 36 of its multiplies).
+    kh * kw > 1
+    and h * w <= 4 * SMALL_MAP_PIXELS
+    and pixels_out <= SMALL_MAP_PIXELS
+  ):
+    return conv()
+  if isinstance(padding, str):  # 'SAME' (nn.Conv's default) or 'VALID'
+    padding = lax.padtype_to_pads((h, w), (kh, kw), window_strides, padding)
+  (sh, sw), ((ph, ph_hi), (pw, pw_hi)) = window_strides, padding
+  ho = (h + ph + ph_hi - kh) // sh + 1
+  wo = (w + pw + pw_hi - kw) // sw + 1
+  th, tw = _taps(h, ho, kh, sh, ph), _taps(w, wo, kw, sw, pw)
+  th_, tw_ = th[:, :, None, None], tw[None, None, :, :]  # [h, ho, w, wo]
+  d = rhs[jnp.maximum(th_, 0), jnp.maximum(tw_, 0)]  # [h, ho, w, wo, ci, co]
+  d = jnp.where(((th_ >= 0) & (tw_ >= 0))[..., None, None], d, 0)
+  d = d.transpose(0, 2, 4, 1, 3, 5).reshape(h * w * cin, ho * wo * cout)
+  y = jnp.matmul(
+    lhs.reshape(n, h * w * cin),
+    d,
+    precision=precision,
+    preferred_element_type=preferred_element_type,
+  )
+  return y.reshape(n, ho, wo, cout)
+
+
 def _last_bn_scale_init(zero: bool) -> Callable:
   return nn.initializers.zeros if zero else nn.initializers.ones
 
@@ -215,6 +310,9 @@ class ResNet(nn.Module):
     bn_momentum, bn_epsilon: torch's momentum 0.1 is Flax's 0.9.
     fast_max_pool: the stem max-pool through ``max_pool`` (same values, cheaper
       gradient on CPU) instead of ``nn.max_pool``; False only for benchmarks.
+    small_map_conv: convolutions on maps of <= ``SMALL_MAP_PIXELS`` pixels as
+      one matmul (``small_map_conv``: same values, far faster on CPU for
+      Jigsaw's tiles); False only for benchmarks and tests.
     stem: 'imagenet' (7x7 stride-2 conv + max-pool: /4) or 'cifar' (3x3
       stride-1 conv, no max-pool: the usual variant for 28-32 px images, as
       in SimCLR's and solo-learn's CIFAR models).
@@ -229,6 +327,7 @@ class ResNet(nn.Module):
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   fast_max_pool: bool = True
+  small_map_conv: bool = True
   stem: str = 'imagenet'
 
   @property
@@ -255,6 +354,7 @@ class ResNet(nn.Module):
       dtype=self.dtype,
       param_dtype=self.param_dtype,
       kernel_init=conv_kernel_init,
+      conv_general_dilated=small_map_conv if self.small_map_conv else None,
     )
     norm = functools.partial(
       nn.BatchNorm,

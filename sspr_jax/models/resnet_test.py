@@ -211,3 +211,82 @@ def test_fast_max_pool_gives_the_same_network():
   np.testing.assert_allclose(a, b, rtol=1e-6)
   for u, v in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
     np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+  'hw, kernel, stride, padding',
+  [
+    ((2, 2), 3, 1, 1),  # ResNet-50 layer4 on Jigsaw's 64 px tiles
+    ((2, 2), 3, 2, 1),  # ResNet-18 layer4's first conv on 27 px tiles
+    ((2, 2), 1, 2, 0),  # the strided 1x1 downsample
+    ((2, 2), 1, 2, 'SAME'),  # ... as nn.Conv pads it by default
+    ((2, 2), 3, 1, 'SAME'),
+    ((2, 2), 3, 2, 'VALID'),
+    ((1, 1), 3, 1, 1),
+    ((1, 1), 1, 1, 0),
+    ((2, 1), 3, 1, 1),
+    ((4, 4), 3, 2, 1),  # ResNet-50's first layer4 conv on 64 px tiles
+    ((4, 4), 3, 1, 1),  # too large: lax's convolution itself
+    ((4, 4), 1, 2, 0),  # 1x1: lax's convolution itself
+  ],
+)
+def test_small_map_conv_matches_lax_values_and_gradients(
+  hw, kernel, stride, padding
+):
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((5, *hw, 6)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((kernel, kernel, 6, 7)), jnp.float32)
+  g = jnp.asarray(rng.standard_normal((5, 1, 1, 7)), jnp.float32)
+  dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, resnet._NHWC)
+  pad = padding if isinstance(padding, str) else ((padding, padding),) * 2
+
+  def run(conv):
+    f = lambda x, w: conv(x, w, (stride, stride), pad, dimension_numbers=dn)
+    y, vjp = jax.vjp(f, x, w)
+    return y, vjp(jnp.broadcast_to(g, y.shape))
+
+  (y, (dx, dw)), (y_ref, (dx_ref, dw_ref)) = (
+    run(c) for c in (resnet.small_map_conv, jax.lax.conv_general_dilated)
+  )
+  np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(dw, dw_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_small_map_conv_gives_the_same_network():
+  # 16 px ends in 1x1 maps with 2x2 ones before them: the matmul path runs.
+  # In float64, as train-mode BN over 3 samples of a 1x1 map amplifies
+  # float32 rounding (both paths then differ from the exact value by ~0.4 %).
+  with jax.enable_x64(True):
+    x = jnp.asarray(
+      np.random.default_rng(0).standard_normal((3, 16, 16, 3)), jnp.float64
+    )
+    kw = dict(dtype=jnp.float64, param_dtype=jnp.float64)
+    fast = resnet.get_backbone('resnet_tiny', **kw)
+    slow = resnet.get_backbone('resnet_tiny', small_map_conv=False, **kw)
+    variables = fast.init(jax.random.key(0), x, train=False)
+
+    def loss(m):
+      def f(v):
+        y, _ = m.apply(v, x, train=True, mutable=['batch_stats'])
+        return jnp.sum(y**2)
+
+      return f
+
+    (a, ga), (b, gb) = (
+      jax.value_and_grad(loss(m))(variables) for m in (fast, slow)
+    )
+    np.testing.assert_allclose(a, b, rtol=1e-10)
+    for u, v in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
+      np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-10)
+    count = lambda m: (
+      jax.jit(lambda v: m.apply(v, x, train=False))
+      .lower(variables)
+      .as_text()
+      .count('stablehlo.convolution')
+    )
+    # resnet_tiny at 16 px: stem 8x8, pool 4x4, stages 4, 2, 1, 1 px; the
+    # convs with inputs of <= 2x2 and layer2's 4x4 -> 2x2 3x3 conv (8 of 12)
+    # are matmuls.
+    assert count(slow) == 12
+    assert count(fast) == 4
