@@ -75,6 +75,12 @@ except ImportError:  # the JAX side runs without torch (--no_torch)
 
   torch = F = None
   nn = types.SimpleNamespace(Module=object)
+  # The torch classes below still define (never used); --no_torch runs.
+  _torch_stub = types.SimpleNamespace(no_grad=lambda: lambda f: f)
+  torch_optimizer = object
+else:
+  _torch_stub = torch
+  torch_optimizer = torch.optim.Optimizer
 
 
 class BasicBlock(nn.Module):
@@ -209,7 +215,7 @@ def infonce(q, k, queue, temperature):
   return F.cross_entropy(logits / temperature, labels)
 
 
-class LARS(torch.optim.Optimizer):
+class LARS(torch_optimizer):
   """optax.lars: wd and trust ratio on weights (ndim > 1), then momentum."""
 
   def __init__(
@@ -225,7 +231,7 @@ class LARS(torch.optim.Optimizer):
       ),
     )
 
-  @torch.no_grad()
+  @_torch_stub.no_grad()
   def step(self):
     for g in self.param_groups:
       for p in g['params']:
