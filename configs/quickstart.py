@@ -19,8 +19,8 @@ Expected on 2 CPU cores: 6 to 8 minutes (5 min 39 s measured, quiet machine,
 2026-12-01; 7 min 24 s in a fresh clone, 2026-12-02). Full-gallery cosine mAP of the SimCLR backbone 45.0 / 44.5 /
 42.6 % for `--config.seed=0/1/2`, against random init 29.5 / 23.6 / 24.0 %
 (its architecture, same seeds) and raw 16x16 pixels 43.6 %: 15.5 to 20.9
-points above random init. A later fresh clone gave 40.8 % at seed 0 (not
-reproduced; benchmarks/RESULTS.md).
+points above random init. Later fresh clones gave 40.8 and 39.6 % at
+seed 0 (not reproduced; benchmarks/RESULTS.md).
 """
 
 from configs import common
