@@ -345,23 +345,22 @@ def table(r: dict) -> str:
     )
   for f in r.get('same_fits', ()):
     ours, theirs = f['ours'], f['sklearn']
-    lines.append(
-      f'| sspr_jax, {tuple(f["hidden"])} x alphas {[o["alpha"] for o in ours["fits"]]} '
-      f'on all train rows (one batch) | {len(ours["fits"])} fits | '
-      f'{ours["seconds"]:.1f} | | | '
-      + ' / '.join(f'{100 * o["test_accuracy"]:.2f}' for o in ours['fits'])
-      + ' | '
-      + ', '.join(str(o['n_iter']) for o in ours['fits'])
-      + ' |'
-    )
-    lines.append(
-      f'| scikit-learn, the same fits | {len(theirs["fits"])} fits | '
-      f'{theirs["seconds"]:.1f} | | | '
-      + ' / '.join(f'{100 * o["test_accuracy"]:.2f}' for o in theirs['fits'])
-      + ' | '
-      + ', '.join(str(o['n_iter']) for o in theirs['fits'])
-      + ' |'
-    )
+    alphas = [o['alpha'] for o in ours['fits']]
+    for label, side in (
+      (
+        f'sspr_jax, {tuple(f["hidden"])} x alphas {alphas} on all train rows '
+        '(one batch)',
+        ours,
+      ),
+      ('scikit-learn, the same fits', theirs),
+    ):
+      lines.append(
+        f'| {label} | {len(side["fits"])} fits | {side["seconds"]:.1f} | | | '
+        + ' / '.join(f'{100 * o["test_accuracy"]:.2f}' for o in side['fits'])
+        + ' | '
+        + ', '.join(str(o['n_iter']) for o in side['fits'])
+        + ' |'
+      )
     lines.append('')
     lines.append(
       f'same fits {tuple(f["hidden"])}: scikit-learn / sspr_jax time '
