@@ -15,12 +15,12 @@ Running the same command again resumes from the latest checkpoint.
 `configs/quickstart.py:moco` runs the same with MoCo v2 (shuffle BN in 4
 groups, queue 512, lr 0.05: MoCo's queue needs an encoder that moves slowly).
 
-Expected on 2 CPU cores: 6 to 8 minutes (5 min 39 s measured, quiet machine,
-2026-12-01; 7 min 24 s in a fresh clone, 2026-12-02). Full-gallery cosine mAP of the SimCLR backbone 45.0 / 44.5 /
-42.6 % for `--config.seed=0/1/2`, against random init 29.5 / 23.6 / 24.0 %
-(its architecture, same seeds) and raw 16x16 pixels 43.6 %: 15.5 to 20.9
-points above random init. Later fresh clones gave 40.8 and 39.6 % at
-seed 0 (not reproduced; benchmarks/RESULTS.md).
+Expected on 2 CPU cores: 5 to 8 minutes (4 min 41 s measured, quiet machine,
+2026-12-02). Full-gallery cosine mAP of the SimCLR backbone 39.6 / 44.5 /
+43.0 % for `--config.seed=0/1/2`, against random init 29.5 / 23.6 / 24.0 %
+(its architecture, same seeds) and raw 16x16 pixels 43.6 %: 10 to 21 points
+above random init. Deterministic on one machine; another CPU model can
+move one seed's figure by a few points (benchmarks/RESULTS.md).
 """
 
 from configs import common
