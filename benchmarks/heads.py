@@ -91,16 +91,20 @@ def sklearn_grid_seconds(
 ) -> dict:
   """GridSearchCV's time, extrapolated from fold 0's fits of some points.
 
-  ``grid``: [(hidden, alpha)]; the first ``points`` of it (spread over the
-  architectures) are fitted on fold 0's train rows. Estimate: each timed
+  ``grid``: [(hidden, alpha)]; ``points``: how many of it (spread over the
+  architectures, alpha 0.01 first) or which (grid indices) are fitted on
+  fold 0's train rows. Estimate: each timed
   fit stands for its point's 5 folds; untimed points cost the mean timed
   fit; the refit costs the mean fit scaled by n_train / n_fold_train (L-BFGS
   cost per iteration is linear in the rows).
   """
-  order = sorted(range(len(grid)), key=lambda i: (i % 2, i))  # alphas last
+  if isinstance(points, int):
+    order = sorted(range(len(grid)), key=lambda i: (i % 2, i))[:points]
+  else:
+    order = list(points)
   timed = {}
   fold_train = np.flatnonzero(~masks[0])
-  for i in order[:points]:
+  for i in order:
     if timed and deadline is not None and time.perf_counter() > deadline:
       break
     hidden, alpha = grid[i]
@@ -144,7 +148,7 @@ def parse_hidden(text: str | None):
 
 def same_fits(train_x, train_y, test_x, test_y, hidden, alphas, max_iter):
   """One architecture's fits on all train rows, one per alpha: sspr_jax's
-  batch (centred, rank-reduced, as ``cross_validate`` fits its refits) and
+  batch (rank-reduced, as ``cross_validate`` fits its refits) and
   scikit-learn's ``MLPClassifier`` one after the other, from their own
   random starts. Seconds, iterations, test accuracy per side."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -153,8 +157,7 @@ def same_fits(train_x, train_y, test_x, test_y, hidden, alphas, max_iter):
 
   classes, y = np.unique(train_y, return_inverse=True)
   start = time.perf_counter()
-  mean = train_x.mean(axis=0)
-  x, tx = classifiers.rank_reduce(train_x - mean, test_x - mean)
+  x, tx = classifiers.rank_reduce(train_x, test_x)
   params0 = classifiers.init_params(
     jax.random.PRNGKey(0),
     (x.shape[1], *hidden, len(classes)),
@@ -258,7 +261,7 @@ def run(args) -> dict:
     m = classifiers.classification_metrics(
       test_y, cv['test_proba'], cv['classes']
     )
-    fit_iterations = sum(sum(g['n_iter']) for g in cv['grid'])
+    fit_iterations = int(cv['fit_iterations'].sum())
     out['presets'][name] = {
       'hidden': [list(h) for h in preset['mlp_hidden']],
       'fit_iterations': fit_iterations,
@@ -272,6 +275,7 @@ def run(args) -> dict:
       'n_iter_max': cv['n_iter_max'],
       'num_capped': cv['num_capped'],
       'grid_points': len(cv['grid']),
+      'refits': len(cv['refits']),
     }
     print(f'  {name}: {out["presets"][name]}', flush=True)
   max_iter = classifiers.MAX_ITER
@@ -281,6 +285,10 @@ def run(args) -> dict:
     for a in classifiers.MLP_ALPHAS
   ]
   points = SMOKE['sklearn_points'] if args.smoke else args.sklearn_points
+  if isinstance(points, str):
+    points = (
+      [int(v) for v in points.split(',')] if ',' in points else int(points)
+    )
   if points:
     sk = sklearn_grid_seconds(
       train_x, train_y, masks, grid, max_iter=max_iter, points=points
@@ -320,7 +328,7 @@ def table(r: dict) -> str:
   for name, p in r['presets'].items():
     lines.append(
       f'| sspr_jax, {name} preset | {p["grid_points"]} points x 5 folds + '
-      f'refits | {p["seconds"]:.1f} (incl. compiles; '
+      f'{p["refits"]} refit | {p["seconds"]:.1f} (incl. compiles; '
       f'{p["ms_per_fit_iteration"]:.1f} ms a fit-iteration) | {p["best"]} | '
       f'{100 * p["cv_accuracy"]:.2f} | {100 * p["test_accuracy"]:.2f} | '
       f'{p["n_iter_mean"]:.0f} / {p["n_iter_max"]} ({p["num_capped"]}) |'
@@ -402,9 +410,9 @@ def main(argv=None) -> None:
   )
   parser.add_argument(
     '--sklearn_points',
-    type=int,
-    default=4,
-    help='grid points whose fold-0 fit scikit-learn runs (0: none)',
+    default='4',
+    help='grid points whose fold-0 fit scikit-learn runs: a count (0: '
+    "none) or grid indices, e.g. '0,4'",
   )
   parser.add_argument(
     '--sklearn_refit',

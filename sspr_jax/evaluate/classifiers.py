@@ -20,29 +20,37 @@ Objective (sklearn ``MLPClassifier._backprop``):
 ``mean cross-entropy + 0.5 * alpha * sum_layers ||W||_F^2 / n_samples``
 (biases are not penalised; ``n_samples`` = the fold's train size).  For the
 linear head this is exactly sklearn ``LogisticRegression(C=1/alpha)``'s
-objective divided by ``n_samples``.  Solver: ``optax.lbfgs`` (memory 10, as
-scipy's) with a backtracking line search (``'lbfgs'``, the default: cheapest
-under vmap) or the strong-Wolfe zoom search (``'lbfgs_zoom'``), run to
-scikit-learn's stopping rule (``iterate_fit``: max |gradient| <= ``tol``
-1e-4, or no relative decrease beyond scipy's ``ftol``) with the thesis's cap
-of ``MAX_ITER`` = 10,000 iterations. The cap matters: on random-init
-embeddings sklearn's MLP reaches ~10-14 % at 200 iterations and ~38 % at
-convergence (REFERENCE.md). ``HEAD_PRESETS['quick']`` trades that for time.
+objective divided by ``n_samples``.  Solver: L-BFGS (optax's two-loop
+recursion, memory 10, as scipy's) with a backtracking Armijo line search of
+its own (``evaluate_fit``), run to scikit-learn's stopping rule (max
+|gradient| <= ``tol`` 1e-4, or no relative decrease beyond scipy's ``ftol``)
+with the thesis's cap of ``MAX_ITER`` = 10,000 iterations. The cap matters:
+on random-init embeddings sklearn's MLP reaches ~10-14 % at 200 iterations
+and ~38 % at convergence (REFERENCE.md). ``HEAD_PRESETS['quick']`` trades
+that for time.
+
+Batches: a vmapped fit advances one objective evaluation at a time, each
+fit in its own line search, so no fit waits for another's backtracking
+(under ``vmap`` a line-search loop inside an iteration would run every fit
+until the slowest accepts). The host looks at the batch every ``CHUNK``
+evaluations: it counts the fits that stopped (the progress bar) and drops
+them from the batch where that saves more work than a recompile costs
+(``_worth_dropping``: a count of FLOPs, not a timing, so results do not
+depend on the machine's load).
 
 Cross-validation: the folds are 0/1 masks over the train rows, so every fold
-has the same shapes, and one architecture's folds x alphas, plus the refits
-on the whole train part (an extra "fold" whose mask is all ones), are one
-batch (``fit_batch``): a vmapped L-BFGS that pauses every ``CHUNK``
-iterations so the host can count the fits that stopped (the progress bar)
-and drop them from the batch when that saves more than a recompile costs.
-The grid point with the best mean validation accuracy (ties: the first in
-grid order, as ``GridSearchCV``) is selected and its refit is evaluated on
-the test part. Refitting every grid point costs about 1/folds more compute
-than refitting only the winner, and saves a second pass.
+has the same shapes, and one architecture's folds x alphas are one batch
+(``fit_batch``). The grid point with the best mean validation accuracy
+(ties: the first in grid order, as ``GridSearchCV``) is selected, refitted
+on all train rows (``refit='best'``, as ``GridSearchCV``; ``'all'`` refits
+every point) and evaluated on the test part.
 
-Centring (exact, on by default): ``x W + b = (x - m) W + (b + m W)`` and
+Centring (exact, off by default): ``x W + b = (x - m) W + (b + m W)`` and
 biases are not penalised, so subtracting the train mean changes neither the
-objective's values nor its optimum, only the start's bias.
+objective's values nor its optimum. It does change L-BFGS's path (the
+substitution is not orthogonal): on random-init-like features centred fits
+ended at higher objectives than ``MLPClassifier`` and ~5 points lower test
+accuracy (3 starts, measured 2026-12-02), uncentred ones level with it.
 
 Rank reduction (exact, on by default when ``n_train < dim``): the optimum of
 an L2-penalised model whose first layer sees ``x W1`` has ``W1`` in the row
@@ -102,13 +110,19 @@ SVC_GRID = (
   {'kernel': ['linear', 'rbf'], 'C': list(SVC_C)},
   {'kernel': ['poly'], 'degree': [2, 3, 4, 5, 10], 'C': list(SVC_C)},
 )
-SOLVERS = ('lbfgs', 'lbfgs_zoom')
 # scikit-learn's MLPClassifier(solver='lbfgs') stopping rule, at the thesis's
 # cap: scipy L-BFGS-B with gtol=tol and its default ftol (factr 1e7 x eps).
 MAX_ITER = 10_000
 TOL = 1e-4
 FTOL = float(np.finfo(np.float64).eps) * 1e7
-CHUNK = 50  # iterations between the host's looks at a batch of fits
+CHUNK = 50  # evaluations between the host's looks at a batch of fits
+# Line search (evaluate_fit): Armijo's sufficient decrease, trials per
+# iteration (optax's backtracking defaults: 1e-4; scipy's: 20 zoom steps).
+ARMIJO = 1e-4
+BACKTRACK_STEPS = 15
+# Work (FLOPs) that dropping stopped fits from a batch must save: about a
+# recompile of the smaller batch (1-2 s at this CPU's ~50 GFLOP/s).
+DROP_FLOPS = 5e10
 # Few-label head settings by name (config.evaluate.head_preset). 'thesis':
 # its grid to scikit-learn's convergence; 'quick': for a first look.
 HEAD_PRESETS = {
@@ -194,131 +208,154 @@ def _max_abs(tree) -> jax.Array:
 
 
 class Fit(NamedTuple):
-  """An L-BFGS run's state (under ``vmap``: a batch of them)."""
+  """One L-BFGS run's state (under ``vmap``: a batch of them).
 
-  params: Params
-  opt_state: Any
-  value: jax.Array
-  grad: Params
+  The run advances one objective evaluation at a time (``evaluate_fit``): a
+  trial point of the current line search, accepted or halved. So fits in a
+  batch never wait for each other's line searches.
+  """
+
+  params: Params  # The last accepted point,
+  value: jax.Array  # its objective
+  grad: Params  # and gradient.
+  memory: Any  # L-BFGS curvature pairs (optax.scale_by_lbfgs's state).
+  direction: Params  # The line search's direction,
+  slope: jax.Array  # <grad, direction> (< 0),
+  step: jax.Array  # the next trial's step size,
+  trials: jax.Array  # int32, trials done in this line search.
+  last_step: jax.Array  # The previous iteration's accepted step.
+  fresh: jax.Array  # bool: the next evaluation starts a line search.
   n_iter: jax.Array  # int32, iterations done (sklearn's ``n_iter_``)
+  n_eval: jax.Array  # int32, objective evaluations done
   converged: jax.Array  # bool: the stopping rule held (not the cap)
   last_reset: jax.Array  # int32: iteration of the last memory reset
 
 
-def _optimizer(solver: str, memory_size: int):
-  if solver not in SOLVERS:
-    raise ValueError(f'unknown solver {solver!r}; valid: {SOLVERS}')
-  if solver == 'lbfgs_zoom':  # Strong-Wolfe, as scipy's L-BFGS-B.
-    linesearch = optax.scale_by_zoom_linesearch(max_linesearch_steps=20)
-  else:
-    # Backtracking (Armijo): the first trial is min(2 x the last accepted
-    # step, 1), halved until accepted. Under vmap every line-search
-    # iteration evaluates all problems until the slowest accepts, and the
-    # zoom search's branches are all computed: 100 vs 165 ms per iteration
-    # for the 12 fits of one architecture, same final objective (+0.5 %).
-    linesearch = optax.scale_by_backtracking_linesearch(
-      max_backtracking_steps=15,
-      increase_factor=2.0,
-      decrease_factor=0.5,
-      store_grad=True,
-    )
-  return optax.lbfgs(memory_size=memory_size, linesearch=linesearch)
+def _lbfgs(memory_size: int):
+  """The L-BFGS direction ``-H g`` (optax's two-loop recursion)."""
+  return optax.chain(
+    optax.scale_by_lbfgs(memory_size=memory_size), optax.scale(-1.0)
+  )
+
+
+def _where(cond, a, b):
+  return jax.tree.map(lambda u, v: jnp.where(cond, u, v), a, b)
 
 
 def start_fit(
-  params: Params,
-  x,
-  y,
-  weights,
-  alpha,
-  *,
-  tol: float = TOL,
-  solver: str = 'lbfgs',
-  memory_size: int = 10,
+  params: Params, x, y, weights, alpha, *, tol: float = TOL, memory_size=10
 ) -> Fit:
   """The state before the first iteration (converged if the start is)."""
   value, grad = jax.value_and_grad(objective)(params, x, y, weights, alpha)
+  zeros = jax.tree.map(jnp.zeros_like, params)
   return Fit(
-    params,
-    _optimizer(solver, memory_size).init(params),
-    value,
-    grad,
-    jnp.zeros((), jnp.int32),
-    _max_abs(grad) <= tol,
-    jnp.full((), -memory_size, jnp.int32),  # The start is no reset.
+    params=params,
+    value=value,
+    grad=grad,
+    memory=_lbfgs(memory_size).init(params),
+    direction=zeros,
+    slope=jnp.zeros((), jnp.float32),
+    step=jnp.ones((), jnp.float32),
+    trials=jnp.zeros((), jnp.int32),
+    last_step=jnp.full((), 0.5, jnp.float32),  # The first trial: step 1.
+    fresh=jnp.ones((), bool),
+    n_iter=jnp.zeros((), jnp.int32),
+    n_eval=jnp.ones((), jnp.int32),
+    converged=_max_abs(grad) <= tol,
+    last_reset=jnp.full((), -memory_size, jnp.int32),  # The start is no reset.
   )
 
 
-def iterate_fit(
-  fit_state: Fit,
+def evaluate_fit(
+  f: Fit,
   x,
   y,
   weights,
   alpha,
-  limit,
   *,
-  max_iter: int = MAX_ITER,
   tol: float = TOL,
   ftol: float = FTOL,
-  solver: str = 'lbfgs',
   memory_size: int = 10,
 ) -> Fit:
-  """L-BFGS iterations until scikit-learn's stopping rule or ``limit``.
+  """One objective evaluation of an L-BFGS run (the caller masks stopped ones).
 
-  The rule is scipy L-BFGS-B's, as ``MLPClassifier(solver='lbfgs')`` calls
-  it: stop when ``max |gradient| <= tol`` (its ``gtol``) or the relative
-  decrease ``(f_k - f_k+1) / max(|f_k|, |f_k+1|, 1) <= ftol``, or after
-  ``max_iter`` iterations. A step that raises the objective or is not
-  finite is not taken. After a step without that decrease the memory is
-  reset, as scipy restarts after a failed line search, and the run ends at
-  a flat step within ``memory_size`` iterations of the last reset: in
-  float32 a tiny accepted step often shows no decrease at all, and optax's
-  L-BFGS keeps curvature pairs with ``s.y < 0`` (a non-convex MLP makes
-  them), which can point almost uphill, so one flat step is not the end;
-  but resetting at every other step near the optimum would crawl to the
-  cap as gradient descent.
-  ``limit`` (<= ``max_iter``) pauses the run so the caller can look at it;
-  under ``vmap`` the loop runs until every problem has stopped or paused.
+  Each iteration takes the L-BFGS direction ``d`` (a steepest-descent step
+  where the memory gives none downhill), then a backtracking (Armijo) line
+  search: the first trial step is ``min(2 x the last accepted step, 1)``
+  (as optax's ``scale_by_backtracking_linesearch`` with increase 2), halved
+  until ``f(p + t d) <= f(p) + ARMIJO t <grad, d>``, at most
+  ``BACKTRACK_STEPS`` trials. Every trial is one ``value_and_grad``, so an
+  accepted point's gradient is already there (optax's backtracking search
+  recomputes it through a linearisation under ``cond``, which ``vmap``
+  turns into work at every trial).
+
+  The iteration ends on acceptance or after the last trial, and then
+  scikit-learn's stopping rule is checked (scipy L-BFGS-B's, as
+  ``MLPClassifier(solver='lbfgs')`` calls it): stop when ``max |gradient|
+  <= tol`` (its ``gtol``) or the relative decrease ``(f_k - f_k+1) /
+  max(|f_k|, |f_k+1|, 1) <= ftol``. A last trial that raises the objective
+  or is not finite is not taken. After an iteration without that decrease
+  the memory is reset, as scipy restarts after a failed line search, and
+  the run ends at such an iteration within ``memory_size`` iterations of
+  the last reset: in float32 a tiny accepted step often shows no decrease
+  at all, and optax's L-BFGS keeps curvature pairs with ``s.y < 0`` (a
+  non-convex MLP makes them), so one flat step is not the end; but
+  resetting at every other step near the optimum would crawl to the cap as
+  gradient descent.
   """
-  opt = _optimizer(solver, memory_size)
-  fun = lambda p: objective(p, x, y, weights, alpha)  # pylint: disable=unnecessary-lambda-assignment
-
-  # Both line searches store the value and gradient of the accepted point in
-  # the state, so each iteration needs only the line search's evaluations.
-  def body(f: Fit) -> Fit:
-    updates, new_state = opt.update(
-      f.grad, f.opt_state, f.params, value=f.value, grad=f.grad, value_fn=fun
-    )
-    new_params = optax.apply_updates(f.params, updates)
-    new_value = optax.tree.get(new_state, 'value')
-    new_grad = optax.tree.get(new_state, 'grad')
-    ok = _all_finite((new_params, new_value, new_grad)) & (new_value <= f.value)
-    decrease = (f.value - new_value) / jnp.maximum(
-      jnp.maximum(jnp.abs(f.value), jnp.abs(new_value)), 1.0
-    )
-    keep = lambda a, b: jax.tree.map(lambda u, v: jnp.where(ok, u, v), a, b)  # pylint: disable=unnecessary-lambda-assignment
-    grad = keep(new_grad, f.grad)
-    progress = ok & (decrease > ftol)
-    # A flat step soon after a reset ends the run; later ones reset.
-    stop = ~progress & (f.n_iter - f.last_reset < memory_size)
-    return Fit(
-      keep(new_params, f.params),
-      jax.tree.map(
-        lambda u, v: jnp.where(progress, u, v),
-        new_state,
-        opt.init(f.params),
-      ),
-      jnp.where(ok, new_value, f.value),
-      grad,
-      f.n_iter + 1,
-      stop | (_max_abs(grad) <= tol),
-      jnp.where(progress, f.last_reset, f.n_iter),
-    )
-
-  limit = jnp.minimum(limit, max_iter)
-  return jax.lax.while_loop(
-    lambda f: ~f.converged & (f.n_iter < limit), body, fit_state
+  lbfgs = _lbfgs(memory_size)
+  # A new line search: the direction from the memory, updated with the
+  # accepted point (optax stores the pair (p_k+1 - p_k, g_k+1 - g_k) here).
+  direction, memory = lbfgs.update(f.grad, f.memory, f.params)
+  slope = optax.tree.vdot(f.grad, direction)
+  downhill = jnp.isfinite(slope) & (slope < 0)
+  scale = jnp.minimum(1.0, 1.0 / optax.tree.norm(f.grad))
+  steepest = jax.tree.map(lambda g: -scale * g, f.grad)
+  direction = _where(downhill, direction, steepest)
+  memory = _where(downhill, memory, lbfgs.init(f.params))
+  slope = jnp.where(
+    downhill, slope, -scale * optax.tree.norm(f.grad, squared=True)
   )
+  direction, memory, slope, step, trials = _where(
+    f.fresh,
+    (direction, memory, slope, jnp.minimum(2.0 * f.last_step, 1.0), 0),
+    (f.direction, f.memory, f.slope, f.step, f.trials),
+  )
+
+  trial = jax.tree.map(lambda p, d: p + step * d, f.params, direction)
+  value, grad = jax.value_and_grad(objective)(trial, x, y, weights, alpha)
+  finite = _all_finite((value, grad))
+  accepted = finite & (value <= f.value + ARMIJO * step * slope)
+  trials = trials + 1
+  ends = accepted | (trials >= BACKTRACK_STEPS)
+  take = ends & finite & (value <= f.value)
+  decrease = (f.value - value) / jnp.maximum(
+    jnp.maximum(jnp.abs(f.value), jnp.abs(value)), 1.0
+  )
+  progress = take & (decrease > ftol)
+  new_grad = _where(take, grad, f.grad)
+  # A flat iteration soon after a reset ends the run; later ones reset.
+  stop = ends & ~progress & (f.n_iter - f.last_reset < memory_size)
+  return Fit(
+    params=_where(take, trial, f.params),
+    value=jnp.where(take, value, f.value),
+    grad=new_grad,
+    memory=_where(ends & ~progress, lbfgs.init(f.params), memory),
+    direction=direction,
+    slope=slope,
+    step=0.5 * step,
+    trials=trials,
+    last_step=jnp.where(take, step, f.last_step),
+    fresh=ends,
+    n_iter=f.n_iter + ends.astype(jnp.int32),
+    n_eval=f.n_eval + 1,
+    converged=stop | (ends & (_max_abs(new_grad) <= tol)),
+    last_reset=jnp.where(ends & ~progress, f.n_iter, f.last_reset),
+  )
+
+
+def _running(f: Fit, max_iter) -> jax.Array:
+  return ~f.converged & (f.n_iter < max_iter)
 
 
 def fit(
@@ -331,81 +368,75 @@ def fit(
   max_iter: int = MAX_ITER,
   tol: float = TOL,
   ftol: float = FTOL,
-  solver: str = 'lbfgs',
   memory_size: int = 10,
 ) -> tuple[Params, Fit]:
   """Minimise ``objective`` from ``params`` to scikit-learn's stopping rule.
 
-  Pure and traceable (``vmap`` it over weights/alpha: the batch stops when
-  all have). Returns the params and the final ``Fit`` (value, ``n_iter``,
-  ``converged``). ``fit_batch`` runs many, dropping finished ones.
+  Pure and traceable. Returns the params and the final ``Fit`` (value,
+  ``n_iter``, ``converged``). ``fit_batch`` runs many side by side.
   """
-  kw = dict(tol=tol, solver=solver, memory_size=memory_size)
+  kw = dict(tol=tol, memory_size=memory_size)
   state = start_fit(params, x, y, weights, alpha, **kw)
-  state = iterate_fit(
-    state, x, y, weights, alpha, max_iter, max_iter=max_iter, ftol=ftol, **kw
+  state = jax.lax.while_loop(
+    lambda f: _running(f, max_iter),
+    lambda f: evaluate_fit(f, x, y, weights, alpha, ftol=ftol, **kw),
+    state,
   )
   return state.params, state
 
 
-@functools.partial(jax.jit, static_argnames=('solver', 'memory_size'))
-def _start_batch(params0, x, y, weights, alphas, tol, *, solver, memory_size):
+@functools.partial(jax.jit, static_argnames=('memory_size',))
+def _start_batch(params0, x, y, weights, alphas, tol, *, memory_size):
   return jax.vmap(
-    functools.partial(
-      start_fit, tol=tol, solver=solver, memory_size=memory_size
-    ),
+    functools.partial(start_fit, tol=tol, memory_size=memory_size),
     in_axes=(None, None, None, 0, 0),
   )(params0, x, y, weights, alphas)
 
 
 @functools.partial(
-  jax.jit, static_argnames=('solver', 'memory_size'), donate_argnums=(0,)
+  jax.jit, static_argnames=('memory_size',), donate_argnums=(0,)
 )
-def _iterate_batch(
-  fits,
-  x,
-  y,
-  weights,
-  alphas,
-  limit,
-  max_iter,
-  tol,
-  ftol,
-  *,
-  solver,
-  memory_size,
+def _evaluate_batch(
+  fits, x, y, weights, alphas, evaluations, max_iter, tol, ftol, *, memory_size
 ):
+  """Up to ``evaluations`` evaluations of every running fit in the batch."""
+
   def one(f, w, a):
-    return iterate_fit(
-      f,
-      x,
-      y,
-      w,
-      a,
-      limit,
-      max_iter=max_iter,
-      tol=tol,
-      ftol=ftol,
-      solver=solver,
-      memory_size=memory_size,
+    new = evaluate_fit(
+      f, x, y, w, a, tol=tol, ftol=ftol, memory_size=memory_size
     )
+    return _where(_running(f, max_iter), new, f)
 
-  return jax.vmap(one)(fits, weights, alphas)
+  def body(carry):
+    t, f = carry
+    return t + 1, jax.vmap(one)(f, weights, alphas)
+
+  def cond(carry):
+    t, f = carry
+    return (t < evaluations) & jnp.any(_running(f, max_iter))
+
+  return jax.lax.while_loop(cond, body, (jnp.int32(0), fits))[1]
 
 
-def _worth_dropping(rows, running, iteration, compile_s, iter_s, max_iter):
+def fit_flops(num_rows: int, params: Params) -> float:
+  """Multiply-adds x 2 of one ``value_and_grad`` of one fit (forward 1x,
+  backward 2x the layers' matmuls)."""
+  return 6.0 * num_rows * sum(int(l['w'].size) for l in params)
+
+
+def _worth_dropping(rows, running, evaluations, flops):
   """Whether to drop the stopped fits from the batch (one more compile).
 
-  Dropping saves the stopped rows' share of each remaining iteration; the
+  Dropping saves the stopped rows' share of each remaining evaluation; the
   fits still running are assumed to run about as long again as they have.
-  It pays when that exceeds twice the batch's compile time (the first
-  call's time, an overestimate), and is never done for a quarter or less.
+  It pays when that exceeds ``DROP_FLOPS``, about a compile's cost, and is
+  never done for a quarter of the rows or less. A count of work, not a
+  timing: the same inputs give the same batches, and so the same rounding
+  and results, whatever the machine's load or compile cache.
   """
-  if running > rows * 3 // 4 or rows not in iter_s:
+  if running > rows * 3 // 4:
     return False
-  remaining = min(max(iteration, CHUNK), max_iter - iteration)
-  saved = iter_s[rows] * (rows - running) / rows * remaining
-  return saved > 2 * compile_s[rows]
+  return flops * (rows - running) * max(evaluations, CHUNK) > DROP_FLOPS
 
 
 def fit_batch(
@@ -418,7 +449,6 @@ def fit_batch(
   max_iter: int = MAX_ITER,
   tol: float = TOL,
   ftol: float = FTOL,
-  solver: str = 'lbfgs',
   memory_size: int = 10,
   chunk: int = CHUNK,
   on_chunk: Callable[[int, int], None] | None = None,
@@ -426,77 +456,70 @@ def fit_batch(
   """Fits ``len(alphas)`` problems from one start, each to its own stop.
 
   ``weights`` [B, n] (row weights: fold masks), ``alphas`` [B]. The batch
-  runs as one vmapped L-BFGS (``iterate_fit``) in chunks of ``chunk``
-  iterations; between chunks the host counts the problems that stopped
-  (``on_chunk(newly_finished, iteration)``, e.g. a progress bar) and
-  drops the stopped ones from the batch when that saves more time than the
-  compile of the smaller batch costs (``_worth_dropping``), so converged
-  fits stop costing compute. Returns numpy ``params`` (leading axis B),
-  ``value``, ``n_iter``, ``converged`` [B].
+  runs as one vmapped L-BFGS (``evaluate_fit``) in chunks of ``chunk``
+  evaluations; between chunks the host counts the problems that stopped
+  (``on_chunk(newly_finished, iteration)``, e.g. a progress bar;
+  ``iteration``: the most iterations a running fit has done) and drops the
+  stopped ones from the batch where that saves more work than a compile
+  costs (``_worth_dropping``), so converged fits stop costing compute.
+  Returns numpy ``params`` (leading axis B), ``value``, ``n_iter``,
+  ``n_eval``, ``converged`` [B].
   """
   x = jnp.asarray(x, jnp.float32)
   y = jnp.asarray(y, jnp.int32)
   weights = jnp.asarray(weights, jnp.float32)
   alphas = jnp.asarray(alphas, jnp.float32)
-  kw = dict(solver=solver, memory_size=memory_size)
   scalars = (jnp.int32(max_iter), jnp.float32(tol), jnp.float32(ftol))
-  fits = _start_batch(params0, x, y, weights, alphas, jnp.float32(tol), **kw)
+  flops = fit_flops(x.shape[0], params0)
+  fits = _start_batch(
+    params0, x, y, weights, alphas, jnp.float32(tol), memory_size=memory_size
+  )
   rows = np.arange(len(alphas))  # The problem each row of `fits` is.
   counted = np.zeros(len(alphas), bool)
   finished_parts = []
-  iteration = 0
+  evaluations = 0
+  keys = ('params', 'value', 'n_iter', 'n_eval', 'converged')
 
   def take(tree, index):
     return jax.tree.map(lambda leaf: leaf[index], tree)
 
   def collect(index):
-    part = jax.device_get(
-      take((fits.params, fits.value, fits.n_iter, fits.converged), index)
-    )
+    part = jax.device_get(take(tuple(getattr(fits, k) for k in keys), index))
     finished_parts.append((rows[index], part))
 
-  compile_s, iter_s = {}, {}  # By batch size: compile, seconds/iteration.
   while True:
     n_iter, converged = jax.device_get((fits.n_iter, fits.converged))
     stopped = converged | (n_iter >= max_iter)
     new = stopped & ~counted[rows]
     counted[rows[new]] = True
     if on_chunk is not None:
-      on_chunk(int(new.sum()), iteration)
+      on_chunk(int(new.sum()), int(n_iter[~stopped].max(initial=n_iter.max())))
     if stopped.all():
       collect(np.arange(len(rows)))
       break
     running = np.flatnonzero(~stopped)
-    if _worth_dropping(
-      len(rows), len(running), iteration, compile_s, iter_s, max_iter
-    ):
+    if _worth_dropping(len(rows), len(running), evaluations, flops):
       collect(np.flatnonzero(stopped))
       fits, weights, alphas = take((fits, weights, alphas), running)
       rows = rows[running]
-    previous, iteration = iteration, min(iteration + chunk, max_iter)
-    size, start = len(rows), time.perf_counter()
-    fits = _iterate_batch(
-      fits, x, y, weights, alphas, jnp.int32(iteration), *scalars, **kw
+    fits = _evaluate_batch(
+      fits,
+      x,
+      y,
+      weights,
+      alphas,
+      jnp.int32(chunk),
+      *scalars,
+      memory_size=memory_size,
     )
-    jax.block_until_ready(fits.n_iter)
-    seconds = (time.perf_counter() - start) / (iteration - previous)
-    if size in iter_s:
-      iter_s[size] = min(iter_s[size], seconds)
-    else:  # The first call compiles: its excess over the next ones.
-      compile_s[size] = seconds * (iteration - previous)
-      iter_s[size] = seconds
+    evaluations += chunk
   order = np.concatenate([r for r, _ in finished_parts])
   inverse = np.argsort(order)
-  params, value, n_iter, converged = jax.tree.map(
+  parts = jax.tree.map(
     lambda *leaves: np.concatenate(leaves)[inverse],
     *[part for _, part in finished_parts],
   )
-  return {
-    'params': params,
-    'value': value,
-    'n_iter': n_iter,
-    'converged': converged,
-  }
+  return dict(zip(keys, parts))
 
 
 def predict_proba(params: Params, x) -> jax.Array:
@@ -542,25 +565,20 @@ def stratified_folds(
 
 
 @functools.partial(jax.jit, static_argnames=('num_folds',))
-def _grid_scores(params, x, y, val_masks, test_x, *, num_folds):
-  """Validation accuracy [F, G] and refits' test probabilities [G, T, C].
-
-  ``params``: a batch [(F + 1) * G] of fits ordered fold-major, the last
-  "fold" being the refit on all train rows.
-  """
+def _val_accuracy(params, x, y, val_masks, *, num_folds):
+  """Validation accuracy [F, G] of a batch [F * G] of fits, fold-major."""
   correct = jax.vmap(
     lambda p: (jnp.argmax(logits_fn(p, x), axis=-1) == y).astype(jnp.float32)
   )(params)
-  correct = correct.reshape(num_folds + 1, -1, x.shape[0])
+  correct = correct.reshape(num_folds, -1, x.shape[0])
   val = val_masks.astype(jnp.float32)
-  val_acc = (
-    jnp.sum(correct[:num_folds] * val[:, None, :], axis=-1)
+  return (
+    jnp.sum(correct * val[:, None, :], axis=-1)
     / (jnp.maximum(jnp.sum(val, axis=-1), 1.0)[:, None])
   )
-  num_grid = correct.shape[1]
-  refit = jax.tree.map(lambda leaf: leaf[num_folds * num_grid :], params)
-  test_proba = jax.vmap(predict_proba, in_axes=(0, None))(refit, test_x)
-  return val_acc, test_proba
+
+
+_batch_proba = jax.jit(jax.vmap(lambda p, x: predict_proba(p, x), (0, None)))
 
 
 def _grid(head: str, hidden_sizes, alphas):
@@ -577,18 +595,49 @@ def _grid(head: str, hidden_sizes, alphas):
   raise ValueError(f"unknown head {head!r}; valid: 'linear', 'mlp'")
 
 
+class Basis(NamedTuple):
+  """Where the heads train: ``(x - mean) @ v`` (``fit_basis``)."""
+
+  mean: np.ndarray | None  # [D] or None (not centred)
+  v: np.ndarray | None  # [D, r] or None (not rank-reduced)
+
+  def project(self, x) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    if self.mean is not None:
+      x = x - self.mean
+    if self.v is not None:
+      x = (np.asarray(x, np.float64) @ self.v).astype(np.float32)
+    return x
+
+
+def fit_basis(train_x, *, center: bool, reduce_rank: bool) -> Basis:
+  """The train rows' mean (``center``) and, when ``reduce_rank`` and
+  ``n_train < dim``, their span's orthonormal basis (thin SVD)."""
+  train_x = np.asarray(train_x, np.float32)
+  mean = (
+    train_x.mean(axis=0, dtype=np.float64).astype(np.float32)
+    if center
+    else None
+  )
+  v = None
+  if reduce_rank and train_x.shape[0] < train_x.shape[1]:
+    centred = train_x - mean if center else train_x
+    v = np.linalg.svd(np.asarray(centred, np.float64), full_matrices=False)[2].T
+  return Basis(mean, v)
+
+
 def rank_reduce(train_x, test_x) -> tuple[np.ndarray, np.ndarray]:
   """Coordinates in the train rows' span: ``(x_train V, x_test V)``, float32.
 
   Exact for L2-penalised heads (module docstring); only when n < dim.
   """
-  train_x = np.asarray(train_x, np.float64)
-  _, _, vt = np.linalg.svd(train_x, full_matrices=False)
-  v = vt.T
-  return (
-    (train_x @ v).astype(np.float32),
-    (np.asarray(test_x, np.float64) @ v).astype(np.float32),
-  )
+  basis = fit_basis(train_x, center=False, reduce_rank=True)
+  if basis.v is None:
+    basis = Basis(None, np.eye(np.shape(train_x)[1]))
+  return basis.project(train_x), basis.project(test_x)
+
+
+REFITS = ('best', 'all')
 
 
 def cross_validate(
@@ -604,25 +653,28 @@ def cross_validate(
   seed: int = 0,
   max_iter: int = MAX_ITER,
   tol: float = TOL,
-  solver: str = 'lbfgs',
-  center: bool = True,
+  center: bool = False,
   reduce_rank: bool = True,
+  refit: str = 'best',
   val_masks=None,
   progress: str | None = None,
 ) -> dict[str, Any]:
   """Grid search (folds x grid), refit, test scores.
 
-  Each architecture's folds x alphas (and the refits on all train rows, an
-  extra "fold") are one ``fit_batch``, each fit run to scikit-learn's
-  stopping rule (``max_iter``, ``tol``). ``train_y`` may be any labels;
+  Each architecture's folds x alphas are one ``fit_batch``, each fit run to
+  scikit-learn's stopping rule (``max_iter``, ``tol``). ``refit='best'``
+  (``GridSearchCV``'s) then fits the selected grid point on all train rows;
+  ``'all'`` refits every grid point, in its architecture's batch, and
+  returns ``all_test_proba`` [G, T, C] too. ``train_y`` may be any labels;
   columns of the scores follow ``classes = np.unique(train_y)``.
   ``val_masks`` ([folds, n_train] bool) overrides the folds. Returns
   ``classes``, ``test_proba`` [T, C] of the selected grid point's refit,
   ``best`` ({'hidden', 'alpha'}), ``grid`` (list of {'hidden', 'alpha',
-  'mean_val_accuracy', 'val_accuracy', 'n_iter', 'converged'}: per fold,
-  the refit last), ``cv_accuracy`` (the best mean validation accuracy), the
-  fold info and ``seconds``. ``progress``: the description of a bar that
-  counts finished fits (None: no bar).
+  'mean_val_accuracy', 'val_accuracy', 'n_iter', 'converged'}, per fold),
+  ``refits`` ({'index', 'n_iter', 'converged'} per refit),
+  ``fit_iterations`` (every fit's), ``cv_accuracy`` (the best mean
+  validation accuracy), the fold info and ``seconds``. ``progress``: the
+  description of a bar that counts finished fits (None: no bar).
   """
   start = time.perf_counter()
   train_x = np.asarray(train_x, np.float32)
@@ -635,6 +687,8 @@ def cross_validate(
       f'train labels must be [{len(train_x)}] (train embeddings '
       f'rows), got shape {np.shape(train_y)}'
     )
+  if refit not in REFITS:
+    raise ValueError(f'unknown refit {refit!r}; valid: {REFITS}')
   classes, y = np.unique(np.asarray(train_y), return_inverse=True)
   if val_masks is None:
     val_masks, info = stratified_folds(y, folds, shuffle=shuffle, seed=seed)
@@ -643,84 +697,127 @@ def cross_validate(
     info = {'fold_method': 'given', 'classes_below_folds': None}
   archs, alpha_sets = _grid(head, hidden_sizes, alphas)
   dim = train_x.shape[1]
-  if center:
-    # Exact: x W + b = (x - m) W + (b + m W), and biases are not penalised.
-    # Embeddings whose cosines are all ~0.99 become well conditioned.
-    mean = train_x.mean(axis=0, dtype=np.float64).astype(np.float32)
-    train_x, test_x = train_x - mean, test_x - mean
-  if reduce_rank and train_x.shape[0] < dim:
-    train_x, test_x = rank_reduce(train_x, test_x)
+  basis = fit_basis(train_x, center=center, reduce_rank=reduce_rank)
+  train_x, test_x = basis.project(train_x), basis.project(test_x)
   num_folds = int(val_masks.shape[0])
-  train_masks = np.concatenate([~val_masks, np.ones((1, len(y)), bool)]).astype(
-    np.float32
-  )
+  refit_all = refit == 'all'
+  train_masks = (~val_masks).astype(np.float32)
+  if refit_all:  # An extra "fold": all train rows.
+    train_masks = np.concatenate(
+      [train_masks, np.ones((1, len(y)), np.float32)]
+    )
   x, y_dev = jnp.asarray(train_x), jnp.asarray(y, jnp.int32)
   test_dev, val_dev = jnp.asarray(test_x), jnp.asarray(val_masks)
-  grid, val_accs, probas = [], [], []
-  total = sum((num_folds + 1) * len(a) for a in alpha_sets)
+  grid, probas, refits, starts = [], [], [], []
+  num_points = sum(len(a) for a in alpha_sets)
+  total = num_folds * num_points + (num_points if refit_all else 1)
   with progress_lib.bar(
     progress or '', total, 'fit', enabled=progress is not None
   ) as bar:
-    for i, (hidden, arch_alphas) in enumerate(zip(archs, alpha_sets)):
-      bar.set_postfix_str(f'{_arch_name(hidden)} starting')
-      dims = (dim, *hidden, len(classes))
-      key = jax.random.fold_in(jax.random.PRNGKey(seed), i)
-      params0 = init_params(
-        key, (x.shape[1], *dims[1:]), zeros=not hidden, fan_in0=dim
-      )
-      g = len(arch_alphas)
 
-      def finished(count, iteration, hidden=hidden):
+    def run(params0, masks, alphas, hidden):
+      def finished(count, iteration):
         bar.update(count)
         bar.set_postfix_str(f'{_arch_name(hidden)} iteration {iteration}')
 
-      fits = fit_batch(
+      bar.set_postfix_str(f'{_arch_name(hidden)} starting')
+      return fit_batch(
         params0,
         x,
         y_dev,
-        np.repeat(train_masks, g, axis=0),  # Fold-major: (fold, alpha).
-        np.tile(np.asarray(arch_alphas, np.float32), num_folds + 1),
+        masks,
+        np.asarray(alphas, np.float32),
         max_iter=max_iter,
         tol=tol,
-        solver=solver,
         on_chunk=finished,
       )
-      val_acc, proba = jax.device_get(
-        _grid_scores(
-          fits['params'], x, y_dev, val_dev, test_dev, num_folds=num_folds
-        )
+
+    for i, (hidden, arch_alphas) in enumerate(zip(archs, alpha_sets)):
+      key = jax.random.fold_in(jax.random.PRNGKey(seed), i)
+      params0 = init_params(
+        key,
+        (x.shape[1], *hidden, len(classes)),
+        zeros=not hidden,
+        fan_in0=dim,
       )
-      n_iter = fits['n_iter'].reshape(num_folds + 1, g)
-      converged = fits['converged'].reshape(num_folds + 1, g)
+      g = len(arch_alphas)
+      fits = run(
+        params0,
+        np.repeat(train_masks, g, axis=0),  # Fold-major: (fold, alpha).
+        np.tile(arch_alphas, len(train_masks)),
+        hidden,
+      )
+      params = jax.tree.map(lambda leaf: leaf[: num_folds * g], fits['params'])
+      val_acc = np.asarray(
+        _val_accuracy(params, x, y_dev, val_dev, num_folds=num_folds)
+      )
+      n_iter = fits['n_iter'].reshape(len(train_masks), g)
+      converged = fits['converged'].reshape(len(train_masks), g)
       for j, alpha in enumerate(arch_alphas):
+        starts.append(params0)
         grid.append(
           {
             'hidden': hidden,
             'alpha': float(alpha),
             'mean_val_accuracy': float(np.mean(val_acc[:, j])),
             'val_accuracy': [float(v) for v in val_acc[:, j]],
-            'n_iter': [int(v) for v in n_iter[:, j]],
-            'converged': [bool(v) for v in converged[:, j]],
+            'n_iter': [int(v) for v in n_iter[:num_folds, j]],
+            'converged': [bool(v) for v in converged[:num_folds, j]],
           }
         )
-      val_accs.append(val_acc)
-      probas.append(proba)
-  mean_acc = np.array([g['mean_val_accuracy'] for g in grid])
-  best = int(np.argmax(mean_acc))  # The first of ties, as GridSearchCV.
-  all_proba = np.concatenate(probas)
-  n_iter = np.array([g['n_iter'] for g in grid])
+        if refit_all:
+          refits.append(
+            {
+              'index': len(grid) - 1,
+              'n_iter': int(n_iter[-1, j]),
+              'converged': bool(converged[-1, j]),
+            }
+          )
+      if refit_all:
+        last = jax.tree.map(lambda leaf: leaf[num_folds * g :], fits['params'])
+        probas.append(np.asarray(_batch_proba(last, test_dev)))
+    mean_acc = np.array([p['mean_val_accuracy'] for p in grid])
+    best = int(np.argmax(mean_acc))  # The first of ties, as GridSearchCV.
+    if not refit_all:
+      point = grid[best]
+      fits = run(
+        starts[best],
+        np.ones((1, len(y)), np.float32),
+        [point['alpha']],
+        point['hidden'],
+      )
+      refits.append(
+        {
+          'index': best,
+          'n_iter': int(fits['n_iter'][0]),
+          'converged': bool(fits['converged'][0]),
+        }
+      )
+      test_proba = np.asarray(_batch_proba(fits['params'], test_dev))[0]
+  out = {}
+  if refit_all:
+    all_proba = np.concatenate(probas)
+    test_proba = all_proba[best]
+    out['all_test_proba'] = all_proba
+  iterations = np.array(
+    [n for p in grid for n in p['n_iter']] + [r['n_iter'] for r in refits]
+  )
+  capped = [not c for p in grid for c in p['converged']]
+  capped += [not r['converged'] for r in refits]
   return {
     'classes': classes,
-    'test_proba': all_proba[best],
-    'all_test_proba': all_proba,
+    'test_proba': test_proba,
+    **out,
     'best': {'hidden': grid[best]['hidden'], 'alpha': grid[best]['alpha']},
     'best_index': best,
     'cv_accuracy': grid[best]['mean_val_accuracy'],
     'grid': grid,
+    'refits': refits,
+    'fit_iterations': iterations,
     'num_folds': num_folds,
-    'n_iter_max': int(n_iter.max()),
-    'n_iter_mean': float(n_iter.mean()),
-    'num_capped': int(sum(not c for g in grid for c in g['converged'])),
+    'n_iter_max': int(iterations.max()),
+    'n_iter_mean': float(iterations.mean()),
+    'num_capped': int(sum(capped)),
     **info,
     'seconds': time.perf_counter() - start,
   }
@@ -740,7 +837,6 @@ def fit_head(
   arch_index: int = 0,
   max_iter: int = MAX_ITER,
   tol: float = TOL,
-  solver: str = 'lbfgs',
 ) -> tuple[Params, np.ndarray]:
   """One head on all of ``train_x`` (no CV, no centring or rank reduction).
 
@@ -761,7 +857,6 @@ def fit_head(
     np.array([alpha], np.float32),
     max_iter=max_iter,
     tol=tol,
-    solver=solver,
   )
   return jax.tree.map(lambda leaf: leaf[0], fits['params']), classes
 
@@ -974,7 +1069,6 @@ def few_label_eval(
   folds: int = 5,
   max_iter: int = MAX_ITER,
   tol: float = TOL,
-  solver: str = 'lbfgs',
   normalize: bool = True,
   reduce_rank: bool = True,
   mlp_hidden=None,
@@ -1063,7 +1157,6 @@ def few_label_eval(
         seed=seed,
         max_iter=max_iter,
         tol=tol,
-        solver=solver,
         reduce_rank=reduce_rank,
         progress=desc,
       )

@@ -147,15 +147,49 @@ def test_fit_stops_by_sklearns_rule(monkeypatch):
   np.testing.assert_array_equal(dropped['converged'], batch['converged'])
 
 
-def _sklearn_like(kind, *, n=600, dim=96, num_classes=30, seed=0):
-  """L2-normalised features: 'clustered' (well separated classes) or
-  'random_init' (a shared direction dominates: pairwise cosines ~0.99, as
-  a random-init backbone's)."""
+def test_line_search_accepts_armijo_step_with_its_gradient():
+  x, y = _blobs(60, 4, 3, seed=4)
+  # Mostly penalty, from small weights: the first trial (a unit step along
+  # the normalised gradient) overshoots the minimum and is halved.
+  args = (jnp.asarray(x), jnp.asarray(y), jnp.ones(60), jnp.float32(1e3))
+  params0 = jax.tree.map(
+    lambda leaf: 0.05 * leaf,
+    classifiers.init_params(jax.random.PRNGKey(1), (4, 5, 3)),
+  )
+  f0 = classifiers.start_fit(params0, *args)
+  step = jax.jit(classifiers.evaluate_fit)
+  f = step(f0, *args)
+  evaluations = 1
+  while int(f.n_iter) == 0:
+    f = step(f, *args)
+    evaluations += 1
+  assert evaluations > 1 and int(f.n_eval) == 1 + evaluations  # + the start
+  # Accepted at the last trial's step, with Armijo's sufficient decrease.
+  t = float(f.last_step)
+  assert t == 0.5 ** (evaluations - 1)
+  expected = jax.tree.map(lambda p, d: p + t * d, params0, f.direction)
+  for got, want in zip(jax.tree.leaves(f.params), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+  assert float(f.slope) < 0
+  assert float(f.value) <= float(f0.value) + classifiers.ARMIJO * t * float(
+    f.slope
+  )
+  # The stored value and gradient are the accepted point's.
+  value, grad = jax.value_and_grad(classifiers.objective)(f.params, *args)
+  np.testing.assert_allclose(float(f.value), float(value), rtol=1e-6)
+  for got, want in zip(jax.tree.leaves(f.grad), jax.tree.leaves(grad)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def _sklearn_like(kind, *, n=400, dim=64, num_classes=20, seed=0):
+  """L2-normalised features: 'clustered' (separated classes, with overlap)
+  or 'random_init' (a shared direction dominates: pairwise cosines ~0.99,
+  as a random-init backbone's)."""
   rng = np.random.default_rng(seed)
   y = rng.permutation(np.arange(n) % num_classes)
   centres = rng.normal(size=(num_classes, dim))
   if kind == 'clustered':
-    x = centres[y] + 1.2 * rng.normal(size=(n, dim))
+    x = centres[y] + 2.0 * rng.normal(size=(n, dim))
   else:
     common = np.abs(rng.normal(size=dim)) + 1.0
     x = common + 0.04 * centres[y] + 0.06 * rng.normal(size=(n, dim))
@@ -165,41 +199,56 @@ def _sklearn_like(kind, *, n=600, dim=96, num_classes=30, seed=0):
 
 @pytest.mark.parametrize('kind', ['clustered', 'random_init'])
 def test_mlp_at_convergence_matches_sklearn(kind):
-  """Test accuracy within 2 points of MLPClassifier(max_iter=10_000)."""
+  """MLPClassifier(max_iter=10_000) from the same starts, on 4 starts.
+
+  alpha 0.1: mean test accuracy within 2 points. alpha 0.01 on
+  random-init-like features has many minima: one fit's accuracy moves by
+  ~13 points (standard deviation over starts, either side; scikit-learn
+  with 1 or 2 BLAS threads moved one fit by 23), so there the test asks
+  for minima as low as scikit-learn's.
+  """
   import warnings  # pylint: disable=g-import-not-at-top
 
   from sklearn.neural_network import MLPClassifier  # pylint: disable=g-import-not-at-top
+  from threadpoolctl import threadpool_limits  # pylint: disable=g-import-not-at-top
 
   x, y = _sklearn_like(kind)
   cos = (x @ x.T)[np.triu_indices(len(x), 1)]
   assert (np.median(cos) > 0.98) == (kind == 'random_init')
-  train = np.arange(len(x)) < 450
-  # One validation fold (the CV is tested elsewhere): the refits of both
-  # alphas on all train rows are what sklearn fits.
-  val = np.zeros((1, 450), bool)
-  val[0, ::5] = True
-  cv = classifiers.cross_validate(
-    x[train],
-    y[train],
-    x[~train],
-    hidden_sizes=[(32,)],
-    alphas=(0.01, 0.1),
-    val_masks=val,
-  )
-  assert cv['num_capped'] == 0
-  ours, theirs = [], []
-  for g, alpha in enumerate((0.01, 0.1)):
-    pred = cv['classes'][np.argmax(cv['all_test_proba'][g], axis=1)]
-    ours.append(np.mean(pred == y[~train]))
-    with warnings.catch_warnings():
-      warnings.simplefilter('error')  # No ConvergenceWarning: converged.
+  train = np.arange(len(x)) < 300
+  alphas = (0.01, 0.1)
+  accuracy, value = np.zeros((2, 4, 2)), np.zeros((2, 4, 2))  # side, seed, a
+  for seed in range(4):
+    # What cross_validate fits (n_train > dim: no rank reduction).
+    params0 = classifiers.init_params(jax.random.PRNGKey(seed), (64, 32, 20))
+    fits = classifiers.fit_batch(
+      params0, x[train], y[train], np.ones((2, 300), np.float32), alphas
+    )
+    assert fits['converged'].all()
+    for g, alpha in enumerate(alphas):
+      params = jax.tree.map(lambda leaf, g=g: leaf[g], fits['params'])
+      pred = np.argmax(classifiers.predict_proba(params, x[~train]), axis=1)
+      accuracy[0, seed, g] = np.mean(pred == y[~train])
+      value[0, seed, g] = fits['value'][g]
       mlp = MLPClassifier(
         (32,), alpha=alpha, solver='lbfgs', max_iter=10_000, random_state=0
-      ).fit(x[train], y[train])
-    theirs.append(mlp.score(x[~train], y[~train]))
-  np.testing.assert_allclose(ours, theirs, atol=0.02)
-  # Features a head can learn from, above chance (1/30) by far.
-  assert min(theirs) > 0.3
+      )
+      layers = iter([(np.float64(p['w']), np.float64(p['b'])) for p in params0])
+      mlp._init_coef = lambda *_, layers=layers: next(layers)  # Our start.
+      # One BLAS thread: 10x faster for these small matrices on 2 cores.
+      with warnings.catch_warnings(), threadpool_limits(1):
+        warnings.simplefilter('error')  # No ConvergenceWarning: converged.
+        mlp.fit(x[train], y[train])
+      accuracy[1, seed, g] = mlp.score(x[~train], y[~train])
+      value[1, seed, g] = mlp.loss_
+  mean_accuracy, mean_value = accuracy.mean(1), value.mean(1)
+  assert abs(mean_accuracy[0, 1] - mean_accuracy[1, 1]) <= 0.02, accuracy
+  assert np.all(mean_value[0] <= mean_value[1] * 1.02), value
+  if kind == 'clustered':  # One minimum: both alphas agree.
+    assert abs(mean_accuracy[0, 0] - mean_accuracy[1, 0]) <= 0.02, accuracy
+  # Features a head can learn from, above chance (1/20) by far, and not
+  # trivially (a test that all heads pass says nothing).
+  assert 0.3 < mean_accuracy[1].min() and mean_accuracy[1].max() < 0.99
 
 
 def test_cv_picks_what_a_python_loop_picks(problem):
@@ -211,8 +260,8 @@ def test_cv_picks_what_a_python_loop_picks(problem):
     test_x,
     head='linear',
     alphas=alphas,
-    center=False,
     reduce_rank=False,
+    refit='all',
   )
   masks, info = classifiers.stratified_folds(
     np.unique(train_y, return_inverse=True)[1], 5
@@ -267,6 +316,13 @@ def test_cv_picks_what_a_python_loop_picks(problem):
   np.testing.assert_array_equal(
     cv['test_proba'], cv['all_test_proba'][cv['best_index']]
   )
+  # GridSearchCV's refit: only the selected point, the same fit.
+  best = classifiers.cross_validate(
+    train_x, train_y, test_x, head='linear', alphas=alphas, reduce_rank=False
+  )
+  assert 'all_test_proba' not in best and best['grid'] == cv['grid']
+  assert [r['index'] for r in best['refits']] == [cv['best_index']]
+  np.testing.assert_allclose(best['test_proba'], cv['test_proba'], atol=1e-3)
 
 
 def test_mlp_cv_is_deterministic_for_a_seed(problem):
@@ -280,7 +336,8 @@ def test_mlp_cv_is_deterministic_for_a_seed(problem):
   )
   cv = classifiers.cross_validate(train_x, train_y, test_x, **kw)
   assert [g['hidden'] for g in cv['grid']] == [(6,), (4, 3)]
-  assert all(len(g['n_iter']) == 6 for g in cv['grid'])  # 5 folds + refit
+  assert all(len(g['n_iter']) == 5 for g in cv['grid'])  # 5 folds
+  assert len(cv['refits']) == 1 and len(cv['fit_iterations']) == 11
   assert 0 < cv['n_iter_max'] <= STEPS
   again = classifiers.cross_validate(train_x, train_y, test_x, **kw)
   np.testing.assert_array_equal(cv['test_proba'], again['test_proba'])
@@ -457,9 +514,9 @@ def test_few_label_bar_counts_finished_fits(monkeypatch, caplog):
       x, y, split='standard', heads=('mlp',), keep_details=True, **kw
     )
   (bar,) = bars
-  # 2 architectures x (5 folds + refit) x 2 alphas, counted as they finish.
-  assert bar.desc.startswith('standard/mlp') and bar.n == bar.total == 24
-  assert len(counts) > 2 and sum(n for _, n, _ in counts) == 24
+  # 2 architectures x 5 folds x 2 alphas + the refit, counted as they end.
+  assert bar.desc.startswith('standard/mlp') and bar.n == bar.total == 21
+  assert len(counts) > 2 and sum(n for _, n, _ in counts) == 21
   assert [before for before, _, _ in counts] == list(
     np.cumsum([0] + [n for _, n, _ in counts[:-1]])
   )
