@@ -307,12 +307,13 @@ def evaluate_fit(
   # A new line search: the direction from the memory, updated with the
   # accepted point (optax stores the pair (p_k+1 - p_k, g_k+1 - g_k) here).
   direction, memory = lbfgs.update(f.grad, f.memory, f.params)
+  reset = lbfgs.init(f.params)
   slope = optax.tree.vdot(f.grad, direction)
   downhill = jnp.isfinite(slope) & (slope < 0)
   scale = jnp.minimum(1.0, 1.0 / optax.tree.norm(f.grad))
   steepest = jax.tree.map(lambda g: -scale * g, f.grad)
   direction = _where(downhill, direction, steepest)
-  memory = _where(downhill, memory, lbfgs.init(f.params))
+  memory = _where(downhill, memory, reset)
   slope = jnp.where(
     downhill, slope, -scale * optax.tree.norm(f.grad, squared=True)
   )
@@ -340,7 +341,7 @@ def evaluate_fit(
     params=_where(take, trial, f.params),
     value=jnp.where(take, value, f.value),
     grad=new_grad,
-    memory=_where(ends & ~progress, lbfgs.init(f.params), memory),
+    memory=_where(ends & ~progress, reset, memory),
     direction=direction,
     slope=slope,
     step=0.5 * step,
@@ -578,7 +579,7 @@ def _val_accuracy(params, x, y, val_masks, *, num_folds):
   )
 
 
-_batch_proba = jax.jit(jax.vmap(lambda p, x: predict_proba(p, x), (0, None)))
+_batch_proba = jax.jit(jax.vmap(predict_proba, (0, None)))
 
 
 def _grid(head: str, hidden_sizes, alphas):
