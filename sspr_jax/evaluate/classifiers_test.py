@@ -320,7 +320,14 @@ def test_cv_picks_what_a_python_loop_picks(problem):
   best = classifiers.cross_validate(
     train_x, train_y, test_x, head='linear', alphas=alphas, reduce_rank=False
   )
-  assert 'all_test_proba' not in best and best['grid'] == cv['grid']
+  assert 'all_test_proba' not in best
+  # Same fold fits: the batches differ in size (refits), and batched matmuls
+  # of another size round differently, which can move a stop by an
+  # iteration (seen on one CPU, not another).
+  for a, b in zip(best['grid'], cv['grid']):
+    assert a['val_accuracy'] == b['val_accuracy']
+    np.testing.assert_allclose(a['n_iter'], b['n_iter'], atol=2)
+  assert best['best_index'] == cv['best_index']
   assert [r['index'] for r in best['refits']] == [cv['best_index']]
   np.testing.assert_allclose(best['test_proba'], cv['test_proba'], atol=1e-3)
 
