@@ -86,54 +86,91 @@ def sklearn_mlp(hidden, alpha, max_iter, seed=0):
   )
 
 
+def best_blas_threads(train_x, train_y, hidden, alpha, choice: str) -> dict:
+  """The BLAS thread count scikit-learn's fits run with: ``choice`` (a
+  number), or 'auto': the faster of 1 and all cores on a 30-iteration fit of
+  ``(hidden, alpha)`` (on small matrices and a busy machine OpenBLAS's
+  threads made fits 7-10x slower here; on large ones they help)."""
+  import os  # pylint: disable=g-import-not-at-top
+
+  from threadpoolctl import threadpool_limits  # pylint: disable=g-import-not-at-top
+
+  if choice != 'auto':
+    return {'threads': int(choice), 'probe_ms_per_iteration': {}}
+  probe = {}
+  for threads in sorted({1, os.cpu_count() or 1}):
+    clf = sklearn_mlp(hidden, alpha, 30)
+    with threadpool_limits(threads), warnings.catch_warnings():
+      warnings.simplefilter('ignore')
+      start = time.perf_counter()
+      clf.fit(train_x, train_y)
+      probe[threads] = 1e3 * (time.perf_counter() - start) / clf.n_iter_
+  best = min(probe, key=probe.get)
+  print(f'  sklearn BLAS threads {best} (ms an iteration: {probe})', flush=True)
+  return {'threads': best, 'probe_ms_per_iteration': probe}
+
+
 def sklearn_grid_seconds(
-  train_x, train_y, masks, grid, *, max_iter: int, points: int, deadline=None
+  train_x,
+  train_y,
+  masks,
+  grid,
+  *,
+  max_iter: int,
+  points: int,
+  all_folds: bool = False,
+  deadline=None,
 ) -> dict:
-  """GridSearchCV's time, extrapolated from fold 0's fits of some points.
+  """GridSearchCV's time, from the fits of some grid points.
 
   ``grid``: [(hidden, alpha)]; ``points``: how many of it (spread over the
-  architectures, alpha 0.01 first) or which (grid indices) are fitted on
-  fold 0's train rows. Estimate: each timed
-  fit stands for its point's 5 folds; untimed points cost the mean timed
-  fit; the refit costs the mean fit scaled by n_train / n_fold_train (L-BFGS
-  cost per iteration is linear in the rows).
+  architectures, alpha 0.01 first) or which (grid indices) are fitted, on
+  fold 0's train rows or (``all_folds``) on every fold's. Estimate: a timed
+  point costs its timed fits (fold 0's stands for all 5); untimed points cost
+  the mean timed point; the refit costs the mean fit scaled by n_train /
+  n_fold_train (L-BFGS cost per iteration is linear in the rows).
   """
   if isinstance(points, int):
     order = sorted(range(len(grid)), key=lambda i: (i % 2, i))[:points]
   else:
     order = list(points)
-  timed = {}
-  fold_train = np.flatnonzero(~masks[0])
+  folds = len(masks)
+  timed, point_seconds = [], {}
   for i in order:
     if timed and deadline is not None and time.perf_counter() > deadline:
       break
     hidden, alpha = grid[i]
-    clf = sklearn_mlp(hidden, alpha, max_iter)
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-      warnings.simplefilter('ignore')  # Small classes, ConvergenceWarning.
-      clf.fit(train_x[fold_train], train_y[fold_train])
-    seconds = time.perf_counter() - start
-    timed[i] = {
-      'hidden': list(hidden),
-      'alpha': alpha,
-      'seconds': seconds,
-      'n_iter': int(clf.n_iter_),
-      'ms_per_iteration': 1e3 * seconds / max(clf.n_iter_, 1),
-    }
-    print(f'  sklearn fold 0 {timed[i]}', flush=True)
-  mean = float(np.mean([t['seconds'] for t in timed.values()]))
-  folds = len(masks)
-  search = sum(
-    (timed[i]['seconds'] if i in timed else mean) * folds
-    for i in range(len(grid))
-  )
-  refit = mean * len(train_y) / len(fold_train)
+    fits = []
+    for fold in range(folds) if all_folds else (0,):
+      fold_train = np.flatnonzero(~masks[fold])
+      clf = sklearn_mlp(hidden, alpha, max_iter)
+      start = time.perf_counter()
+      with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # Small classes, ConvergenceWarning.
+        clf.fit(train_x[fold_train], train_y[fold_train])
+      seconds = time.perf_counter() - start
+      fits.append(
+        {
+          'hidden': list(hidden),
+          'alpha': alpha,
+          'fold': fold,
+          'seconds': seconds,
+          'n_iter': int(clf.n_iter_),
+          'ms_per_iteration': 1e3 * seconds / max(clf.n_iter_, 1),
+        }
+      )
+      print(f'  sklearn fold {fold} {fits[-1]}', flush=True)
+    timed += fits
+    point_seconds[i] = sum(f['seconds'] for f in fits) * folds / len(fits)
+  mean_point = float(np.mean(list(point_seconds.values())))
+  search = sum(point_seconds.get(i, mean_point) for i in range(len(grid)))
+  n_fold_train = np.mean([np.sum(~m) for m in masks])
+  refit = mean_point / folds * len(train_y) / n_fold_train
   return {
     'seconds': search + refit,
     'fits_timed': len(timed),
     'fits_total': len(grid) * folds + 1,
-    'timed': list(timed.values()),
+    'timed': timed,
   }
 
 
@@ -289,10 +326,25 @@ def run(args) -> dict:
     points = (
       [int(v) for v in points.split(',')] if ',' in points else int(points)
     )
-  if points:
-    sk = sklearn_grid_seconds(
-      train_x, train_y, masks, grid, max_iter=max_iter, points=points
+  from threadpoolctl import threadpool_limits  # pylint: disable=g-import-not-at-top
+
+  if points or args.sklearn_refit:
+    out['sklearn_blas'] = best_blas_threads(
+      train_x[~masks[0]], train_y[~masks[0]], *grid[0], args.sklearn_threads
     )
+  threads = out.get('sklearn_blas', {}).get('threads')
+  blas = lambda: threadpool_limits(threads)  # noqa: E731
+  if points:
+    with blas():
+      sk = sklearn_grid_seconds(
+        train_x,
+        train_y,
+        masks,
+        grid,
+        max_iter=max_iter,
+        points=points,
+        all_folds=args.sklearn_all_folds,
+      )
     out['sklearn'] = sk
     thesis = out['presets'].get('thesis')
     if thesis:
@@ -301,7 +353,7 @@ def run(args) -> dict:
     best = out['presets']['thesis']['best']
     clf = sklearn_mlp(best['hidden'], best['alpha'], max_iter)
     start = time.perf_counter()
-    with warnings.catch_warnings():
+    with blas(), warnings.catch_warnings():
       warnings.simplefilter('ignore')
       clf.fit(train_x, train_y)
     out['sklearn_refit'] = {
@@ -336,13 +388,17 @@ def table(r: dict) -> str:
   sk = r.get('sklearn')
   if sk:
     iters = ', '.join(str(t['n_iter']) for t in sk['timed'])
+    which = (
+      'all folds' if len({t['fold'] for t in sk['timed']}) > 1 else 'fold 0'
+    )
     ms = np.mean([t['ms_per_iteration'] for t in sk['timed']])
     lines.append(
       f'| scikit-learn GridSearchCV, max_iter 10,000 | '
       f'{(sk["fits_total"] - 1) // 5} points x 5 folds + refit | '
       f'~{sk["seconds"]:.0f} (extrapolated from {sk["fits_timed"]} of '
-      f'{sk["fits_total"]} fits; {ms:.1f} ms an iteration) | | | | '
-      f'fold 0: {iters} |'
+      f'{sk["fits_total"]} fits; {ms:.1f} ms an iteration, '
+      f'{r["sklearn_blas"]["threads"]} BLAS threads) | | | | '
+      f'{which}: {iters} |'
     )
   refit = r.get('sklearn_refit')
   if refit:
@@ -419,6 +475,17 @@ def main(argv=None) -> None:
     type=int,
     default=1,
     help="1: scikit-learn's fit of the chosen point, for test accuracy",
+  )
+  parser.add_argument(
+    '--sklearn_all_folds',
+    action='store_true',
+    help='fit every fold of the --sklearn_points (default: fold 0 only)',
+  )
+  parser.add_argument(
+    '--sklearn_threads',
+    default='auto',
+    help="scikit-learn's BLAS threads: a number, or 'auto' (the faster of 1 "
+    'and all cores on a short fit)',
   )
   parser.add_argument('--smoke', action='store_true')
   parser.add_argument('--json', default=None, help='also write results here')

@@ -42,6 +42,8 @@ def test_smoke_run(tmp_path, capsys):
   assert 0 < thesis['test_accuracy'] <= 1 and thesis['seconds'] > 0
   assert r['sklearn']['fits_timed'] == 2 and r['sklearn']['fits_total'] == 11
   assert r['sklearn']['seconds'] > 0 and r['speedup'] > 0
+  blas = r['sklearn_blas']  # JSON keys are strings.
+  assert str(blas['threads']) in blas['probe_ms_per_iteration']
   (same,) = r['same_fits']
   assert [f['alpha'] for f in same['ours']['fits']] == [0.01, 0.1]
   assert all(f['n_iter'] > 0 for f in same['sklearn']['fits'])

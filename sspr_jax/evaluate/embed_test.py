@@ -1,7 +1,6 @@
 """`embed`: dataset order, padding, and the same features on 1 device, 2
 devices and 2 processes."""
 
-import os
 import socket
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import pytest
 import tqdm
 
 from sspr_jax.evaluate import embed as embed_lib
-from sspr_jax.train.trainer_test import REPO
+from sspr_jax.train.trainer_test import REPO, child_env
 
 # A list source: 32 x 32 photos stay as they are under the loader's
 # shorter-side resize + centre crop to 32, so features can be recomputed.
@@ -120,11 +119,11 @@ def _free_port() -> int:
 
 
 def test_two_devices_and_two_processes_match_one_device(tmp_path):
-  base = dict(os.environ, PYTHONPATH=REPO)
+  base = child_env()
   one = _run([_COMPARE, str(tmp_path / 'one.npz')], base)
   two_devices = _run(
     [_COMPARE, str(tmp_path / 'two_devices.npz')],
-    dict(base, XLA_FLAGS='--xla_force_host_platform_device_count=2'),
+    child_env(XLA_FLAGS='--xla_force_host_platform_device_count=2'),
   )
   port = _free_port()
   distributed = textwrap.dedent(f"""

@@ -103,13 +103,16 @@ def test_tiny_output_shape_and_finite(tiny_setup):
 def test_train_mode_uses_batch_stats_and_updates_running_stats(tiny_setup):
   model, variables, x = tiny_setup
   x = 3.0 * x + 1.0
-  train_out, updates = model.apply(
-    variables,
-    x,
-    train=True,
-    mutable=['batch_stats', 'intermediates'],
-    capture_intermediates=lambda mdl, _: mdl.name == 'conv1',
-  )
+  # Jitted throughout: eager applies compile every op one by one.
+  train_out, updates = jax.jit(
+    lambda v, x: model.apply(
+      v,
+      x,
+      train=True,
+      mutable=['batch_stats', 'intermediates'],
+      capture_intermediates=lambda mdl, _: mdl.name == 'conv1',
+    )
+  )(variables, x)
   conv1_out = updates['intermediates']['conv1']['__call__'][0]
   stats = updates['batch_stats']['bn1']
   # torch momentum 0.1 == Flax 0.9; running stats start at mean 0, var 1.
@@ -119,15 +122,16 @@ def test_train_mode_uses_batch_stats_and_updates_running_stats(tiny_setup):
   np.testing.assert_allclose(
     stats['var'], 0.9 + 0.1 * conv1_out.var(axis=(0, 1, 2)), rtol=1e-4
   )
-  eval_out = model.apply(variables, x, train=False)
+  evaluate = jax.jit(lambda v, x: model.apply(v, x, train=False))
+  eval_out = evaluate(variables, x)
   # Eval mode uses the running stats, not the batch's, so outputs differ; and
   # it treats examples independently while train mode mixes the batch.
   assert not np.allclose(train_out, eval_out, atol=1e-3)
-  single = model.apply(variables, x[:1], train=False)
+  single = evaluate(variables, x[:1])
   np.testing.assert_allclose(single, eval_out[:1], rtol=1e-4, atol=1e-5)
-  single_train, _ = model.apply(
-    variables, x[:2], train=True, mutable=['batch_stats']
-  )
+  single_train, _ = jax.jit(
+    lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'])
+  )(variables, x[:2])
   assert not np.allclose(single_train, train_out[:2], atol=1e-4)
 
 
@@ -169,11 +173,14 @@ def test_zero_init_residual_makes_residual_branches_zero(tiny_setup):
 def test_bfloat16_compute_with_float32_params():
   model = resnet.get_backbone('resnet_tiny', dtype=jnp.bfloat16)
   x = jax.random.normal(jax.random.key(3), (2, 32, 32, 3))
-  variables = model.init(jax.random.key(0), x, train=False)
+  variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(
+    x
+  )
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))
-  out = model.apply(variables, x, train=False)
+  out = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
   assert out.dtype == jnp.bfloat16 and out.shape == (2, 64)
-  ref = resnet.get_backbone('resnet_tiny').apply(variables, x, train=False)
+  f32 = resnet.get_backbone('resnet_tiny')
+  ref = jax.jit(lambda v, x: f32.apply(v, x, train=False))(variables, x)
   np.testing.assert_allclose(out.astype(jnp.float32), ref, rtol=0.1, atol=0.05)
 
 
@@ -203,10 +210,10 @@ def test_fast_max_pool_gives_the_same_network():
   )
   fast = resnet.get_backbone('resnet_tiny')
   slow = resnet.get_backbone('resnet_tiny', fast_max_pool=False)
-  variables = fast.init(jax.random.key(0), x, train=False)
+  variables = jax.jit(lambda x: fast.init(jax.random.key(0), x, train=False))(x)
   loss = lambda m: lambda v: jnp.sum(m.apply(v, x, train=False) ** 2)
   (a, ga), (b, gb) = (
-    jax.value_and_grad(loss(m))(variables) for m in (fast, slow)
+    jax.jit(jax.value_and_grad(loss(m)))(variables) for m in (fast, slow)
   )
   np.testing.assert_allclose(a, b, rtol=1e-6)
   for u, v in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
@@ -264,7 +271,10 @@ def test_small_map_conv_gives_the_same_network():
     kw = dict(dtype=jnp.float64, param_dtype=jnp.float64)
     fast = resnet.get_backbone('resnet_tiny', **kw)
     slow = resnet.get_backbone('resnet_tiny', small_map_conv=False, **kw)
-    variables = fast.init(jax.random.key(0), x, train=False)
+    # Jitted: eager float64 init compiled ~240 ops one by one (26 s).
+    variables = jax.jit(lambda k: fast.init(k, x, train=False))(
+      jax.random.key(0)
+    )
 
     def loss(m):
       def f(v):
@@ -273,7 +283,6 @@ def test_small_map_conv_gives_the_same_network():
 
       return f
 
-    # Jitted: eager op-by-op dispatch of this gradient took ~30 s.
     (a, ga), (b, gb) = (
       jax.jit(jax.value_and_grad(loss(m)))(variables) for m in (fast, slow)
     )

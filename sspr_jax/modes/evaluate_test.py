@@ -147,7 +147,7 @@ def test_evaluate_config_takes_checkpoints_and_dataset_flags(
   import sys  # pylint: disable=g-import-not-at-top
   import pytest  # pylint: disable=g-import-not-at-top
   from configs import evaluate as evaluate_config  # pylint: disable=g-import-not-at-top
-  from sspr_jax.train.trainer_test import REPO  # pylint: disable=g-import-not-at-top
+  from sspr_jax.train.trainer_test import REPO, child_env  # pylint: disable=g-import-not-at-top
 
   run_dir = tmp_path / 'run'
   config = _config(tiny_raw_data, tiny_datasets, total_steps=2)
@@ -171,7 +171,7 @@ def test_evaluate_config_takes_checkpoints_and_dataset_flags(
     '--config.evaluate.baselines=random',
   ]
   out = subprocess.run(
-    cmd, cwd=REPO, capture_output=True, text=True, timeout=600
+    cmd, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=600
   )
   assert out.returncode == 0, out.stderr[-3000:]
   assert re.search(rf'^  report.md +{workdir}/report.md$', out.stdout, re.M)

@@ -10,6 +10,7 @@ from sspr_jax import modes
 from sspr_jax.core import workdir_lock
 from sspr_jax.modes import modes_test
 from sspr_jax.sweeps import run as run_lib
+from sspr_jax.train.trainer_test import child_env
 
 
 def tiny_args(tiny_raw_data, tiny_datasets):
@@ -47,16 +48,19 @@ def test_sweep_runs_goes_on_past_a_failed_run_skips_and_reports(
   tiny_raw_data, tiny_datasets, tmp_path, monkeypatch, capsys
 ):
   monkeypatch.chdir(modes_test.REPO)
+  # The sweep's runs are child processes: compile them fast (trainer_test).
+  monkeypatch.setenv('XLA_FLAGS', child_env()['XLA_FLAGS'])
   sweep = tmp_path / 'seeds.py'
   sweep.write_text(
     'from configs import common\n\n\n'
     'def get_sweep():\n'
-    "  return 'configs/quickstart.py', common.grid(seed=[0, 1, 2])\n"
+    "  return 'configs/quickstart.py', common.grid(seed=[0, 1])\n"
   )
   root = tmp_path / 'root'
-  # seed=1's workdir is held by a live process (this one): its run fails.
-  (root / 'seed=1').mkdir(parents=True)
-  lock = open(workdir_lock.lock_path(str(root / 'seed=1')), 'w')
+  # seed=0's workdir is held by a live process (this one): its run fails,
+  # and the sweep goes on to seed=1 (one real run: each costs ~20 s of CI).
+  (root / 'seed=0').mkdir(parents=True)
+  lock = open(workdir_lock.lock_path(str(root / 'seed=0')), 'w')
   fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
   argv = ['--sweep', str(sweep), '--workdir', str(root)]
   argv += tiny_args(tiny_raw_data, tiny_datasets)
@@ -64,26 +68,25 @@ def test_sweep_runs_goes_on_past_a_failed_run_skips_and_reports(
     assert run_lib.main(argv) == 1
     out = capsys.readouterr().out
     summary = out[out.index('Sweep ' + str(root)) :]
-    assert 'seed=0' in summary and 'seed=2' in summary
-    assert summary.count(' done') == 2
-    assert 'seed=1' in summary and 'failed (exit 1)' in summary
-    log = (root / 'seed=1' / 'sweep.log').read_text()
+    assert 'seed=1' in summary and summary.count(' done') == 1
+    assert 'seed=0' in summary and 'failed (exit 1)' in summary
+    log = (root / 'seed=0' / 'sweep.log').read_text()
     assert 'is in use by another process' in log
-    for name in ('seed=0', 'seed=2'):
+    for name in ('seed=1',):
       saved = json.loads((root / name / 'config.json').read_text())
       assert saved['seed'] == int(name[-1]) and saved['total_steps'] == 2
       assert (root / name / 'metrics.json').exists()
     text = (root / 'report.md').read_text()
-    assert '| seed=0 | simclr step 2 |' in text
-    assert '| seed=2 | simclr step 2 |' in text
-    assert 'Not in the table: seed=1 (failed (exit 1)).' in text
+    assert '| seed=1 | simclr step 2 |' in text
+    assert '| seed=0 |' not in text
+    assert 'Not in the table: seed=0 (failed (exit 1)).' in text
     assert (root / 'map_over_steps.png').stat().st_size > 1000
 
     # Again: the complete runs are skipped, the locked one fails again.
     assert run_lib.main(argv) == 1
     out = capsys.readouterr().out
-    assert out.count('complete (metrics.json), skipped.') == 2
-    assert out.count('[sweep 2/3] seed=1: python main.py') == 1
+    assert out.count('complete (metrics.json), skipped.') == 1
+    assert out.count('[sweep 1/2] seed=0: python main.py') == 1
   finally:
     lock.close()
   assert sorted(os.listdir(root)) == [
@@ -91,7 +94,6 @@ def test_sweep_runs_goes_on_past_a_failed_run_skips_and_reports(
     'report.md',
     'seed=0',
     'seed=1',
-    'seed=2',
   ]
 
 

@@ -1,6 +1,5 @@
 """kill -9 of a training process, then the same command: nothing is lost."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import pytest
 
 from sspr_jax.core import checkpoint as checkpoint_lib
 from sspr_jax.train.multiprocess_test import _config_file
-from sspr_jax.train.trainer_test import REPO
+from sspr_jax.train.trainer_test import REPO, child_env
 
 STEPS = 8
 
@@ -44,7 +43,7 @@ def _run(cmd):
   out = subprocess.run(
     cmd,
     cwd=REPO,
-    env=dict(os.environ, PYTHONPATH=REPO),
+    env=child_env(),
     capture_output=True,
     text=True,
     timeout=900,
@@ -83,7 +82,7 @@ def test_kill_9_then_rerun_equals_uninterrupted(
   proc = subprocess.Popen(
     cmd,
     cwd=REPO,
-    env=dict(os.environ, PYTHONPATH=REPO),
+    env=child_env(),
     stdout=subprocess.DEVNULL,
     stderr=subprocess.PIPE,
     text=True,

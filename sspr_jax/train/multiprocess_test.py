@@ -59,7 +59,12 @@ def _config_file(tmp_path, objective) -> str:
   return str(path)
 
 
-@pytest.mark.parametrize('objective', ['moco', 'simclr'])
+# MoCo only: its queue, shuffled BN groups and key encoder are the state a
+# process boundary could split. SimCLR's global negatives are the same
+# global-view program on any device layout, checked on 2 devices in
+# trainer_test.test_two_devices_match_one_device (a second two-process run
+# cost ~35-60 s of CI).
+@pytest.mark.parametrize('objective', ['moco'])
 def test_two_processes_match_one_process(
   objective, tiny_raw_data, tiny_datasets, tmp_path
 ):

@@ -20,6 +20,19 @@ from sspr_jax.train import trainer
 REPO = os.path.dirname(
   os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 )
+# XLA:CPU's LLVM passes off: a tiny train step then compiles ~2x faster, and
+# the child processes of the integration tests below are mostly compiles.
+# Their results are compared only with other children's (at this level);
+# the HLO passes, where a program's numerics are decided, still run.
+FAST_COMPILE = '--xla_backend_optimization_level=0'
+
+
+def child_env(**env) -> dict:
+  """The environment of a test's child JAX process: this one's, the repo
+  importable, FAST_COMPILE added to XLA_FLAGS (and to ``env``'s)."""
+  flags = [os.environ.get('XLA_FLAGS', ''), env.pop('XLA_FLAGS', '')]
+  flags = ' '.join(f for f in flags + [FAST_COMPILE] if f)
+  return dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS=flags, **env)
 
 
 def tiny_config(objective: str, **overrides) -> ml_collections.ConfigDict:
@@ -332,11 +345,7 @@ def test_two_devices_match_one_device():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-4)
       print(name, 'ok', l1[-1])
   """)
-  env = dict(
-    os.environ,
-    XLA_FLAGS='--xla_force_host_platform_device_count=2',
-    PYTHONPATH=REPO,
-  )
+  env = child_env(XLA_FLAGS='--xla_force_host_platform_device_count=2')
   out = subprocess.run(
     [sys.executable, '-c', script],
     cwd=REPO,
@@ -434,7 +443,12 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     '--config.batch_size=16',
   ]
   proc = subprocess.Popen(
-    cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    cmd,
+    cwd=REPO,
+    env=child_env(),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
   )
   metrics = workdir / 'metrics.jsonl'
   deadline = time.time() + 400
