@@ -16,7 +16,8 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 # subprocesses (main.py runs, isolated tests, other device counts) inherit:
 # many tests compile the same tiny train step (a run and its resumed rerun,
 # a killed run and its rerun), and on CI's 2 cores compiles are most of the
-# suite's time (trainer and crash tests: 432 s -> 271 s with it). The key
+# suite's time (with it, test_resumed_run_equals_uninterrupted_run took 9 s
+# instead of 22, the failed-checkpoint-write test 17 s instead of 42). The key
 # covers the program, the XLA flags and the devices, so a hit is the same
 # executable; the folder is new each session and removed after it.
 _COMPILE_CACHE = 'JAX_COMPILATION_CACHE_DIR'
