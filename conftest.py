@@ -27,11 +27,6 @@ if _COMPILE_CACHE not in os.environ:
   os.environ[_COMPILE_CACHE] = _OWN_CACHE
   # Eager op-by-op compiles (milliseconds) are not worth a file each.
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
-  if 'jax' in sys.modules:  # Imported by a plugin before the variables.
-    sys.modules['jax'].config.update('jax_compilation_cache_dir', _OWN_CACHE)
-    sys.modules['jax'].config.update(
-      'jax_persistent_cache_min_compile_time_secs', 0.5
-    )
 
 import pytest  # pylint: disable=g-import-not-at-top
 from _pytest.reports import TestReport  # pylint: disable=g-import-not-at-top
