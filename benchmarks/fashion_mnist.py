@@ -463,8 +463,8 @@ def linear_probe(
   of the grid took 10x the time of 30 single ones on CPU (the backtracking
   line search runs until the slowest fit accepts). And the zero start is an
   argument of the jitted fit: `cross_validate` makes it a constant inside
-  its jit, which XLA:CPU of jaxlib 0.10.2 miscompiles (NaN; see
-  `avoid_ynn_fusion_bug`).
+  its jit, which XLA:CPU of jaxlib 0.10.2 miscompiles in a YNNPACK fusion
+  (NaN; `sspr_jax/__init__.py` now keeps those fusions off).
   """
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top

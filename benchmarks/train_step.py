@@ -2,7 +2,7 @@
 
   python benchmarks/train_step.py [--objectives rotnet,jigsaw,moco,simclr]
       [--cases resnet18:96:5,resnet50:224:2] [--batch_size 32] [--warmup 1]
-      [--variants before,after] [--xla_flags '...'] [--no_torch]
+      [--variants small_map,after] [--xla_flags '...'] [--no_torch]
       [--torch_channels_last]
 
 For every case BACKBONE:SIZE:STEPS and objective it times the sspr_jax train
@@ -15,11 +15,12 @@ load from other processes on the shared CPU hits both alike; the table gives
 medians of STEPS timed steps after `--warmup` untimed ones (the JAX compile
 run is extra).
 
-Images/s counts SOURCE images (the batch, 32): RotNet feeds 4 rotations per
-image (4B backbone images), Jigsaw 9 tiles per image (9B tile images of
-size/3 - jitter px), MoCo 2 views (B with gradient + B through the key
-encoder), SimCLR 2 views (2B with gradient). The `views/step` column says
-how many backbone images one step processes.
+Images/s counts SOURCE images (the batch, 32): RotNet feeds the rotations
+per image its config sets (`rotnet.rotations_per_image`: 1, the thesis's, so
+B backbone images; both sides follow it), Jigsaw 9 tiles per image (9B
+tile images of size/3 - jitter px), MoCo 2 views (B with gradient + B
+through the key encoder), SimCLR 2 views (2B with gradient). The
+`views/step` column says how many backbone images one step processes.
 
 Sizes: RotNet/MoCo/SimCLR views are SIZE px crops of uint8 images of
 round(SIZE * 256 / 224) px (the thesis' 256 -> 224); Jigsaw cuts 3x3 tiles
@@ -32,18 +33,26 @@ steps (each variant is its own jitted program; XLA options go per compile):
              reduce_window: variadic reduce-window over iotas + scatter);
   after:     `resnet.max_pool` (custom VJP). The variants below all build
              on it;
-  small_map: convolutions on maps of <= 2x2 pixels (and strided k x k ones
-             into them) as one matmul each
-             (`resnet.small_map_conv`; with `after`, the model's default
-             since 2026-12-02; changes only Jigsaw's tiles, whose
-             ResNet-18 96 px / ResNet-50 224 px tiles end in 1x1 / 2x2 maps);
+  small_map: `after` plus convolutions on maps of <= 2x2 pixels (and
+             strided k x k ones into them) as one matmul each
+             (`resnet.small_map_conv`): the model as it trains, and the
+             default variant; `after` differs from it only on Jigsaw's
+             ResNet-18 96 px / ResNet-50 224 px tiles, which end in 1x1 /
+             2x2 maps;
   fast_math: compiled with `xla_cpu_enable_fast_math` (LLVM reassociation
              and contraction; NaN/Inf/division/functions still honoured, so
              the trainer's non-finite checks keep working);
   fast_math_full: fast math with the honour_* options off too (may break
              NaN checks: a speed probe only);
   bf16:      `config.model.dtype = 'bfloat16'` (bf16 compute, fp32 params);
-  bf16_fast_math: both.
+  bf16_fast_math: both;
+  no_ynn:    small_map compiled with no YNNPACK library fusions
+             (`xla_cpu_experimental_ynn_fusion_type=''`), explicitly: since
+             2026-12-03 `sspr_jax/__init__.py` sets this for every program,
+             so `small_map` is the same unless XLA_FLAGS sets the flag;
+  ynn_conv:  small_map with the convolutions in YNNPACK (the earlier
+             default, which also put them there: equal step times within
+             the noise in the 2026-12-03 run).
 `--xla_flags` is added to XLA_FLAGS before JAX starts (e.g. to try
 `--xla_cpu_use_onednn=true`); it applies to every variant.
 
@@ -286,10 +295,12 @@ class Step:
     out_dim: int = 128,
     queue_size: int = 65536,
     channels_last: bool = False,
+    rotations_per_image: int = 1,
     seed: int = 0,
   ):
     torch.manual_seed(seed)
     self.objective, self.batch, self.size = objective, batch, size
+    self.rotations_per_image = rotations_per_image
     self.tile = tile
     self.channels_last = channels_last
     trunk = BACKBONES[backbone]()
@@ -342,11 +353,18 @@ class Step:
     b, s = self.batch, self.size
     if self.objective == 'rotnet':
       x = self._images(b, s)
-      x = torch.stack([torch.rot90(x, r, (2, 3)) for r in range(4)], 1)
-      x = x.reshape(4 * b, 3, s, s)
+      if self.rotations_per_image == 4:  # every image at all four
+        x = torch.stack([torch.rot90(x, r, (2, 3)) for r in range(4)], 1)
+        labels = torch.arange(4).repeat(b)
+      else:  # one random rotation per image (the thesis; sspr_jax default)
+        labels = torch.randint(0, 4, (b,), generator=self._gen)
+        x = torch.stack(
+          [torch.rot90(xi, int(r), (1, 2)) for xi, r in zip(x, labels)]
+        )
+      x = x.reshape(-1, 3, s, s)
       if self.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-      return x, torch.arange(4).repeat(b)
+      return x, labels
     if self.objective == 'jigsaw':
       return (
         self._images(9 * b, self.tile),
@@ -387,6 +405,8 @@ class Step:
 
 OBJECTIVES = ('rotnet', 'jigsaw', 'moco', 'simclr')
 _FAST_MATH = {'xla_cpu_enable_fast_math': True}
+_YNN = 'xla_cpu_experimental_ynn_fusion_type'
+_YNN_CONV = 'LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION'
 _FAST_MATH_FULL = dict(
   _FAST_MATH,
   xla_cpu_fast_math_honor_infs=False,
@@ -404,6 +424,10 @@ VARIANT_SETTINGS = {
   'bf16': (True, False, 'bfloat16', {}),
   'bf16_fast_math': (True, False, 'bfloat16', _FAST_MATH),
   'small_map': (True, True, 'float32', {}),
+  # XLA:CPU's library fusions: none in YNNPACK (sspr_jax's default, set in
+  # `sspr_jax/__init__.py`), or only the convolutions.
+  'no_ynn': (True, True, 'float32', {_YNN: ''}),
+  'ynn_conv': (True, True, 'float32', {_YNN: _YNN_CONV}),
 }
 VARIANTS = tuple(VARIANT_SETTINGS)
 
@@ -418,8 +442,18 @@ def jigsaw_geometry(size: int) -> tuple[int, int]:
   return jitter, source_size(size) // 3 - jitter
 
 
-def views_per_step(objective: str, batch: int) -> int:
-  return {'rotnet': 4, 'jigsaw': 9, 'moco': 2, 'simclr': 2}[objective] * batch
+def rotations_per_image(size: int) -> int:
+  """RotNet's rotations per image in the config the JAX step runs."""
+  return jax_config('rotnet', 'resnet18', size, 1).rotnet.get(
+    'rotations_per_image', 1
+  )
+
+
+def views_per_step(objective: str, batch: int, size: int) -> int:
+  """Backbone images one step processes, as the JAX config sets it up."""
+  if objective == 'rotnet':
+    return rotations_per_image(size) * batch
+  return {'jigsaw': 9, 'moco': 2, 'simclr': 2}[objective] * batch
 
 
 def jax_config(objective: str, backbone: str, size: int, batch: int):
@@ -555,6 +589,7 @@ def run_case(objective, backbone, size, steps, args, log):
       size,
       tile=tile,
       channels_last=args.torch_channels_last,
+      rotations_per_image=rotations_per_image(size),
     )
     ref_inputs = ref.views()
     ref(ref_inputs)
@@ -585,7 +620,7 @@ def run_case(objective, backbone, size, steps, args, log):
       dict(
         objective=objective,
         model=f'{backbone} {size}px',
-        views=views_per_step(objective, batch),
+        views=views_per_step(objective, batch, size),
         variant=variant,
         jax_s=med[variant],
         jax_img_s=batch / med[variant],
@@ -639,8 +674,9 @@ def parse_args(argv):
   )
   p.add_argument(
     '--variants',
-    default='before,after',
-    help=f'JAX model variants, from {",".join(VARIANTS)}',
+    default='small_map',
+    help=f'JAX model variants, from {",".join(VARIANTS)} (small_map: the '
+    'model as it trains)',
   )
   p.add_argument(
     '--xla_flags', default='', help='appended to XLA_FLAGS before JAX starts'

@@ -12,10 +12,14 @@ def test_variant_settings():
   for pool, small, dtype, options in train_step.VARIANT_SETTINGS.values():
     assert isinstance(pool, bool) and isinstance(small, bool)
     assert dtype in ('float32', 'bfloat16')
-    assert all(isinstance(v, bool) for v in options.values())
+    assert all(isinstance(v, (bool, str)) for v in options.values())
   args = train_step.parse_args(['--variants', 'after,bf16', '--cases', 'a:1:2'])
   assert args.variants == ['after', 'bf16']
   assert args.cases == [('a', 1, 2)]
+  # Both sides feed RotNet the rotations its config sets: the thesis's one.
+  assert train_step.rotations_per_image(96) == 1
+  assert train_step.views_per_step('rotnet', 32, 96) == 32
+  assert train_step.views_per_step('jigsaw', 32, 96) == 9 * 32
 
 
 def test_smoke_after_and_bf16_fast_math():
