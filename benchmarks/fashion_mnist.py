@@ -464,7 +464,7 @@ def linear_probe(
   line search runs until the slowest fit accepts). And the zero start is an
   argument of the jitted fit: `cross_validate` makes it a constant inside
   its jit, which XLA:CPU of jaxlib 0.10.2 miscompiles in a YNNPACK fusion
-  (NaN; `sspr_jax/__init__.py` now keeps those fusions off).
+  (NaN; `sspr_jax/__init__.py` keeps reductions out of those fusions).
   """
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top

@@ -47,12 +47,9 @@ steps (each variant is its own jitted program; XLA options go per compile):
   bf16:      `config.model.dtype = 'bfloat16'` (bf16 compute, fp32 params);
   bf16_fast_math: both;
   no_ynn:    small_map compiled with no YNNPACK library fusions
-             (`xla_cpu_experimental_ynn_fusion_type=''`), explicitly: since
-             2026-12-03 `sspr_jax/__init__.py` sets this for every program,
-             so `small_map` is the same unless XLA_FLAGS sets the flag;
-  ynn_conv:  small_map with the convolutions in YNNPACK (the earlier
-             default, which also put them there: equal step times within
-             the noise in the 2026-12-03 run).
+             (`xla_cpu_experimental_ynn_fusion_type=''`; the default,
+             from `sspr_jax/__init__.py`, only keeps reductions out);
+  ynn_conv:  small_map with only the convolutions in YNNPACK.
 `--xla_flags` is added to XLA_FLAGS before JAX starts (e.g. to try
 `--xla_cpu_use_onednn=true`); it applies to every variant.
 
@@ -424,8 +421,8 @@ VARIANT_SETTINGS = {
   'bf16': (True, False, 'bfloat16', {}),
   'bf16_fast_math': (True, False, 'bfloat16', _FAST_MATH),
   'small_map': (True, True, 'float32', {}),
-  # XLA:CPU's library fusions: none in YNNPACK (sspr_jax's default, set in
-  # `sspr_jax/__init__.py`), or only the convolutions.
+  # XLA:CPU's library fusions: none in YNNPACK, or only the convolutions
+  # (sspr_jax's default keeps reductions out: `sspr_jax/__init__.py`).
   'no_ynn': (True, True, 'float32', {_YNN: ''}),
   'ynn_conv': (True, True, 'float32', {_YNN: _YNN_CONV}),
 }
