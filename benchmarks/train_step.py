@@ -439,17 +439,17 @@ def jigsaw_geometry(size: int) -> tuple[int, int]:
   return jitter, source_size(size) // 3 - jitter
 
 
-def rotations_per_image(size: int) -> int:
+def rotations_per_image() -> int:
   """RotNet's rotations per image in the config the JAX step runs."""
-  return jax_config('rotnet', 'resnet18', size, 1).rotnet.get(
+  return jax_config('rotnet', 'resnet18', 224, 1).rotnet.get(
     'rotations_per_image', 1
   )
 
 
-def views_per_step(objective: str, batch: int, size: int) -> int:
+def views_per_step(objective: str, batch: int) -> int:
   """Backbone images one step processes, as the JAX config sets it up."""
   if objective == 'rotnet':
-    return rotations_per_image(size) * batch
+    return rotations_per_image() * batch
   return {'jigsaw': 9, 'moco': 2, 'simclr': 2}[objective] * batch
 
 
@@ -586,7 +586,7 @@ def run_case(objective, backbone, size, steps, args, log):
       size,
       tile=tile,
       channels_last=args.torch_channels_last,
-      rotations_per_image=rotations_per_image(size),
+      rotations_per_image=rotations_per_image(),
     )
     ref_inputs = ref.views()
     ref(ref_inputs)
@@ -617,7 +617,7 @@ def run_case(objective, backbone, size, steps, args, log):
       dict(
         objective=objective,
         model=f'{backbone} {size}px',
-        views=views_per_step(objective, batch, size),
+        views=views_per_step(objective, batch),
         variant=variant,
         jax_s=med[variant],
         jax_img_s=batch / med[variant],

@@ -17,9 +17,9 @@ def test_variant_settings():
   assert args.variants == ['after', 'bf16']
   assert args.cases == [('a', 1, 2)]
   # Both sides feed RotNet the rotations its config sets: the thesis's one.
-  assert train_step.rotations_per_image(96) == 1
-  assert train_step.views_per_step('rotnet', 32, 96) == 32
-  assert train_step.views_per_step('jigsaw', 32, 96) == 9 * 32
+  assert train_step.rotations_per_image() == 1
+  assert train_step.views_per_step('rotnet', 32) == 32
+  assert train_step.views_per_step('jigsaw', 32) == 9 * 32
 
 
 def test_smoke_after_and_bf16_fast_math():
