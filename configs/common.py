@@ -22,10 +22,14 @@ def data_config() -> ml_collections.ConfigDict:
   c.rack_manual_dir = ''
   # Pre-training on any folder of images (config.input.dataset='image_folder').
   c.image_folder_dir = ''
+  # A clone of github.com/marcusklasson/GroceryStoreDataset
+  # (config.input.dataset='grocery_store').
+  c.grocery_store_manual_dir = ''
   # TFDS builder configs: stored crop size ('native' keeps the thesis's crops).
   c.sku110k_config = 'native'
   c.rack_config = 'native'
   c.image_folder_config = 'native'
+  c.grocery_store_config = 'native'
   c.data_dir = ''  # '' -> WORKDIR/tfds
   return c
 

@@ -3,6 +3,7 @@
   python -m data_builders.build sku110k_crops --manual_dir DIR --data_dir OUT [--config 128]
   python -m data_builders.build rack_crops --manual_dir RACKS --data_dir OUT --encoding png
   python -m data_builders.build image_folder --manual_dir PHOTOS --data_dir OUT --config native
+  python -m data_builders.build grocery_store --manual_dir GroceryStoreDataset --data_dir OUT
 
 Prints crops per split and the skipped/clipped counts. Options other than the
 config name (`--min_side`, `--no_clip`, `--encoding`, rack_crops'
@@ -23,6 +24,7 @@ from pathlib import Path
 import tensorflow_datasets as tfds
 
 from data_builders import crops
+from data_builders.grocery_store import GroceryStore
 from data_builders.image_folder import ImageFolder
 from data_builders.rack_crops import RackCrops
 from data_builders.rack_crops import rack_crops_dataset_builder as rack_crops
@@ -32,6 +34,7 @@ BUILDERS: dict[str, type[crops.CropsBuilder]] = {
   Sku110kCrops.name: Sku110kCrops,
   RackCrops.name: RackCrops,
   ImageFolder.name: ImageFolder,
+  GroceryStore.name: GroceryStore,
 }
 
 
@@ -95,10 +98,11 @@ def build(
   """Builds (or reuses) dataset `name` in `data_dir` from `manual_dir`; returns the builder.
 
   Args:
-    name: 'sku110k_crops', 'rack_crops' or 'image_folder'.
+    name: 'sku110k_crops', 'rack_crops', 'image_folder' or 'grocery_store'.
     config: a standard config name ('native', '256', '128') or a config object.
     manual_dir: folder with the source photos and annotations (image_folder:
-      the images, searched recursively).
+      the images, searched recursively; grocery_store: a clone of
+      GroceryStoreDataset).
     data_dir: TFDS data dir to write to.
     num_workers: processes that crop (default: all cores; 0 = inline).
     config_name: name of the custom config made from `options`.

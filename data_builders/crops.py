@@ -1,5 +1,5 @@
 """Shared logic of the crop datasets (`sku110k_crops`, `rack_crops`,
-`image_folder`).
+`image_folder`, `grocery_store`).
 
 A source (one per builder) turns annotated photos into `PhotoTask`s; this module
 decodes each photo once, clips/filters its boxes, crops, resizes, encodes and
@@ -186,6 +186,9 @@ class PhotoTask:
     expected_size: (width, height) stated by the annotations, if any.
     exif_orientation: turn the crops as the photo's EXIF orientation says
       (boxes stay in stored pixels).
+    extras: per box, the values of the builder's extra features
+      (`crop_features(extra=...)`), encoded: ClassLabel ids as ints, text as
+      str; None when the builder has none.
   """
 
   split: str
@@ -199,6 +202,7 @@ class PhotoTask:
   crop_indices: Sequence[int] | None = None
   expected_size: tuple[int, int] | None = None
   exif_orientation: bool = False
+  extras: Sequence[dict[str, int | str]] | None = None
 
 
 # EXIF orientation -> the transpose that shows the photo upright (as
@@ -233,8 +237,16 @@ class PhotoResult:
   events: list[tuple[str, str]]  # (kind, message)
 
 
-def crop_features(encoding: str, labelled: bool) -> tfds.features.FeaturesDict:
-  """Example features of a crop dataset (the contract other code reads)."""
+def crop_features(
+  encoding: str,
+  labelled: bool,
+  extra: dict[str, tfds.features.FeatureConnector] | None = None,
+) -> tfds.features.FeaturesDict:
+  """Example features of a crop dataset (the contract other code reads).
+
+  `extra` adds a builder's own features beside the contract's; `serialize_crop`
+  writes them from ints (`Scalar`, `ClassLabel`) and strings (`Text`).
+  """
   features = {
     'image': tfds.features.Image(
       shape=(None, None, 3), encoding_format=encoding
@@ -248,6 +260,10 @@ def crop_features(encoding: str, labelled: bool) -> tfds.features.FeaturesDict:
     # Names are discovered at build time (`ClassLabel.names = ...`).
     features['label'] = tfds.features.ClassLabel()
     features['label_name'] = tfds.features.Text()
+  for name, feature in (extra or {}).items():
+    if name in features:
+      raise ValueError(f'extra feature {name!r} is one of the crop features')
+    features[name] = feature
   return tfds.features.FeaturesDict(features)
 
 
@@ -258,9 +274,14 @@ def serialize_crop(
   crop_index: int,
   label: int | None = None,
   label_name: str | None = None,
+  extra: dict[str, int | str] | None = None,
 ) -> bytes:
   """Serialises one crop as `crop_features(...)` would, without TFDS's generic
-  per-feature dispatch (~70 us a crop); `crops_test` checks it against TFDS."""
+  per-feature dispatch (~70 us a crop); `crops_test` checks it against TFDS.
+
+  `extra` holds the values of `crop_features(extra=...)`'s features: ints
+  (ClassLabel ids, scalars) and strings (text).
+  """
   proto = tf_example_pb2.Example()
   feature = proto.features.feature
   feature['image'].bytes_list.value.append(image)
@@ -271,6 +292,11 @@ def serialize_crop(
   if label is not None:
     feature['label'].int64_list.value.append(label)
     feature['label_name'].bytes_list.value.append(label_name.encode())
+  for name, value in (extra or {}).items():
+    if isinstance(value, str):
+      feature[name].bytes_list.value.append(value.encode())
+    else:
+      feature[name].int64_list.value.append(int(value))
   return proto.SerializeToString()
 
 
@@ -480,6 +506,7 @@ def crop_photo(
         int(crop_indices[i]),
         label_ids[label_name] if label_name is not None else None,
         label_name,
+        task.extras[i] if task.extras is not None else None,
       )
     )
   counts['crops'] += len(result.records)
@@ -672,13 +699,19 @@ def check_file_format(file_format) -> tfds.core.FileFormat:
   return tfds.core.FileFormat(name)
 
 
-def common_description(labelled: bool) -> str:
-  """The part of `info.description` every crop builder shares."""
+def common_description(labelled: bool, label_text: str | None = None) -> str:
+  """The part of `info.description` every crop builder shares.
+
+  `label_text` replaces the sentence's default labels part (`, label
+  (ClassLabel over the sorted class names found) and label_name`).
+  """
   label = (
     ', label (ClassLabel over the sorted class names found) and label_name'
     if labelled
     else ''
   )
+  if label_text is not None:
+    label = label_text
   return f"""\
 Features: image (the crop: JPEG quality 95, or PNG with encoding='png'),
 origin (the photo id), box (int32 x1, y1, x2, y2 in the photo's stored pixels
@@ -705,14 +738,15 @@ class CropsBuilder(tfds.core.dataset_builder.FileReaderBuilder, abc.ABC):
   """Base of the crop builders: subclasses say where the photos and boxes are.
 
   Subclasses implement `_prepare_source(manual_dir)` returning a `CropSource`,
-  and may extend `_features()`. Keyword `num_workers` (default: all cores, 0 =
-  inline) sets the process pool size.
+  and may extend `_features()` (`crop_features(..., extra=...)`). Keyword
+  `num_workers` (default: all cores, 0 = inline) sets the process pool size.
   """
 
   LABELLED = False
   # `info.description` is this builder's part (None: the class docstring)
-  # followed by `common_description(LABELLED)`.
+  # followed by `common_description(LABELLED, LABEL_DESCRIPTION)`.
   DESCRIPTION: str | None = None
+  LABEL_DESCRIPTION: str | None = None
   # `info.homepage`, `info.citation` (BibTeX) and `info.license` (the terms the
   # source states; crops cut from a dataset are under that dataset's terms).
   HOMEPAGE: str | None = None
@@ -747,13 +781,19 @@ class CropsBuilder(tfds.core.dataset_builder.FileReaderBuilder, abc.ABC):
     own = (self.DESCRIPTION or self.__doc__ or '').strip()
     return tfds.core.DatasetInfo(
       builder=self,
-      description=f'{own}\n\n{common_description(self.LABELLED)}',
+      description=(
+        f'{own}\n\n{common_description(self.LABELLED, self.LABEL_DESCRIPTION)}'
+      ),
       homepage=self.HOMEPAGE,
       citation=self.CITATION,
       license=self.LICENSE,
-      features=crop_features(self.builder_config.encoding, self.LABELLED),
+      features=self._features(),
       metadata=tfds.core.MetadataDict(),
     )
+
+  def _features(self) -> tfds.features.FeaturesDict:
+    """The example features; a subclass may add its own (`extra=`)."""
+    return crop_features(self.builder_config.encoding, self.LABELLED)
 
   @abc.abstractmethod
   def _prepare_source(self, manual_dir: Path) -> CropSource:
@@ -764,6 +804,8 @@ class CropsBuilder(tfds.core.dataset_builder.FileReaderBuilder, abc.ABC):
     source = self._prepare_source(manual_dir)
     if source.label_names is not None:
       self.info.features['label'].names = list(source.label_names)
+    for name, names in source.extra_label_names.items():
+      self.info.features[name].names = list(names)
     options = self.builder_config.crop_options()
     label_ids = (
       {name: i for i, name in enumerate(source.label_names)}
@@ -839,8 +881,11 @@ class CropSource:
     splits: split names, in output order.
     tasks: callable returning the `PhotoTask` iterator (streams the photos).
     num_photos: number of tasks, for the progress bar (None if unknown).
-    label_names: sorted class names for labelled datasets.
+    label_names: class names for labelled datasets, in ClassLabel id order
+      (sorted, unless the source has its own ids).
     extra_counts: counts found while reading annotations, per split.
+    extra_label_names: names of the builder's extra ClassLabel features
+      (`crop_features(extra=...)`), in id order, per feature.
   """
 
   description: str
@@ -849,6 +894,9 @@ class CropSource:
   num_photos: int | None = None
   label_names: Sequence[str] | None = None
   extra_counts: dict[str, dict[str, int]] = dataclasses.field(
+    default_factory=dict
+  )
+  extra_label_names: dict[str, Sequence[str]] = dataclasses.field(
     default_factory=dict
   )
 

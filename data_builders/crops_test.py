@@ -105,6 +105,53 @@ def test_serialize_crop_matches_the_tfds_serializer(labelled):
   ) == tf_example_pb2.Example.FromString(expected)
 
 
+def test_serialize_crop_extra_features_match_the_tfds_serializer():
+  """`extra` (grocery_store's coarse labels): ClassLabel, Text and Scalar."""
+  features = crops.crop_features(
+    'png',
+    labelled=True,
+    extra={
+      'coarse_label': tfds.features.ClassLabel(names=['x', 'y']),
+      'coarse_label_name': tfds.features.Text(),
+      'score': tfds.features.Scalar(dtype=np.int32),
+    },
+  )
+  features['label'].names = ['a', 'b', 'c']
+  serializer = example_serializer.ExampleSerializer(
+    features.get_serialized_info()
+  )
+  expected = serializer.serialize_example(
+    features.encode_example(
+      {
+        'image': b'\x89PNG',
+        'origin': 'train/x',
+        'box': np.array([0, 0, 30, 40], np.int32),
+        'crop_index': np.int32(0),
+        'crop_id': 'train/x_0',
+        'label': 'b',
+        'label_name': 'b',
+        'coarse_label': 'y',
+        'coarse_label_name': 'y',
+        'score': np.int32(-3),
+      }
+    )
+  )
+  fast = crops.serialize_crop(
+    b'\x89PNG',
+    'train/x',
+    (0, 0, 30, 40),
+    0,
+    1,
+    'b',
+    {'coarse_label': 1, 'coarse_label_name': 'y', 'score': -3},
+  )
+  assert tf_example_pb2.Example.FromString(
+    fast
+  ) == tf_example_pb2.Example.FromString(expected)
+  with pytest.raises(ValueError, match="'label' is one of the crop features"):
+    crops.crop_features('jpeg', True, extra={'label': tfds.features.Text()})
+
+
 def test_crop_photo_converts_cmyk_and_counts_it():
   rgb = np.full((20, 30, 3), 120, np.uint8)
   buffer = io.BytesIO()

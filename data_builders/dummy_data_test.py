@@ -27,6 +27,7 @@ SPLITS = {
   'sku110k_crops': {'train': 4, 'val': 1, 'test': 2},
   'rack_crops': {'train': 4},
   'image_folder': {'train': 3, 'val': 1},
+  'grocery_store': {'train': 4, 'val': 2, 'test': 3, 'iconic': 3},
 }
 # Counts of the bad input in each dummy data set, per split.
 COUNTS = {
@@ -46,6 +47,10 @@ COUNTS = {
   'image_folder': {
     'train': {'photos': 3, 'unreadable_photos': 1, 'ignored_files': 1},
     'val': {'photos': 1, 'unreadable_photos': 0},
+  },
+  'grocery_store': {
+    'train': {'photos': 4, 'missing_photos': 1, 'exif_oriented_photos': 1},
+    'iconic': {'photos': 3, 'missing_photos': 0, 'exif_oriented_photos': 0},
   },
 }
 
@@ -135,6 +140,27 @@ def test_image_folder_dummy_features(tmp_path):
   assert jpg['image'].shape == (24, 36, 3)
   np.testing.assert_array_equal(jpg['box'], [0, 0, 36, 24])
   assert crops['train/aisle 2/shelf_b_1']['image'].shape == (36, 24, 3)
+
+
+def test_grocery_dummy_features(tmp_path):
+  builder = build('grocery_store', tmp_path)
+  features = builder.info.features
+  assert features['label'].names == [
+    'Golden-Delicious',
+    'Granny-Smith',
+    'Oatly-Oat-Milk',
+  ]
+  assert features['coarse_label'].names == ['Apple', 'Oat-Milk']
+  crops = examples(builder, 'train')
+  turned = crops['train/Fruit/Apple/Golden-Delicious/Golden-Delicious_002_0']
+  assert turned['image'].shape == (48, 36, 3)  # upright (EXIF orientation 6)
+  np.testing.assert_array_equal(turned['box'], [0, 0, 48, 36])
+  milk = examples(builder, 'iconic')[
+    'iconic-images-and-descriptions/Packages/Oat-Milk/Oatly-Oat-Milk/'
+    'Oatly-Oat-Milk_Iconic_0'
+  ]
+  assert (milk['label'], milk['label_name']) == (2, b'Oatly-Oat-Milk')
+  assert (milk['coarse_label'], milk['coarse_label_name']) == (1, b'Oat-Milk')
 
 
 def test_built_info_carries_citation_homepage_license_description(tmp_path):

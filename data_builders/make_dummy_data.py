@@ -65,6 +65,39 @@ FOLDER = {
 # train: 3 images + broken.jpg (not an image: unreadable, skipped) +
 # notes.txt (ignored); val: 1.
 
+# grocery_store: a fake GroceryStoreDataset clone (its dataset/ folder):
+# classes.csv with 3 fine classes in 2 coarse ones (ids in this order), the
+# lists train/val/test.txt with their photos, one iconic image (and product
+# description) per class. Fine class: (coarse class, folder in each split).
+GROCERY_CLASSES = {
+  'Golden-Delicious': ('Apple', 'Fruit/Apple/Golden-Delicious'),
+  'Granny-Smith': ('Apple', 'Fruit/Apple/Granny-Smith'),
+  'Oatly-Oat-Milk': ('Oat-Milk', 'Packages/Oat-Milk/Oatly-Oat-Milk'),
+}
+# Split: the listed photos in list order, (fine class, number, (width,
+# height)); size None: listed but not in the clone (a missing photo).
+GROCERY_PHOTOS = {
+  'train': [
+    ('Golden-Delicious', 1, (36, 36)),
+    ('Golden-Delicious', 2, (48, 36)),
+    ('Granny-Smith', 1, (36, 36)),
+    ('Granny-Smith', 2, None),
+    ('Oatly-Oat-Milk', 1, (36, 48)),
+  ],
+  'val': [('Granny-Smith', 3, (36, 36)), ('Oatly-Oat-Milk', 2, (36, 36))],
+  'test': [
+    ('Golden-Delicious', 3, (36, 36)),
+    ('Granny-Smith', 4, (36, 36)),
+    ('Oatly-Oat-Milk', 3, (36, 48)),
+  ],
+}
+# Stored turned as phones store photos (EXIF orientation 6: shown rotated 90
+# degrees clockwise, upright 36x48).
+GROCERY_EXIF_ROTATED = 'train/Fruit/Apple/Golden-Delicious/Golden-Delicious_002'
+GROCERY_ICONIC_SIZE = (20, 20)
+# train: 5 listed, 4 examples (Granny-Smith_002 missing), one EXIF-oriented;
+# val 2; test 3; iconic 3.
+
 
 def pixels(width: int, height: int, seed: int) -> np.ndarray:
   """Smooth stripes (JPEG keeps them within a few levels), one per seed."""
@@ -77,9 +110,20 @@ def pixels(width: int, height: int, seed: int) -> np.ndarray:
   return np.stack(channels, axis=-1).astype(np.uint8)
 
 
-def _save(path: Path, width: int, height: int, seed: int, fmt: str) -> None:
+def _save(
+  path: Path,
+  width: int,
+  height: int,
+  seed: int,
+  fmt: str,
+  exif_orientation: int | None = None,
+) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   options = {'quality': 85} if fmt == 'JPEG' else {'optimize': True}
+  if exif_orientation is not None:
+    exif = Image.Exif()
+    exif[0x0112] = exif_orientation
+    options['exif'] = exif
   Image.fromarray(pixels(width, height, seed)).save(path, fmt, **options)
 
 
@@ -146,10 +190,50 @@ def make_folder(out: Path) -> None:
   (out / 'train' / 'notes.txt').write_text('not an image\n')
 
 
+def make_grocery(out: Path) -> None:
+  base = _fresh(out) / 'dataset'
+  coarse_ids = {}
+  rows = [
+    'Class Name (str),Class ID (int),Coarse Class Name (str),Coarse Class ID '
+    '(int),Iconic Image Path (str),Product Description Path (str)'
+  ]
+  for fine_id, (name, (coarse, folder)) in enumerate(GROCERY_CLASSES.items()):
+    coarse_id = coarse_ids.setdefault(coarse, len(coarse_ids))
+    stem = f'/iconic-images-and-descriptions/{folder}/{name}'
+    rows.append(
+      f'{name},{fine_id},{coarse},{coarse_id},{stem}_Iconic.jpg,'
+      f'{stem}_Description.txt'
+    )
+    _save(
+      base / f'{stem[1:]}_Iconic.jpg',
+      *GROCERY_ICONIC_SIZE,
+      40 + fine_id,
+      'JPEG',
+    )
+    (base / f'{stem[1:]}_Description.txt').write_text(
+      f'{name}: a product description.\n'
+    )
+  (base / 'classes.csv').write_text('\n'.join(rows) + '\n')
+  fine_ids = {name: i for i, name in enumerate(GROCERY_CLASSES)}
+  seed = 50
+  for split, photos in GROCERY_PHOTOS.items():
+    lines = []
+    for name, number, size in photos:
+      coarse, folder = GROCERY_CLASSES[name]
+      origin = f'{split}/{folder}/{name}_{number:03d}'
+      if size is not None:
+        orientation = 6 if origin == GROCERY_EXIF_ROTATED else None
+        _save(base / f'{origin}.jpg', *size, seed, 'JPEG', orientation)
+        seed += 1
+      lines.append(f'{origin}.jpg, {fine_ids[name]}, {coarse_ids[coarse]}')
+    (base / f'{split}.txt').write_text('\n'.join(lines) + '\n')
+
+
 MAKERS = {
   'sku110k_crops': make_sku110k,
   'rack_crops': make_racks,
   'image_folder': make_folder,
+  'grocery_store': make_grocery,
 }
 
 

@@ -1,4 +1,5 @@
-"""Raw photos -> the `sku110k_crops`, `rack_crops` and `image_folder` datasets.
+"""Raw photos -> the `sku110k_crops`, `rack_crops`, `image_folder` and
+`grocery_store` datasets.
 
 With `config.data.source='synthetic'` the embedded shelf and rack photos are
 generated first (into WORKDIR/raw, once per set of generator settings).
@@ -64,6 +65,7 @@ _DATASET_KEYS = {
   'sku110k_crops': ('sku110k_manual_dir', 'sku110k_config'),
   'rack_crops': ('rack_manual_dir', 'rack_config'),
   'image_folder': ('image_folder_dir', 'image_folder_config'),
+  'grocery_store': ('grocery_store_manual_dir', 'grocery_store_config'),
 }
 DATASETS = tuple(_DATASET_KEYS)
 SOURCES = ('synthetic', 'manual')
@@ -81,9 +83,10 @@ def manual_dirs(
 ) -> dict[str, pathlib.Path]:
   """{dataset: raw folder} for `which`, generating synthetic photos if asked.
 
-  `image_folder` always reads `config.data.image_folder_dir`; the crop
-  datasets read the generated photos (source='synthetic') or their
-  `config.data.*_manual_dir` (source='manual').
+  `image_folder` always reads `config.data.image_folder_dir` and
+  `grocery_store` `config.data.grocery_store_manual_dir` (a clone of the
+  GroceryStoreDataset); the crop datasets read the generated photos
+  (source='synthetic') or their `config.data.*_manual_dir` (source='manual').
   """
   if data.source not in SOURCES:
     raise ValueError(
@@ -101,7 +104,7 @@ def manual_dirs(
       continue
     key = _DATASET_KEYS[name][0]
     if not data.get(key):
-      needs = name if name == 'image_folder' else "config.data.source='manual'"
+      needs = name if name not in _GENERATED else "config.data.source='manual'"
       raise ValueError(
         f'{needs} needs config.data.{key} (the raw images of {name}).'
       )
