@@ -121,6 +121,9 @@ def evaluate_config(image_size: int = 256) -> ml_collections.ConfigDict:
       # Evaluators (sspr_jax/evaluate/evaluators.py) of the evaluate mode, and
       # those run every config.eval_every_steps during pre-training.
       evaluators=('gallery_map', 'knn', 'few_label'),
+      # The 'catalogue' evaluator's set, e.g. 'grocery_store:iconic': every
+      # gallery crop is ranked against it (catalogue-to-shelf top-1/5, mAP).
+      catalogue='',
       periodic=('gallery_map', 'knn'),
       image_size=image_size,
       batch_size=64,

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from sspr_jax.evaluate import catalogue as catalogue_lib
 from sspr_jax.evaluate import classifiers
 from sspr_jax.evaluate import embed as embed_lib
 from sspr_jax.evaluate import gallery as gallery_lib
@@ -53,6 +54,8 @@ class Gallery:
     self.source = source
     self.settings = settings
     self.class_names = list(class_names)
+    # Another labelled Gallery the 'catalogue' evaluator ranks against.
+    self.catalogue: Gallery | None = None
     self._last, self._embeddings = (), None
 
   def embeddings(
@@ -194,8 +197,43 @@ class FewLabel(Evaluator):
     return metrics
 
 
+class Catalogue(Evaluator):
+  """Catalogue-to-shelf recognition: every gallery crop is a query ranked
+  against the gallery's `catalogue` set (`catalogue.catalogue_metrics`).
+  Classes are matched by name, so the two sets may number them apart."""
+
+  name = 'catalogue'
+
+  @property
+  def columns(self):
+    score = self.settings.scores[0]
+    return tuple(f'catalogue_{m}/{score}' for m in ('top1', 'top5', 'map'))
+
+  def run(self, variables):
+    if self.gallery.catalogue is None:
+      raise ValueError(
+        "The 'catalogue' evaluator needs a catalogue set "
+        '(config.evaluate.catalogue).'
+      )
+    self.catalogue_emb = self.gallery.catalogue.embeddings(
+      self.module, variables, self.normalize, self.backbone_name
+    )
+    return super().run(variables)
+
+  def score(self, emb):
+    names = np.asarray(self.gallery.class_names, object)
+    catalogue_names = np.asarray(self.gallery.catalogue.class_names, object)
+    return catalogue_lib.catalogue_metrics(
+      emb['features'],
+      names[emb['label']],
+      self.catalogue_emb['features'],
+      catalogue_names[self.catalogue_emb['label']],
+      scores=self.settings.scores,
+    )
+
+
 EVALUATORS: dict[str, type[Evaluator]] = {
-  cls.name: cls for cls in (GalleryMap, StrictKnn, FewLabel)
+  cls.name: cls for cls in (GalleryMap, StrictKnn, FewLabel, Catalogue)
 }
 
 

@@ -11,8 +11,12 @@ Config: `config.checkpoints` (comma-separated pre-training workdirs or step
 folders `RUN/checkpoints/STEP`; empty: WORKDIR, or only the baselines when
 WORKDIR has no checkpoints), `config.dataset` (the labeled gallery:
 'synthetic', a folder of labeled rack photos, a TFDS data dir holding a built
-`rack_crops`; empty: `config.data`'s racks), and `config.evaluate` (how to
-score: see configs/common.py).
+`rack_crops`, or `DATASET:SPLIT` of a labelled dataset such as
+`grocery_store:test`; empty: `config.data`'s racks), and `config.evaluate`
+(how to score: see configs/common.py). `config.evaluate.catalogue` names a
+second labelled set in the same grammar (`grocery_store:iconic`, one
+packshot per product) that the 'catalogue' evaluator ranks every gallery
+crop against: catalogue-to-shelf recognition.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from sspr_jax.modes import outputs
 from sspr_jax.modes import prepare_data
 
 DEFAULT_EVALUATORS = ('gallery_map', 'knn', 'few_label')
+# Datasets `config.dataset` may name as DATASET:SPLIT: the labelled ones.
+LABELLED_DATASETS = ('rack_crops', 'grocery_store')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +56,8 @@ class Settings:
   scoring: evaluators_lib.Settings
   architecture: dict  # of the random baseline when no checkpoint is given
   seed: int = 0
+  # The 'catalogue' evaluator's set (config.data with it applied), or None.
+  catalogue_data: ml_collections.ConfigDict | None = None
 
 
 def parse_scoring(config: ml_collections.ConfigDict) -> evaluators_lib.Settings:
@@ -101,6 +109,21 @@ def gallery_data(
     dataset = config.get('dataset') or ''
   if not dataset:
     return data
+  name, sep, split = dataset.partition(':')
+  if sep and name in LABELLED_DATASETS:
+    if not split or not split.replace('_', '').isalnum():
+      raise config_check.ConfigError(
+        f'config.{key}={dataset!r}: name a split after the colon, e.g. '
+        f'{name}:test.'
+      )
+    manual_key = f'data.{name}_manual_dir'
+    if name != 'rack_crops' and not config_check.get(config, manual_key, ''):
+      raise config_check.ConfigError(
+        f'config.{key}={dataset!r} needs config.{manual_key} (the raw '
+        f'{name} folder).'
+      )
+    data.gallery_dataset, data.gallery_split = name, split
+    return data
   if dataset == 'synthetic':
     data.source = 'synthetic'
     return data
@@ -124,16 +147,22 @@ def open_gallery(
   workdir: str,
   scoring: evaluators_lib.Settings,
 ) -> evaluators_lib.Gallery:
-  """The labeled `rack_crops` of `data`, built first if needed."""
-  prepare.build_datasets(data, workdir, which=('rack_crops',))
+  """The labeled gallery of `data` (default `rack_crops` train), built
+  first if needed."""
+  name = data.get('gallery_dataset', 'rack_crops')
+  split = data.get('gallery_split', 'train')
+  prepare.build_datasets(data, workdir, which=(name,))
   data_dir = prepare.data_dir(data, workdir)
   source = pipeline.open_source(
-    'rack_crops', split='train', data_dir=data_dir, config=data.rack_config
+    name,
+    split=split,
+    data_dir=data_dir,
+    config=prepare.dataset_config(data, name),
   )
   if len(source) == 0:
     raise ValueError(
-      f'The labeled gallery rack_crops in {data_dir} has no crops: check the '
-      'rack photos and their annotations (data_summary).'
+      f'The labeled gallery {name}:{split} in {data_dir} has no crops: check '
+      'the photos and their annotations (data_summary).'
     )
   class_names = [str(n) for n in source.dataset_info.features['label'].names]
   return evaluators_lib.Gallery(source, scoring, class_names)
@@ -174,19 +203,31 @@ def parse(config: ml_collections.ConfigDict) -> Settings:
       'checkpoints', path, lambda p: _run_and_steps(p, all_steps)
     )
   model = config.get('model', {})
+  evaluators = parse_evaluators(
+    config, 'evaluate.evaluators', DEFAULT_EVALUATORS
+  )
+  catalogue = config_check.get(config, 'evaluate.catalogue', '') or ''
+  if 'catalogue' in evaluators and not catalogue:
+    raise config_check.ConfigError(
+      "The 'catalogue' evaluator needs config.evaluate.catalogue, the "
+      "catalogue set (e.g. 'grocery_store:iconic')."
+    )
   return Settings(
     checkpoints=checkpoints,
     all_steps=all_steps,
     baselines=baselines,
     gallery_data=gallery_data(config),
-    evaluators=parse_evaluators(
-      config, 'evaluate.evaluators', DEFAULT_EVALUATORS
-    ),
+    evaluators=evaluators,
     scoring=parse_scoring(config),
     architecture={
       k: model[k] for k in ('backbone', 'width', 'stem') if k in model
     },
     seed=config.get('seed', 0),
+    catalogue_data=(
+      gallery_data(config, catalogue, key='evaluate.catalogue')
+      if catalogue
+      else None
+    ),
   )
 
 
@@ -236,6 +277,10 @@ def _backbones(settings: Settings, runs):
 def run(settings: Settings, workdir: str) -> list[dict]:
   runs = _plan(settings, workdir)  # Bad paths fail before the build.
   gallery_ = open_gallery(settings.gallery_data, workdir, settings.scoring)
+  if settings.catalogue_data is not None:
+    gallery_.catalogue = open_gallery(
+      settings.catalogue_data, workdir, settings.scoring
+    )
   out_dir = os.path.join(workdir, 'evaluation')
   # Every process computes the same metrics; process 0 writes the files.
   writes = jax.process_index() == 0

@@ -201,3 +201,75 @@ def test_evaluate_config_takes_checkpoints_and_dataset_flags(
   ev.evaluate.baselines = ('random',)
   results = _evaluate(ev, tmp_path / 'baselines_only')
   assert [r['name'] for r in results] == ['random init']
+
+
+def test_catalogue_evaluator_ranks_a_gallery_split_against_the_catalogue(
+  tmp_path,
+):
+  """grocery_store:test as the gallery, its iconic images as the catalogue."""
+  import pathlib  # pylint: disable=g-import-not-at-top
+
+  from configs import common  # pylint: disable=g-import-not-at-top
+  from sspr_jax.evaluate import catalogue  # pylint: disable=g-import-not-at-top
+
+  clone = (
+    pathlib.Path(__file__).parents[2] / 'data_builders/grocery_store/dummy_data'
+  )
+  config = common.pretrain_config('simclr')
+  config.mode = 'evaluate'
+  config.dataset = 'grocery_store:test'
+  config.data.update(
+    grocery_store_manual_dir=str(clone), data_dir=str(tmp_path / 'tfds')
+  )
+  config.evaluate.update(
+    dict(
+      image_size=32,
+      baselines=('pixels:8',),
+      evaluators=('gallery_map', 'catalogue'),
+      catalogue='grocery_store:iconic',
+      scores=('cosine',),
+    )
+  )
+  ((_, settings),) = modes.parse(config)
+  (result,) = evaluate_mode.run(settings, str(tmp_path))
+
+  backbone = embed_lib.pixels_backbone(8)
+  emb = {}
+  for split in ('test', 'iconic'):
+    source = pipeline.open_source(
+      'grocery_store',
+      split=split,
+      data_dir=tmp_path / 'tfds',
+      config='native',
+    )
+    names = np.asarray(source.dataset_info.features['label'].names)
+    e = embed_lib.embed(backbone, source, image_size=32, keys=('label',))
+    emb[split] = (e['features'], names[e['label']])
+  want = catalogue.catalogue_metrics(*emb['test'], *emb['iconic'])
+  assert len(emb['test'][1]) == 3 and len(emb['iconic'][1]) == 3
+  for key, value in want.items():
+    assert result['metrics'][key] == value, key
+  assert '| catalogue_top1/cosine |' in (tmp_path / 'report.md').read_text()
+
+
+def test_catalogue_evaluator_needs_a_catalogue_and_a_split():
+  from configs import common  # pylint: disable=g-import-not-at-top
+
+  config = common.pretrain_config('simclr')
+  config.mode = 'evaluate'
+  config.evaluate.evaluators = ('catalogue',)
+  with np.testing.assert_raises_regex(
+    config_check.ConfigError, 'needs config.evaluate.catalogue'
+  ):
+    modes.parse(config)
+  config.evaluate.evaluators = ('gallery_map',)
+  config.dataset = 'grocery_store:'
+  with np.testing.assert_raises_regex(
+    config_check.ConfigError, 'name a split after the colon'
+  ):
+    modes.parse(config)
+  config.dataset = 'grocery_store:test'
+  with np.testing.assert_raises_regex(
+    config_check.ConfigError, 'needs config.data.grocery_store_manual_dir'
+  ):
+    modes.parse(config)

@@ -212,3 +212,23 @@ def test_checkpoint_gallery_cache_sits_beside_the_checkpoint(
   summary = _run(config, tmp_path / 'w')
   assert loaded[-1] == (str(run), 3) and not summary['gallery']['cache_reused']
   assert len(list((run / 'gallery_cache').iterdir())) == 2
+
+
+def test_recognize_with_a_catalogue_split_as_the_gallery(shelves, tmp_path):
+  """`recognize.gallery=grocery_store:iconic`: one packshot per product."""
+  import pathlib  # pylint: disable=g-import-not-at-top
+
+  clone = (
+    pathlib.Path(__file__).parents[2] / 'data_builders/grocery_store/dummy_data'
+  )
+  config = _config(shelves, gallery='grocery_store:iconic', top_k=2)
+  config.data.update(
+    grocery_store_manual_dir=str(clone), data_dir=str(tmp_path / 'tfds')
+  )
+  summary = _run(config, tmp_path)
+  assert summary['gallery']['crops'] == summary['gallery']['classes'] == 3
+  rows = json.loads((tmp_path / 'recognize' / 'predictions.json').read_text())
+  names = {'Golden-Delicious', 'Granny-Smith', 'Oatly-Oat-Milk'}
+  assert len(rows) == shelves['num_boxes']
+  assert all({t['name'] for t in r['top_k']} <= names for r in rows)
+  assert all(len(r['top_k']) == 2 for r in rows)
