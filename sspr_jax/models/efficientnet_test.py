@@ -181,3 +181,39 @@ def test_baseline_names():
   ):
     with pytest.raises(ValueError, match='Unknown baseline'):
       parse(bad)
+
+
+@pytest.mark.parametrize(
+  'size,k,stride', [(9, 3, 1), (9, 3, 2), (8, 5, 2), (7, 5, 1), (6, 3, 2)]
+)
+def test_depthwise_conv_equals_the_grouped_convolution(size, k, stride):
+  """Values and gradients of nn.Conv(feature_group_count=C, 'SAME')."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(size + k + stride)
+  x = jnp.asarray(rng.normal(size=(2, size, size + 1, 6)), jnp.float32)
+  ours = efficientnet.DepthwiseConv(6, k, stride)
+  grouped = nn.Conv(
+    6,
+    (k, k),
+    (stride, stride),
+    feature_group_count=6,
+    use_bias=False,
+    padding='SAME',
+  )
+  variables = ours.init(jax.random.key(0), x)
+  assert jax.tree.map(jnp.shape, variables) == jax.tree.map(
+    jnp.shape, grouped.init(jax.random.key(0), x)
+  )
+
+  def loss(module, v, x):
+    return jnp.sum(jnp.sin(module.apply(v, x)))
+
+  np.testing.assert_allclose(
+    ours.apply(variables, x), grouped.apply(variables, x), atol=1e-5
+  )
+  for a, b in zip(
+    jax.grad(loss, argnums=(1, 2))(ours, variables, x),
+    jax.grad(loss, argnums=(1, 2))(grouped, variables, x),
+  ):
+    jax.tree.map(lambda u, w: np.testing.assert_allclose(u, w, atol=1e-4), a, b)
