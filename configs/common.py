@@ -101,6 +101,7 @@ def contrastive_settings(**overrides) -> ml_collections.ConfigDict:
       view_size=224,
       crop_scale=(0.08, 1.0),
       color_strength=0.5,
+      grayscale_p=0.2,  # random grayscale of the colour distortion
       blur_p=0.5,
       hidden_dims=(2048,),
       out_dim=128,

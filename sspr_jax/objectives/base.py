@@ -152,6 +152,8 @@ def contrastive_views(settings, rng: jax.Array, batch: dict) -> dict:
     size=settings.view_size,
     crop_scale=tuple(settings.crop_scale),
     color_strength=settings.color_strength,
+    # Configs written before the field existed keep the papers' 0.2.
+    grayscale_p=settings.get('grayscale_p', 0.2),
     blur_p=settings.blur_p,
     valid_size=batch.get('size'),
   )

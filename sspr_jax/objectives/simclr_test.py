@@ -53,3 +53,40 @@ def test_gradients_finite_and_matching_pairs_score_better():
   assert all(np.isfinite(g).all() for g in grads)
   shuffled = z2[np.roll(np.arange(len(z2)), 1)]
   assert loss_fn(z1, z2) < loss_fn(z1, shuffled)
+
+
+def test_contrastive_views_follow_the_grayscale_setting():
+  """Colour strength 0 keeps a product's colour unless grayscale is drawn."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+
+  from configs import common  # pylint: disable=g-import-not-at-top
+  from sspr_jax.data import augment  # pylint: disable=g-import-not-at-top
+  from sspr_jax.objectives import base  # pylint: disable=g-import-not-at-top
+
+  red = np.zeros((16, 24, 24, 3), np.uint8)
+  red[..., 0] = 200
+  batch = {'image': red}
+  key = jax.random.key(0)
+
+  def views(**overrides):
+    s = common.contrastive_settings(view_size=16, color_strength=0.0)
+    s.update(blur_p=0.0, **overrides)
+    out = np.asarray(base.contrastive_views(s, key, batch)['images'])
+    out = out * augment.IMAGENET_STD + augment.IMAGENET_MEAN  # to [0, 1]
+    return out.reshape(-1, 16 * 16, 3).mean(1)  # RGB per view
+
+  gray = views(grayscale_p=1.0)
+  np.testing.assert_allclose(gray[:, 0], gray[:, 1], atol=0.01)
+  kept = views(grayscale_p=0.0)
+  assert (kept[:, 0] > kept[:, 1] + 0.5).all()  # every view stays red
+  some = views()  # the default 0.2: some gray, most red
+  assert 0 < (np.abs(some[:, 0] - some[:, 1]) < 0.01).sum() < len(some)
+  legacy = ml_collections.ConfigDict(
+    {
+      k: v
+      for k, v in common.contrastive_settings().items()
+      if k != 'grayscale_p'
+    }
+  )
+  assert 'grayscale_p' not in legacy  # an old run's settings still work
+  base.contrastive_views(legacy, key, batch)
