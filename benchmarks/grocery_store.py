@@ -1,14 +1,20 @@
 """GroceryStore: self-supervised pre-training on real product photos, scored
 against random init, raw pixels and ImageNet features, all in one run.
 
-  # Selection (pre-train on train, score val): the view ablation, 2 seeds.
+  # Selection (pre-train on train, score val): candidate views, 2 seeds
+  # (the quick start's views, then the chosen ones: the config's defaults).
   python benchmarks/grocery_store.py --clone GroceryStoreDataset \
-      --work /tmp/gs --protocol select --steps 400 --seeds 0,1 \
-      --variant simclr --variant 'simclr;@color_strength=0.1'
-  # Final (pre-train on train + val, score test once).
+      --work /tmp/gs --protocol select --steps 1320 --seeds 0,1 \
+      --variant 'simclr;@color_strength=0.5;@crop_scale=(0.2, 1.0);@grayscale_p=0.2' \
+      --variant 'simclr;@color_strength=0.0;@grayscale_p=0.0'
+  # Final (pre-train on train + val, score test once), the chosen views.
   python benchmarks/grocery_store.py --clone GroceryStoreDataset \
-      --work /tmp/gs --protocol final --steps 400 --variant simclr
+      --work /tmp/gs --protocol final --steps 1320 \
+      --variant simclr --variant moco --variant rotnet
   python benchmarks/grocery_store.py ... --smoke      # toy sizes, ~1 min
+
+On 2 CPU cores, `XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=` makes
+the train steps faster (benchmarks/RESULTS.md); the figures there used it.
 
 Data: GroceryStoreDataset (Klasson et al., WACV 2019; MIT licence), a clone
 of the public git repository `marcusklasson/GroceryStoreDataset`:
