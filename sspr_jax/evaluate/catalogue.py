@@ -39,36 +39,8 @@ def _chunk_fn(score: str, k: int):
     scores = gallery._score_block(  # pylint: disable=protected-access
       score, queries, q_inv_norm, q_sq_norm, catalogue, c_inv_norm, c_sq_norm
     )
-    size = catalogue.shape[0]
     is_pos = c_class[None, :] == q_class[:, None]
-    num_pos = jnp.sum(is_pos, axis=1, dtype=jnp.int32)
-    # Tie-grouped AP (gallery.py's docstring): each positive takes the
-    # precision at the end of its tie group in the descending order.
-    neg_sorted, pos_sorted = jax.lax.sort(
-      (-scores + 0.0, is_pos.astype(jnp.int32)),
-      dimension=1,
-      is_stable=True,
-      num_keys=1,
-    )
-    cum_pos = jnp.cumsum(pos_sorted, axis=1, dtype=jnp.int32)
-    positions = jnp.arange(size, dtype=jnp.int32)
-    is_group_end = jnp.concatenate(
-      [
-        neg_sorted[:, 1:] != neg_sorted[:, :-1],
-        jnp.ones((queries.shape[0], 1), bool),
-      ],
-      axis=1,
-    )
-    group_end = jax.lax.cummin(
-      jnp.where(is_group_end, positions[None, :], size - 1),
-      axis=1,
-      reverse=True,
-    )
-    precision = jnp.take_along_axis(cum_pos, group_end, axis=1) / (
-      group_end + 1
-    ).astype(jnp.float32)
-    ap = jnp.sum(jnp.where(pos_sorted > 0, precision, 0.0), axis=1)
-    ap = ap / jnp.maximum(num_pos, 1).astype(jnp.float32)
+    ap, num_pos, _ = gallery.tie_grouped_ap(scores, is_pos)
     # top_k puts the lower index first among equal scores.
     _, nearest = jax.lax.top_k(scores, k)
     return ap, num_pos, nearest

@@ -150,6 +150,46 @@ def _query_block(
   return jnp.where(is_self, -jnp.inf, scores), query_idx, class_ids[safe_idx]
 
 
+def tie_grouped_ap(scores: jax.Array, is_pos: jax.Array):
+  """Per row of [Q, N] scores: (AP, #positives, positives in ranked order).
+
+  scikit-learn's `average_precision_score` (ties grouped; see the module
+  docstring) by sorting each row once: O(N log N) per row, any class size.
+  AP is 0 for a row without positives.
+  """
+  num_items = scores.shape[1]
+  num_pos = jnp.sum(is_pos, axis=1, dtype=jnp.int32)
+  # Stable ascending sort of -score = descending score, ties by index.
+  # "+ 0.0" turns -0.0 into 0.0 so the total-order sort keeps them together.
+  neg_sorted, pos_sorted = jax.lax.sort(
+    (-scores + 0.0, is_pos.astype(jnp.int32)),
+    dimension=1,
+    is_stable=True,
+    num_keys=1,
+  )
+  cum_pos = jnp.cumsum(pos_sorted, axis=1, dtype=jnp.int32)
+  positions = jnp.arange(num_items, dtype=jnp.int32)
+  is_group_end = jnp.concatenate(
+    [
+      neg_sorted[:, 1:] != neg_sorted[:, :-1],
+      jnp.ones((scores.shape[0], 1), bool),
+    ],
+    axis=1,
+  )
+  group_end = jax.lax.cummin(
+    jnp.where(is_group_end, positions[None, :], num_items - 1),
+    axis=1,
+    reverse=True,
+  )
+  pos_at_least = jnp.take_along_axis(cum_pos, group_end, axis=1)
+  precision = pos_at_least.astype(jnp.float32) / (group_end + 1).astype(
+    jnp.float32
+  )
+  ap_sum = jnp.sum(jnp.where(pos_sorted > 0, precision, 0.0), axis=1)
+  ap = ap_sum / jnp.maximum(num_pos, 1).astype(jnp.float32)
+  return ap, num_pos, pos_sorted
+
+
 def _make_sort_chunk_fn(chunk_size: int, score: str):
   """AP by sorting each score row once: O(N log N) per query, any class size."""
 
@@ -163,35 +203,7 @@ def _make_sort_chunk_fn(chunk_size: int, score: str):
     is_pos = (class_ids[None, :] == query_class[:, None]) & (
       jnp.arange(num_items)[None, :] != query_idx[:, None]
     )
-    num_pos = jnp.sum(is_pos, axis=1, dtype=jnp.int32)
-    # Stable ascending sort of -score = descending score, ties by index.
-    # "+ 0.0" turns -0.0 into 0.0 so the total-order sort keeps them together.
-    neg_sorted, pos_sorted = jax.lax.sort(
-      (-scores + 0.0, is_pos.astype(jnp.int32)),
-      dimension=1,
-      is_stable=True,
-      num_keys=1,
-    )
-    cum_pos = jnp.cumsum(pos_sorted, axis=1, dtype=jnp.int32)
-    positions = jnp.arange(num_items, dtype=jnp.int32)
-    is_group_end = jnp.concatenate(
-      [
-        neg_sorted[:, 1:] != neg_sorted[:, :-1],
-        jnp.ones((chunk_size, 1), bool),
-      ],
-      axis=1,
-    )
-    group_end = jax.lax.cummin(
-      jnp.where(is_group_end, positions[None, :], num_items - 1),
-      axis=1,
-      reverse=True,
-    )
-    pos_at_least = jnp.take_along_axis(cum_pos, group_end, axis=1)
-    precision = pos_at_least.astype(jnp.float32) / (group_end + 1).astype(
-      jnp.float32
-    )
-    ap_sum = jnp.sum(jnp.where(pos_sorted > 0, precision, 0.0), axis=1)
-    ap = ap_sum / jnp.maximum(num_pos, 1).astype(jnp.float32)
+    ap, num_pos, pos_sorted = tie_grouped_ap(scores, is_pos)
     top1 = pos_sorted[:, 0] > 0
     top5 = jnp.any(pos_sorted[:, : min(5, num_items)] > 0, axis=1)
     return ap, num_pos, top1, top5
