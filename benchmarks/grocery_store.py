@@ -420,6 +420,16 @@ def main(argv=None) -> dict:
   steps = SMOKE['steps'] if args.smoke else args.steps
   from sspr_jax.evaluate import embed  # pylint: disable=g-import-not-at-top
 
+  def score(backbone, image_size):
+    return evaluate(
+      backbone,
+      image_size,
+      data,
+      folds=folds,
+      head_steps=head_steps,
+      linear=not args.no_linear,
+    )
+
   architecture = None
   for variant in args.variant:
     for seed in args.seeds:
@@ -428,7 +438,7 @@ def main(argv=None) -> dict:
       if args.smoke:
         config.batch_size = SMOKE['batch_size']
         config.log_every_steps = 1
-      architecture = {k: config.model[k] for k in ('backbone', 'width', 'stem')}
+      architecture = embed._architecture(config.model)  # pylint: disable=protected-access
       if key in results:
         continue
       name = variant.replace(';', ' ')
@@ -441,14 +451,7 @@ def main(argv=None) -> dict:
       p = pretrain(config, workdir)
       p['epochs'] = p['steps'] * config.batch_size / len(pre_rows)
       backbone = embed.load_backbone(str(workdir))
-      r = evaluate(
-        backbone,
-        config.evaluate.image_size,
-        data,
-        folds=folds,
-        head_steps=head_steps,
-        linear=not args.no_linear,
-      )
+      r = score(backbone, config.evaluate.image_size)
       results[key] = dict(r, name=name, seed=seed, pretrain=p)
       save()
       log.info('%s seed %d: %s', name, seed, {m: r.get(m) for m in METRICS})
@@ -456,20 +459,12 @@ def main(argv=None) -> dict:
     if architecture is None:
       from configs import grocery_store as gs_config  # pylint: disable=g-import-not-at-top
 
-      model = gs_config.get_config('simclr').model
-      architecture = {k: model[k] for k in ('backbone', 'width', 'stem')}
+      architecture = embed._architecture(gs_config.get_config('simclr').model)  # pylint: disable=protected-access
     for name, backbone, size in baselines(args, architecture):
       key = f'baseline|{name}|{size}'
       if key in results:
         continue
-      r = evaluate(
-        backbone,
-        size,
-        data,
-        folds=folds,
-        head_steps=head_steps,
-        linear=not args.no_linear,
-      )
+      r = score(backbone, size)
       results[key] = dict(r, name=name, seed=None, pretrain=None)
       save()
       log.info('%s: %s', name, {m: r.get(m) for m in METRICS})
