@@ -202,6 +202,27 @@ def make_config(variant: str, seed: int, image_dir, tfds_dir, steps: int):
   return config
 
 
+def budget_steps(config, workdir: pathlib.Path, minutes: float) -> dict:
+  """The steps that fit `minutes` of wall clock, compile included.
+
+  A short run times a step after the compile (`fashion_mnist.calibrate`);
+  the rest of its time, start-up and compile, is paid again by the real
+  run. Kept in WORKDIR/budget.json, so a resumed run trains to the same
+  step.
+  """
+  record = workdir / 'budget.json'
+  if record.is_file():
+    return json.loads(record.read_text())
+  calibration = fm.calibrate(config, workdir.parent, workdir.name)
+  per_step = calibration['seconds_per_step']
+  overhead = max(calibration['seconds'] - calibration['steps'] * per_step, 0)
+  steps = max(int((minutes * 60 - overhead) / per_step), 1)
+  plan = dict(calibration, overhead_seconds=overhead, total_steps=steps)
+  workdir.mkdir(parents=True, exist_ok=True)
+  record.write_text(json.dumps(plan, indent=2))
+  return plan
+
+
 def pretrain(config, workdir: pathlib.Path) -> dict:
   before = fm._latest_step(workdir)  # pylint: disable=protected-access
   seconds = fm._run_pretrain(config, workdir)  # pylint: disable=protected-access
@@ -211,6 +232,27 @@ def pretrain(config, workdir: pathlib.Path) -> dict:
       f'{workdir} stopped at step {after} of {config.total_steps}; rerun.'
     )
   return {'steps': after, 'seconds': seconds, 'resumed_at': before}
+
+
+# Embedding speed (images/s on the 2 CPU cores, benchmarks/RESULTS.md) by
+# architecture at its evaluation size, for the expected-time estimate.
+EMBED_RATE = {'efficientnet_lite0': 40.0}
+DEFAULT_EMBED_RATE = 600.0
+# Start-up, compile and calibration of one pre-training run, minutes.
+RUN_OVERHEAD_MINUTES = 1.5
+
+
+def expected_minutes(plan, num_images: int, minutes_per_run) -> float:
+  """About how long the run takes: pre-training `minutes_per_run` (or the
+  estimate of a step-budget run) plus the embedding of `num_images` per
+  backbone; `plan` lists (architecture name, pre-trains?) per backbone."""
+  total = 0.0
+  for architecture, trains in plan:
+    rate = EMBED_RATE.get(architecture, DEFAULT_EMBED_RATE)
+    total += num_images / rate / 60 + 0.5  # + the kNN and linear head
+    if trains:
+      total += minutes_per_run + RUN_OVERHEAD_MINUTES
+  return total
 
 
 # --------------------------------------------------------------------------
@@ -353,8 +395,22 @@ def parse_args(argv):
     default=[],
     help="Objective and ';'-separated overrides (repeatable).",
   )
+  p.add_argument(
+    '--objectives',
+    default='',
+    help='Comma-separated configs/grocery_store.py presets, each a variant '
+    "without overrides ('simclr,moco,rotnet,simclr_imagenet'; default "
+    'simclr when no --variant is given).',
+  )
   p.add_argument('--seeds', default='0', help='Comma-separated seeds.')
   p.add_argument('--steps', type=int, default=400, help='Steps per run.')
+  p.add_argument(
+    '--minutes',
+    type=float,
+    default=None,
+    help='Wall-clock pre-training budget per run, compile included (replaces '
+    '--steps: the steps that fit, from a timed probe).',
+  )
   p.add_argument('--image-size', type=int, default=64, help='Eval size.')
   p.add_argument('--no-linear', action='store_true')
   p.add_argument('--no-imagenet', action='store_true')
@@ -362,8 +418,19 @@ def parse_args(argv):
   p.add_argument('--smoke', action='store_true')
   args = p.parse_args(argv)
   args.seeds = [int(s) for s in args.seeds.split(',') if s.strip()]
+  from configs import grocery_store as gs_config  # pylint: disable=g-import-not-at-top
+
+  for name in [o.strip() for o in args.objectives.split(',') if o.strip()]:
+    if name not in gs_config.PRESETS:
+      p.error(
+        f'--objectives: unknown {name!r}; valid: '
+        f'{", ".join(gs_config.PRESETS)}.'
+      )
+    args.variant.append(name)
   if not args.variant:
     args.variant = ['simclr']
+  if args.minutes is not None and args.minutes <= 0:
+    p.error(f'--minutes must be > 0, got {args.minutes}.')
   return args
 
 
@@ -419,6 +486,7 @@ def main(argv=None) -> dict:
   head_steps = SMOKE['head_steps'] if args.smoke else 200
   steps = SMOKE['steps'] if args.smoke else args.steps
   from sspr_jax.evaluate import embed  # pylint: disable=g-import-not-at-top
+  from sspr_jax.models import backbones  # pylint: disable=g-import-not-at-top
 
   def score(backbone, image_size):
     return evaluate(
@@ -430,36 +498,58 @@ def main(argv=None) -> dict:
       linear=not args.no_linear,
     )
 
-  architecture = None
+  minutes = None if args.smoke else args.minutes
+  budget = f'minutes={minutes:g}' if minutes else f'steps={steps}'
+  runs, plan = [], []
   for variant in args.variant:
     for seed in args.seeds:
-      key = f'{variant}|seed={seed}|steps={steps}'
       config = make_config(variant, seed, image_dir, root / 'tfds', steps)
       if args.smoke:
         config.batch_size = SMOKE['batch_size']
         config.log_every_steps = 1
-      architecture = embed._architecture(config.model)  # pylint: disable=protected-access
-      if key in results:
-        continue
-      name = variant.replace(';', ' ')
-      workdir = (
-        root
-        / 'runs'
-        / name.replace(' ', '+').replace('/', '_')
-        / (f'seed{seed}_steps{steps}')
-      )
-      p = pretrain(config, workdir)
-      p['epochs'] = p['steps'] * config.batch_size / len(pre_rows)
-      backbone = embed.load_backbone(str(workdir))
-      r = score(backbone, config.evaluate.image_size)
-      results[key] = dict(r, name=name, seed=seed, pretrain=p)
-      save()
-      log.info('%s seed %d: %s', name, seed, {m: r.get(m) for m in METRICS})
+      key = f'{variant}|seed={seed}|{budget}'
+      runs.append((variant, seed, key, config))
+      if key not in results:
+        plan.append((config.model.backbone, True))
   if not args.no_baselines:
-    if architecture is None:
-      from configs import grocery_store as gs_config  # pylint: disable=g-import-not-at-top
+    plan += [('resnet_tiny', False)] * 3
+    if not args.no_imagenet:
+      plan.append(('efficientnet_lite0', False))
+  images = len(memory_rows) + len(query_rows) + len(iconic_rows)
+  per_run = minutes or steps * 0.2 / 60  # ~0.2 s a step (tiny ResNet)
+  log.info(
+    'Expected time: about %.0f min (%d runs to pre-train%s, %d backbones to '
+    'score on %d images; results.json keeps what is done).',
+    expected_minutes(plan, images, per_run),
+    sum(trains for _, trains in plan),
+    f' for {minutes:g} min each' if minutes else f' for {steps} steps each',
+    len(plan),
+    images,
+  )
+  for variant, seed, key, config in runs:
+    if key in results:
+      continue
+    name = variant.replace(';', ' ')
+    workdir = (
+      root
+      / 'runs'
+      / name.replace(' ', '+').replace('/', '_')
+      / f'seed{seed}_{budget.replace("=", "")}'
+    )
+    if minutes:
+      config.total_steps = budget_steps(config, workdir, minutes)['total_steps']
+    p = pretrain(config, workdir)
+    p['epochs'] = p['steps'] * config.batch_size / len(pre_rows)
+    backbone = embed.load_backbone(str(workdir))
+    r = score(backbone, config.evaluate.image_size)
+    results[key] = dict(r, name=name, seed=seed, pretrain=p)
+    save()
+    log.info('%s seed %d: %s', name, seed, {m: r.get(m) for m in METRICS})
+  if not args.no_baselines:
+    from configs import grocery_store as gs_config  # pylint: disable=g-import-not-at-top
 
-      architecture = embed._architecture(gs_config.get_config('simclr').model)  # pylint: disable=protected-access
+    # Random init of the from-scratch network (the quick start's recipe).
+    architecture = backbones.architecture(gs_config.get_config('simclr').model)
     for name, backbone, size in baselines(args, architecture):
       key = f'baseline|{name}|{size}'
       if key in results:

@@ -86,6 +86,39 @@ def test_readers_and_variants(tmp_path):
     gs.read_split(dataset, 'val')
 
 
+def test_minutes_budget_and_objectives(tmp_path, monkeypatch):
+  calls = []
+
+  def fake_calibrate(config, root, name):
+    calls.append((config.total_steps, root, name))
+    # 10 steps of 0.5 s after 25 s of start-up and compile.
+    return {'seconds_per_step': 0.5, 'steps': 10, 'seconds': 30.0}
+
+  monkeypatch.setattr(gs.fm, 'calibrate', fake_calibrate)
+  workdir = tmp_path / 'runs' / 'simclr' / 'seed0_minutes1'
+  plan = gs.budget_steps(gs.make_config('simclr', 0, '', '', 1), workdir, 1)
+  # 60 s of budget less the 25 s the run pays again, at 0.5 s a step.
+  assert plan['total_steps'] == 70 and plan['overhead_seconds'] == 25.0
+  assert calls == [(1, workdir.parent, 'seed0_minutes1')]
+  # A resumed run trains to the same step without timing again.
+  assert gs.budget_steps(None, workdir, 1) == plan and len(calls) == 1
+
+  args = gs.parse_args(
+    ['--clone', 'c', '--work', 'w', '--objectives', 'moco,simclr_imagenet']
+  )
+  assert args.variant == ['moco', 'simclr_imagenet']
+  with pytest.raises(SystemExit):
+    gs.parse_args(['--clone', 'c', '--work', 'w', '--objectives', 'swav'])
+  # Two runs of 30 min, 1.5 min of start-up each, and each backbone's
+  # embedding at its rate (+ 0.5 min for the kNN and the linear head).
+  expected = gs.expected_minutes(
+    [('resnet_tiny', True), ('efficientnet_lite0', True)], 2400, 30
+  )
+  assert expected == pytest.approx(
+    2 * 31.5 + 2400 / 600 / 60 + 2400 / 40 / 60 + 2 * 0.5
+  )
+
+
 def test_smoke_run_scores_every_backbone_and_reuses_its_results(tmp_path):
   clone = fake_clone(tmp_path / 'clone')
   argv = [
@@ -125,7 +158,9 @@ def test_smoke_run_scores_every_backbone_and_reuses_its_results(tmp_path):
   assert (root / 'results.json').stat().st_mtime_ns == mtime
 
 
-@pytest.mark.parametrize('objective', ['simclr', 'moco', 'rotnet'])
+@pytest.mark.parametrize(
+  'objective', ['simclr', 'moco', 'rotnet', 'simclr_imagenet']
+)
 def test_config_parses_for_pretrain_and_evaluate(objective, tmp_path):
   from configs import grocery_store as gs_config  # pylint: disable=g-import-not-at-top
   from sspr_jax import modes  # pylint: disable=g-import-not-at-top
@@ -137,7 +172,11 @@ def test_config_parses_for_pretrain_and_evaluate(objective, tmp_path):
   assert evaluate.gallery_data.gallery_split == 'val'
   assert evaluate.catalogue_data.gallery_split == 'iconic'
   assert 'catalogue' in evaluate.evaluators
-  if objective != 'rotnet':
-    assert config[objective].color_strength == gs_config.COLOR_STRENGTH
+  name = objective.removesuffix('_imagenet')
+  if name != 'rotnet':
+    assert config[name].color_strength == gs_config.COLOR_STRENGTH
+  if objective.endswith('_imagenet'):
+    assert pretrain.init_from == ('imagenet', ('efficientnet_lite0', None))
+    assert config[name].view_size == gs_config.IMAGENET_VIEW_SIZE
   with pytest.raises(ValueError, match='valid: simclr, moco, rotnet'):
     gs_config.get_config('jigsaw')

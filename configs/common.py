@@ -60,6 +60,10 @@ def pretrain_config(objective: str) -> ml_collections.ConfigDict:
       stem='imagenet',  # or 'cifar': 3x3 stride-1 conv, no max-pool
       zero_init_residual=False,
       dtype='float32',
+      # Start pre-training from trained weights of the same architecture:
+      # a workdir (its latest checkpoint), RUN/checkpoints/STEP,
+      # 'imagenet_efficientnet_lite0' or 'imagenet_resnet50:/path.pth'.
+      init_from='',
     )
   )
   c.batch_size = 64  # global, over all devices and hosts

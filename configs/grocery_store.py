@@ -4,7 +4,10 @@
         --workdir runs/grocery_simclr \
         --config.data.grocery_store_manual_dir=GroceryStoreDataset
 
-The argument after ':' is the objective: simclr, moco or rotnet. The
+The argument after ':' is the objective: simclr, moco or rotnet, from
+scratch; with `_imagenet` (`simclr_imagenet`) pre-training continues from the
+ImageNet EfficientNet-Lite0 weights (`config.model.init_from`; needs the
+`imagenet` extra) at 128 px views, scored at 224 px as the frozen features. The
 `grocery_store` dataset is built from a clone of the dataset's repository;
 pre-training reads its `train` photos without labels. Add
 `--config.mode=pretrain,evaluate` to score the backbone on the `val` photos
@@ -36,6 +39,7 @@ import ml_collections
 from configs import common
 
 OBJECTIVES = ('simclr', 'moco', 'rotnet')
+PRESETS = OBJECTIVES + tuple(f'{o}_imagenet' for o in OBJECTIVES)
 # The contrastive views for product photos, chosen on val (RESULTS.md).
 COLOR_STRENGTH = 0.0
 CROP_SCALE = (0.08, 1.0)
@@ -43,14 +47,24 @@ GRAYSCALE_P = 0.0
 VIEW_SIZE = 64
 
 
+# Continued pre-training from ImageNet EfficientNet-Lite0: at 224 px a CPU
+# sees less than one epoch in 30 minutes; 128 px views train ~3x faster and
+# the network still sees the products' print. A learning rate far below the
+# from-scratch one keeps the ImageNet features while the new head learns.
+IMAGENET_VIEW_SIZE = 128
+IMAGENET_EVAL_SIZE = 224
+IMAGENET_LR = 0.03
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  objective = (arg or 'simclr').strip()
-  if objective not in OBJECTIVES:
+  preset = (arg or 'simclr').strip()
+  if preset not in PRESETS:
     raise ValueError(
       'configs/grocery_store.py takes the objective after a colon, e.g. '
-      f'configs/grocery_store.py:simclr; valid: {", ".join(OBJECTIVES)} '
+      f'configs/grocery_store.py:simclr; valid: {", ".join(PRESETS)} '
       f'(got {arg!r}).'
     )
+  objective = preset.removesuffix('_imagenet')
   c = common.pretrain_config(objective)
   # The photos are ~348 px; the canvas holds them shrunk to 112 px, and the
   # views are cut from it on device.
@@ -91,4 +105,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.rotnet = ml_collections.ConfigDict(
       dict(view_size=VIEW_SIZE, crop_scale=(0.5, 1.0), rotations_per_image=1)
     )
+  if preset.endswith('_imagenet'):
+    c.model.update(
+      backbone='efficientnet_lite0',
+      init_from='imagenet_efficientnet_lite0',
+      zero_init_residual=False,
+    )
+    c.input.canvas_size = 160
+    c[objective].view_size = IMAGENET_VIEW_SIZE
+    c.evaluate.image_size = IMAGENET_EVAL_SIZE
+    c.evaluate.baselines = ('imagenet_efficientnet_lite0', 'pixels')
+    c.optimizer.lr = IMAGENET_LR
+    c.checkpoint_every_steps = 50
   return c

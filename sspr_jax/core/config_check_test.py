@@ -119,8 +119,8 @@ def no_mode_runs(monkeypatch):
     ),
     (
       {'model.backbone': 'resnet99'},
-      "config.model.backbone='resnet99': unknown backbone; valid: resnet18, "
-      'resnet34, resnet50, resnet_tiny.',
+      "config.model.backbone='resnet99': unknown backbone; valid: "
+      'efficientnet_lite0, resnet18, resnet34, resnet50, resnet_tiny.',
     ),
     ({'batch_size': 0}, 'config.batch_size=0: must be a positive integer.'),
     ({'batch_size': -32}, 'config.batch_size=-32: must be a positive integer.'),

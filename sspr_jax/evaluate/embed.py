@@ -24,7 +24,7 @@ import tqdm
 
 from sspr_jax.data import augment
 from sspr_jax.data import pipeline
-from sspr_jax.models import resnet
+from sspr_jax.models import backbones
 from sspr_jax.core import checkpoint as checkpoint_lib
 from sspr_jax.core import mesh as mesh_lib
 from sspr_jax.core import ops
@@ -44,22 +44,32 @@ class Backbone:
   variables: Any
   step: int | None = None
   normalize: Callable[[jax.Array], jax.Array] | None = None
-  # `resnet.from_config` model section ({'backbone', 'width', 'stem'}), or a
-  # `resnet.get_backbone` name; None for other backbones.
+  # `backbones.architecture`: {'backbone', 'width', 'stem'}; None for the
+  # raw pixels.
   architecture: Any = None
+
+
+def _normalize(architecture):
+  kwargs = backbones.normalization(architecture)
+  return functools.partial(augment.normalize, **kwargs) if kwargs else None
 
 
 def random_backbone(
   architecture, seed: int = 0, name: str = 'random init'
 ) -> Backbone:
-  """A randomly initialised ResNet: a backbone name or a `model` section."""
-  if isinstance(architecture, str):
-    architecture = {'backbone': architecture}
-  module = resnet.from_config(architecture)
+  """A randomly initialised backbone: a backbone name or a `model` section."""
+  architecture = backbones.architecture(architecture)
+  module = backbones.from_config(architecture)
   variables = jax.jit(module.init, static_argnames='train')(
     jax.random.key(seed), jnp.zeros((1, 64, 64, 3)), train=False
   )
-  return Backbone(name, module, variables, architecture=architecture)
+  return Backbone(
+    name,
+    module,
+    variables,
+    normalize=_normalize(architecture),
+    architecture=architecture,
+  )
 
 
 def pixels_backbone(side: int = 16) -> Backbone:
@@ -84,13 +94,12 @@ def imagenet_backbone(kind: str, path: str | None = None) -> Backbone:
     from sspr_jax.models import efficientnet  # pylint: disable=g-import-not-at-top
 
     module, variables = efficientnet.load_efficientnet_lite0(path)
-    normalize = functools.partial(
-      augment.normalize,
-      mean=efficientnet.PREPROCESS_MEAN,
-      std=efficientnet.PREPROCESS_STD,
-    )
     return Backbone(
-      'ImageNet efficientnet_lite0', module, variables, normalize=normalize
+      'ImageNet efficientnet_lite0',
+      module,
+      variables,
+      normalize=_normalize(kind),
+      architecture=backbones.architecture(kind),
     )
   if kind in ('resnet18', 'resnet34', 'resnet50'):
     if not path:
@@ -101,18 +110,13 @@ def imagenet_backbone(kind: str, path: str | None = None) -> Backbone:
     variables = torch_import.load_torchvision_resnet(path, kind)
     return Backbone(
       f'ImageNet {kind}',
-      resnet.get_backbone(kind),
+      backbones.from_config(kind),
       variables,
-      architecture=kind,
+      architecture=backbones.architecture(kind),
     )
   raise ValueError(
     f'Unknown ImageNet backbone {kind!r}; known: {", ".join(IMAGENET_KINDS)}.'
   )
-
-
-def _architecture(model) -> dict:
-  keys = ('backbone', 'width', 'stem')
-  return {k: model[k] for k in keys if k in model}
 
 
 BASELINES_HELP = (
@@ -161,6 +165,25 @@ def checkpoint_steps(workdir: str) -> list[int]:
   return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
 
 
+def run_and_steps(path: str, all_steps: bool) -> tuple[str, list[int]]:
+  """A workdir, its checkpoints folder, or one step folder -> (run, steps):
+  every saved step if `all_steps`, else the latest (or the one given)."""
+  path = os.path.abspath(os.path.expanduser(path))
+  name, parent = os.path.basename(path), os.path.dirname(path)
+  if name.isdigit() and os.path.basename(parent) == 'checkpoints':
+    if not os.path.isdir(path):
+      raise FileNotFoundError(f'No checkpoint folder {path!r}.')
+    return os.path.dirname(parent), [int(name)]
+  if name == 'checkpoints':
+    path = parent
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f'Checkpoint path {path!r} does not exist.')
+  steps = checkpoint_steps(path)
+  if not steps:
+    raise FileNotFoundError(f'No checkpoint in {path!r}/checkpoints.')
+  return path, steps if all_steps else steps[-1:]
+
+
 def load_backbone(
   workdir: str, step: int | None = None, name: str | None = None
 ) -> Backbone:
@@ -178,14 +201,56 @@ def load_backbone(
     'params': state['params']['backbone'],
     'batch_stats': state['batch_stats']['backbone'],
   }
-  module = resnet.from_config(config.model)
+  architecture = backbones.architecture(config.model)
   return Backbone(
     name or f'{config.objective} step {step}',
-    module,
+    backbones.from_config(architecture),
     variables,
     step,
-    architecture=_architecture(config.model),
+    normalize=_normalize(architecture),
+    architecture=architecture,
   )
+
+
+INIT_FROM_HELP = (
+  'a pre-training workdir (its latest checkpoint), RUN/checkpoints/STEP, '
+  "'imagenet_efficientnet_lite0' or 'imagenet_resnet50:/path/to/"
+  "resnet50.pth' (also resnet18/34)"
+)
+
+
+def parse_init_from(value: str) -> tuple[str, Any]:
+  """`config.model.init_from` -> ('run', (run, step)) or ('imagenet', (kind,
+  path)); ValueError naming the valid forms otherwise."""
+  if os.path.exists(os.path.expanduser(value)):
+    run_dir, steps = run_and_steps(value, False)
+    return 'run', (run_dir, steps[-1])
+  try:
+    kind, arg = parse_baseline(value)
+  except ValueError:
+    kind = None
+  if kind in IMAGENET_KINDS:
+    return 'imagenet', (kind, arg)
+  raise ValueError(f'no such checkpoint folder; valid: {INIT_FROM_HELP}.')
+
+
+def source_architecture(parsed: tuple[str, Any]) -> dict:
+  """The architecture of a parsed `init_from`, read without the weights."""
+  what, value = parsed
+  if what == 'imagenet':
+    return backbones.architecture(value[0])
+  run_dir, step = value
+  path = os.path.join(run_dir, 'checkpoints', str(step), 'meta', 'metadata')
+  with open(path) as f:
+    return backbones.architecture(json.load(f)['config']['model'])
+
+
+def init_backbone(parsed: tuple[str, Any]) -> Backbone:
+  """The backbone a parsed `init_from` names."""
+  what, value = parsed
+  if what == 'imagenet':
+    return imagenet_backbone(*value)
+  return load_backbone(*value)
 
 
 @functools.lru_cache(maxsize=8)

@@ -38,6 +38,7 @@ from sspr_jax.evaluate import embed as embed_lib
 from sspr_jax.evaluate import evaluators as evaluators_lib
 from sspr_jax.evaluate import gallery
 from sspr_jax.evaluate import report
+from sspr_jax.models import backbones
 from sspr_jax.modes import outputs
 from sspr_jax.modes import prepare_data
 
@@ -168,24 +169,6 @@ def open_gallery(
   return evaluators_lib.Gallery(source, scoring, class_names)
 
 
-def _run_and_steps(path: str, all_steps: bool) -> tuple[str, list[int]]:
-  """A workdir, its checkpoints folder, or one step folder -> (run, steps)."""
-  path = os.path.abspath(os.path.expanduser(path))
-  name, parent = os.path.basename(path), os.path.dirname(path)
-  if name.isdigit() and os.path.basename(parent) == 'checkpoints':
-    if not os.path.isdir(path):
-      raise FileNotFoundError(f'No checkpoint folder {path!r}.')
-    return os.path.dirname(parent), [int(name)]
-  if name == 'checkpoints':
-    path = parent
-  if not os.path.isdir(path):
-    raise FileNotFoundError(f'Checkpoint path {path!r} does not exist.')
-  steps = embed_lib.checkpoint_steps(path)
-  if not steps:
-    raise FileNotFoundError(f'No checkpoint in {path!r}/checkpoints.')
-  return path, steps if all_steps else steps[-1:]
-
-
 def parse(config: ml_collections.ConfigDict) -> Settings:
   given = config_check.get(config, 'evaluate.baselines', ())
   baselines = tuple(
@@ -200,7 +183,7 @@ def parse(config: ml_collections.ConfigDict) -> Settings:
   all_steps = bool(config.evaluate.get('all_steps', False))
   for path in checkpoints:  # Given paths must exist before anything runs.
     config_check.wrap(
-      'checkpoints', path, lambda p: _run_and_steps(p, all_steps)
+      'checkpoints', path, lambda p: embed_lib.run_and_steps(p, all_steps)
     )
   model = config.get('model', {})
   evaluators = parse_evaluators(
@@ -219,9 +202,7 @@ def parse(config: ml_collections.ConfigDict) -> Settings:
     gallery_data=gallery_data(config),
     evaluators=evaluators,
     scoring=parse_scoring(config),
-    architecture={
-      k: model[k] for k in ('backbone', 'width', 'stem') if k in model
-    },
+    architecture=backbones.architecture(model),
     seed=config.get('seed', 0),
     catalogue_data=(
       gallery_data(config, catalogue, key='evaluate.catalogue')
@@ -248,7 +229,7 @@ def _plan(settings: Settings, workdir: str) -> list[tuple[str, list[int]]]:
         f'{workdir!r} has no checkpoints and config.evaluate.baselines is '
         'empty.'
       )
-  return [_run_and_steps(p, settings.all_steps) for p in paths]
+  return [embed_lib.run_and_steps(p, settings.all_steps) for p in paths]
 
 
 def _backbones(settings: Settings, runs):

@@ -20,7 +20,7 @@ from sspr_jax.data import pipeline
 from sspr_jax.data import prepare
 from sspr_jax.evaluate import embed as embed_lib
 from sspr_jax.evaluate import evaluators as evaluators_lib
-from sspr_jax.models import resnet
+from sspr_jax.models import backbones
 from sspr_jax.modes import evaluate as evaluate_mode
 from sspr_jax.modes import outputs
 from sspr_jax.modes import prepare_data
@@ -41,11 +41,12 @@ class Settings:
   periodic: tuple[str, ...] = ()
   gallery_data: ml_collections.ConfigDict | None = None
   scoring: evaluators_lib.Settings | None = None
+  init_from: tuple[str, Any] | None = None  # embed.parse_init_from's
 
 
 def _check_training(config) -> None:
   c = config_check
-  c.name(config, 'model.backbone', resnet.BACKBONES, 'backbone')
+  c.name(config, 'model.backbone', backbones.NAMES, 'backbone')
   c.name(config, 'optimizer.name', optim.OPTIMIZERS, 'optimizer')
   c.name(config, 'schedule.name', optim.SCHEDULES, 'schedule')
   c.name(config, 'input.dataset', prepare.DATASETS, 'dataset')
@@ -84,9 +85,43 @@ def _check_training(config) -> None:
     )
 
 
+def _parse_init_from(config):
+  """`config.model.init_from`, parsed, its architecture checked."""
+  c = config_check
+  value = c.get(config, 'model.init_from', '')
+  if not isinstance(value, str):
+    c.fail('model.init_from', value, 'must be a string.')
+  if not value:
+    return None
+  parsed = c.wrap('model.init_from', value, embed_lib.parse_init_from)
+  source = c.wrap(
+    'model.init_from', value, lambda _: embed_lib.source_architecture(parsed)
+  )
+  own = backbones.architecture(config.model)
+  defaults = {'width': 0, 'stem': 'imagenet'}
+  if dict(defaults, **source) != dict(defaults, **own):
+    c.fail(
+      'model.init_from',
+      value,
+      f'is a {_describe(source)}, but config.model is a {_describe(own)}; '
+      'set config.model to the same architecture.',
+    )
+  return parsed
+
+
+def _describe(architecture: dict) -> str:
+  return ' '.join(
+    [architecture['backbone']]
+    + [
+      f'{k}={architecture[k]!r}' for k in ('width', 'stem') if k in architecture
+    ]
+  )
+
+
 def parse(config: ml_collections.ConfigDict) -> Settings:
   config_check.name(config, 'objective', registry.CLASSES, 'objective')
   _check_training(config)
+  init_from = _parse_init_from(config)
   try:
     objective = registry.build_objective(config)  # Its section and settings.
   except ValueError as e:
@@ -96,6 +131,7 @@ def parse(config: ml_collections.ConfigDict) -> Settings:
     objective=objective,
     data=prepare_data.parse_data(config),
     dataset=config.input.get('dataset', 'sku110k_crops'),
+    init_from=init_from,
   )
   every = config.get('eval_every_steps', 0)
   if every:
@@ -143,17 +179,36 @@ def run(settings: Settings, workdir: str) -> trainer.TrainState:
     settings.dataset,
     config.input.split,
   )
+  batch_spec = loader.batch_spec(config.batch_size)
   state = trainer.train(
     config,
     workdir,
     objective=settings.objective,
     loader=loader,
-    batch_spec=loader.batch_spec(config.batch_size),
+    batch_spec=batch_spec,
     num_examples=len(source),
     evaluators=evaluators,
+    init_backbone=initial_backbone(settings, batch_spec),
   )
   outputs.print_wrote(written(workdir))
   return state
+
+
+def initial_backbone(settings: Settings, batch_spec: dict):
+  """The backbone variables `config.model.init_from` names, in the tree
+  and shapes of the objective's backbone; None without init_from."""
+  if settings.init_from is None:
+    return None
+  source = embed_lib.init_backbone(settings.init_from)
+  logging.info('Starting from %s (config.model.init_from).', source.name)
+  try:
+    return backbones.match_variables(
+      dict(source.variables),
+      settings.objective.backbone_shapes(batch_spec),
+      f'config.model.init_from ({source.name})',
+    )
+  except ValueError as e:
+    raise config_check.ConfigError(str(e)) from None
 
 
 def written(workdir: str) -> list[tuple[str, str, str]]:

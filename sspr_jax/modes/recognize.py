@@ -59,6 +59,7 @@ from sspr_jax.core import config_check
 from sspr_jax.evaluate import embed as embed_lib
 from sspr_jax.evaluate import evaluators as evaluators_lib
 from sspr_jax.evaluate import recognize as recognize_lib
+from sspr_jax.models import backbones
 from sspr_jax.modes import evaluate as evaluate_mode
 from sspr_jax.modes import outputs
 
@@ -142,7 +143,7 @@ def _parse_backbone(config):
     run_dir, steps = config_check.wrap(
       'recognize.backbone',
       value,
-      lambda p: evaluate_mode._run_and_steps(p, False),  # pylint: disable=protected-access
+      lambda p: embed_lib.run_and_steps(p, False),
     )
     return value, None, (run_dir, steps[-1])
   try:
@@ -190,9 +191,7 @@ def parse(config: ml_collections.ConfigDict) -> Settings:
     method=method,
     top_k=5 if top_k is config_check.MISSING else top_k,
     knn_k=20 if knn_k is config_check.MISSING else knn_k,
-    architecture={
-      k: model[k] for k in ('backbone', 'width', 'stem') if k in model
-    },
+    architecture=backbones.architecture(model),
     seed=config.get('seed', 0),
   )
 
@@ -215,7 +214,7 @@ def _backbone(settings: Settings, workdir: str):
   if settings.checkpoint is not None:
     run_dir, step = settings.checkpoint
   else:
-    run_dir, steps = evaluate_mode._run_and_steps(workdir, False)  # pylint: disable=protected-access
+    run_dir, steps = embed_lib.run_and_steps(workdir, False)
     step = steps[-1]
   log.info('Loading %s, step %d.', run_dir, step)
   backbone = embed_lib.load_backbone(run_dir, step)

@@ -6,6 +6,7 @@ checkpoint with Orbax alone as `state['params']['backbone']` and
 `state['batch_stats']['backbone']`.
 """
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -14,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from sspr_jax.data import augment
-from sspr_jax.models import resnet
+from sspr_jax.models import backbones
 from sspr_jax.objectives import common
 from sspr_jax.objectives import monitor
 
@@ -46,12 +47,14 @@ def compute_dtype(config: ml_collections.ConfigDict):
 
 def make_backbone(config: ml_collections.ConfigDict) -> nn.Module:
   """The backbone of `config.model`, fp32 parameters, compute in its dtype."""
-  return resnet.from_config(
-    config.model,
-    zero_init_residual=config.model.get('zero_init_residual', False),
-    dtype=compute_dtype(config),
-    param_dtype=jnp.float32,
-  )
+  try:
+    return backbones.from_config(
+      config.model,
+      zero_init_residual=config.model.get('zero_init_residual', False),
+      dtype=compute_dtype(config),
+    )
+  except ValueError as e:
+    raise ValueError(f'config.model: {e}') from None
 
 
 class Objective:
@@ -68,6 +71,10 @@ class Objective:
     self.config = config
     self.settings = config[self.name]
     self.dtype = compute_dtype(config)
+    # uint8 views -> the backbone's input (its ImageNet weights' statistics).
+    self.normalize = functools.partial(
+      augment.normalize, **backbones.normalization(config.model)
+    )
     self.network = Network(
       backbone=make_backbone(config), head=self.make_head()
     )
@@ -79,12 +86,15 @@ class Objective:
     """The array of `views` the network is initialised on."""
     return views['images']
 
-  def init(self, rng: jax.Array, batch_spec: dict):
+  def init(self, rng: jax.Array, batch_spec: dict, backbone=None):
     """(params, batch_stats, extra) for batches shaped like `batch_spec`.
 
     `batch_spec` maps the batch's keys to `jax.ShapeDtypeStruct`s (or
     arrays): only the shapes of the views are needed, found with
-    `jax.eval_shape`, so no data is read to initialise.
+    `jax.eval_shape`, so no data is read to initialise. `backbone`, the
+    {'params', 'batch_stats'} of a trained backbone of this architecture
+    (`config.model.init_from`), replaces the random backbone; the head and
+    `extra` (e.g. MoCo's key encoder, a copy) are made from it.
     """
     view_rng, init_rng, extra_rng = jax.random.split(rng, 3)
     x = jax.eval_shape(
@@ -95,7 +105,20 @@ class Objective:
     )
     params = variables['params']
     batch_stats = variables.get('batch_stats', {})
+    if backbone is not None:
+      params = dict(params, backbone=backbone['params'])
+      batch_stats = dict(batch_stats, backbone=backbone['batch_stats'])
     return params, batch_stats, self.init_extra(extra_rng, params, batch_stats)
+
+  def backbone_shapes(self, batch_spec: dict) -> dict:
+    """{'params', 'batch_stats'} of the backbone as `jax.ShapeDtypeStruct`s."""
+    params, batch_stats, _ = jax.eval_shape(
+      lambda: self.init(jax.random.key(0), batch_spec)
+    )
+    return {
+      'params': params['backbone'],
+      'batch_stats': batch_stats.get('backbone', {}),
+    }
 
   def init_extra(self, rng, params, batch_stats) -> Any:
     del rng, params, batch_stats
@@ -142,7 +165,9 @@ class Classification(Objective):
     return loss, (metrics, batch_stats, extra)
 
 
-def contrastive_views(settings, rng: jax.Array, batch: dict) -> dict:
+def contrastive_views(
+  settings, rng: jax.Array, batch: dict, normalize=augment.normalize
+) -> dict:
   """Two MoCo v2 / SimCLR views of each image, stacked as [B, 2, S, S, 3].
 
   Stacking on axis 1 keeps both views of an image on its own device when
@@ -156,14 +181,15 @@ def contrastive_views(settings, rng: jax.Array, batch: dict) -> dict:
     grayscale_p=settings.get('grayscale_p', 0.2),
     blur_p=settings.blur_p,
     valid_size=batch.get('size'),
+    normalise=False,
   )
   k1, k2 = jax.random.split(rng)
   images = batch['image']
   return {
     'images': jnp.stack(
       [
-        augment.contrastive_view(k1, images, **kw),
-        augment.contrastive_view(k2, images, **kw),
+        normalize(augment.contrastive_view(k1, images, **kw)),
+        normalize(augment.contrastive_view(k2, images, **kw)),
       ],
       axis=1,
     )

@@ -81,6 +81,6 @@ class Jigsaw(base.Classification):
     identity = jnp.broadcast_to(jnp.arange(9), (x.shape[0], 9))
     tiles = augment.jigsaw_tiles(k_tiles, x, identity, 3, s.jitter)
     tiles, labels = shuffle_tiles(
-      augment.normalize(tiles), jnp.asarray(self.permutations), k_perm
+      self.normalize(tiles), jnp.asarray(self.permutations), k_perm
     )
     return {'images': tiles, 'labels': labels}

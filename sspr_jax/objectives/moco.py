@@ -212,7 +212,7 @@ class MoCo(base.Objective):
     }
 
   def views(self, rng, batch):
-    return base.contrastive_views(self.settings, rng, batch)
+    return base.contrastive_views(self.settings, rng, batch, self.normalize)
 
   def shuffle_bn_groups(self, batch: int) -> int:
     """G from the settings; it must divide the global batch."""

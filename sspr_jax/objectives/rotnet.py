@@ -63,7 +63,7 @@ class RotNet(base.Classification):
       tuple(s.crop_scale),
       valid_size=batch.get('size'),
     )
-    x = augment.normalize(augment.horizontal_flip(k_flip, x))
+    x = self.normalize(augment.horizontal_flip(k_flip, x))
     per_image = s.get('rotations_per_image', 1)
     if per_image == 4:
       x, labels = rotate_batch(x)

@@ -73,7 +73,7 @@ class SimCLR(base.Objective):
     )
 
   def views(self, rng, batch):
-    return base.contrastive_views(self.settings, rng, batch)
+    return base.contrastive_views(self.settings, rng, batch, self.normalize)
 
   def loss(self, params, batch_stats, extra, views, rng):
     del rng

@@ -103,11 +103,12 @@ def make_train_step(
 
 
 def make_init(objective, tx: optax.GradientTransformation, batch_spec, mesh):
-  """Jitted rng -> fresh TrainState, replicated over `mesh`."""
+  """Jitted (rng, backbone=None) -> fresh TrainState, replicated over `mesh`;
+  `backbone`: trained {'params', 'batch_stats'} to start from."""
 
   @functools.partial(jax.jit, out_shardings=mesh_lib.replicated(mesh))
-  def init(rng):
-    params, batch_stats, extra = objective.init(rng, batch_spec)
+  def init(rng, backbone=None):
+    params, batch_stats, extra = objective.init(rng, batch_spec, backbone)
     return TrainState(
       step=jnp.zeros((), jnp.int32),
       params=params,
@@ -198,6 +199,7 @@ def train(
   batch_spec: dict,
   num_examples: int,
   evaluators: Sequence[tuple[Any, int]] = (),
+  init_backbone: Any = None,
 ) -> TrainState:
   """Trains `objective` on `loader`, resuming from WORKDIR's latest checkpoint.
 
@@ -216,6 +218,9 @@ def train(
       gets the backbone's {'params', 'batch_stats'} every `every_steps`
       steps and after the last, and its metrics are logged with the train
       metrics.
+    init_backbone: {'params', 'batch_stats'} of a trained backbone that a
+      fresh run starts from (`config.model.init_from`); a resumed run
+      restores its checkpoint instead.
   Returns:
     The final train state.
   Raises:
@@ -241,7 +246,7 @@ def train(
 
   init = make_init(objective, tx, batch_spec, mesh)
   # A resumed run restores onto the fresh state's shapes and shardings.
-  state = init(init_rng)
+  state = init(init_rng, init_backbone)
   restored, _, start = checkpoints.restore_latest_good(state)
   if restored is not None:
     state = restored
