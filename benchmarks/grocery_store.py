@@ -309,28 +309,38 @@ def evaluate(backbone, image_size, data, *, folds, head_steps, linear=True):
   return result
 
 
-def baselines(args, architecture):
-  """(name, backbone, image size) of every baseline this run can build."""
+IMAGENET_NAME = 'ImageNet EfficientNet-Lite0 (frozen, 224 px)'
+
+
+def baseline_plan(args) -> list[tuple[str, str, int]]:
+  """(name, architecture, image size) of the baselines this run scores."""
+  if args.no_baselines:
+    return []
+  plan = [
+    ('random init', 'resnet_tiny', args.image_size),
+    ('raw pixels 16x16', 'pixels', args.image_size),
+    ('raw pixels 32x32', 'pixels', args.image_size),
+  ]
+  if not args.no_imagenet:
+    plan.append((IMAGENET_NAME, 'efficientnet_lite0', IMAGENET_SIZE))
+  return plan
+
+
+def baseline_backbone(name: str, architecture):
+  """The backbone of a `baseline_plan` row; None (with a warning) when its
+  weights cannot be had."""
   # pylint: disable=g-import-not-at-top
   from sspr_jax.evaluate import embed
 
-  out = [
-    ('random init', embed.random_backbone(architecture), args.image_size),
-    ('raw pixels 16x16', embed.pixels_backbone(16), args.image_size),
-    ('raw pixels 32x32', embed.pixels_backbone(32), args.image_size),
-  ]
-  if not args.no_imagenet:
-    try:
-      out.append(
-        (
-          'ImageNet EfficientNet-Lite0 (frozen, 224 px)',
-          embed.imagenet_backbone('efficientnet_lite0'),
-          IMAGENET_SIZE,
-        )
-      )
-    except ImportError as e:
-      log.warning('ImageNet baseline left out: %s', e)
-  return out
+  if name == 'random init':
+    return embed.random_backbone(architecture)
+  if name.startswith('raw pixels'):
+    return embed.pixels_backbone(int(name.split()[-1].split('x')[0]))
+  try:
+    return embed.imagenet_backbone('efficientnet_lite0')
+  except ImportError as e:
+    log.warning('ImageNet baseline left out: %s', e)
+    return None
 
 
 # --------------------------------------------------------------------------
@@ -511,10 +521,11 @@ def main(argv=None) -> dict:
       runs.append((variant, seed, key, config))
       if key not in results:
         plan.append((config.model.backbone, True))
-  if not args.no_baselines:
-    plan += [('resnet_tiny', False)] * 3
-    if not args.no_imagenet:
-      plan.append(('efficientnet_lite0', False))
+  plan += [
+    (arch, False)
+    for name, arch, size in baseline_plan(args)
+    if f'baseline|{name}|{size}' not in results
+  ]
   images = len(memory_rows) + len(query_rows) + len(iconic_rows)
   per_run = minutes or steps * 0.2 / 60  # ~0.2 s a step (tiny ResNet)
   log.info(
@@ -526,6 +537,7 @@ def main(argv=None) -> dict:
     len(plan),
     images,
   )
+  todo = []
   for variant, seed, key, config in runs:
     if key in results:
       continue
@@ -536,8 +548,21 @@ def main(argv=None) -> dict:
       / name.replace(' ', '+').replace('/', '_')
       / f'seed{seed}_{budget.replace("=", "")}'
     )
-    if minutes:
-      config.total_steps = budget_steps(config, workdir, minutes)['total_steps']
+    todo.append((name, seed, key, config, workdir))
+  # Every run is timed before any trains: the plan is known at the start,
+  # and work started beside the benchmark later cannot shrink a budget.
+  for name, seed, key, config, workdir in todo if minutes else ():
+    plan = budget_steps(config, workdir, minutes)
+    config.total_steps = plan['total_steps']
+    log.info(
+      '%s seed %d: %d steps of %.2f s in %g min.',
+      name,
+      seed,
+      plan['total_steps'],
+      plan['seconds_per_step'],
+      minutes,
+    )
+  for name, seed, key, config, workdir in todo:
     p = pretrain(config, workdir)
     p['epochs'] = p['steps'] * config.batch_size / len(pre_rows)
     backbone = embed.load_backbone(str(workdir))
@@ -545,15 +570,16 @@ def main(argv=None) -> dict:
     results[key] = dict(r, name=name, seed=seed, pretrain=p)
     save()
     log.info('%s seed %d: %s', name, seed, {m: r.get(m) for m in METRICS})
-  if not args.no_baselines:
-    from configs import grocery_store as gs_config  # pylint: disable=g-import-not-at-top
+  from configs import grocery_store as gs_config  # pylint: disable=g-import-not-at-top
 
-    # Random init of the from-scratch network (the quick start's recipe).
-    architecture = backbones.architecture(gs_config.get_config('simclr').model)
-    for name, backbone, size in baselines(args, architecture):
-      key = f'baseline|{name}|{size}'
-      if key in results:
-        continue
+  # Random init of the from-scratch network (the quick start's recipe).
+  architecture = backbones.architecture(gs_config.get_config('simclr').model)
+  for name, _, size in baseline_plan(args):
+    key = f'baseline|{name}|{size}'
+    if key in results:
+      continue
+    backbone = baseline_backbone(name, architecture)
+    if backbone is not None:
       r = score(backbone, size)
       results[key] = dict(r, name=name, seed=None, pretrain=None)
       save()

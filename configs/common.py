@@ -67,6 +67,9 @@ def pretrain_config(objective: str) -> ml_collections.ConfigDict:
     )
   )
   c.batch_size = 64  # global, over all devices and hosts
+  # Split parameters, optimizer and extra state over the devices (FSDP /
+  # ZeRO-3 style) instead of replicating them: less memory per chip.
+  c.shard_state = False
   c.num_epochs = 100
   c.total_steps = 0  # > 0 overrides num_epochs
   c.optimizer = ml_collections.ConfigDict(

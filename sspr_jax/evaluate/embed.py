@@ -176,6 +176,11 @@ def run_and_steps(path: str, all_steps: bool) -> tuple[str, list[int]]:
     return os.path.dirname(parent), [int(name)]
   if name == 'checkpoints':
     path = parent
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise NotADirectoryError(
+      f'{path!r} is a file; give a pre-training workdir, its checkpoints '
+      'folder or RUN/checkpoints/STEP.'
+    )
   if not os.path.isdir(path):
     raise FileNotFoundError(f'Checkpoint path {path!r} does not exist.')
   steps = checkpoint_steps(path)

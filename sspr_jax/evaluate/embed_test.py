@@ -11,7 +11,7 @@ import pytest
 import tqdm
 
 from sspr_jax.evaluate import embed as embed_lib
-from sspr_jax.train.trainer_test import REPO, child_env
+from sspr_jax.testing import REPO, child_env
 
 # A list source: 32 x 32 photos stay as they are under the loader's
 # shorter-side resize + centre crop to 32, so features can be recomputed.

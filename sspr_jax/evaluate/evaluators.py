@@ -193,6 +193,8 @@ class FewLabel(Evaluator):
         tol=preset['tol'],
       )
       metrics.update(result['metrics'])
+      # Test crops of classes the head never saw count as errors.
+      metrics[f'{split}/num_test_unseen'] = result['num_test_unseen']
       self.details[split] = result
     return metrics
 

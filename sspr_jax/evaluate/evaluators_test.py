@@ -53,6 +53,11 @@ def test_evaluators_share_one_embedding_and_match_the_metrics(
   assert 'strict_knn_accuracy' in columns and 'strict/linear/map' in columns
   assert all(c in metrics for c in columns)
   assert set(built[2].details) == {'standard', 'strict'}
+  for split in ('standard', 'strict'):  # Reaches metrics.json.
+    assert (
+      metrics[f'{split}/num_test_unseen']
+      == built[2].details[split]['num_test_unseen']
+    )
   # New variables (a later training step): embedded again.
   other = jax.tree.map(lambda x: x * 1.0, backbone.variables)
   built[0].run(other)

@@ -486,12 +486,16 @@ def gallery_metrics(
   *,
   chunk_size: int | None = None,
 ) -> dict[str, float]:
-  """Both mAP variants for each score, flat names like ``full_map/cosine``."""
+  """Both mAP variants for each score, flat names like ``full_map/cosine``,
+  and the full gallery's ``full_num_queries`` / ``full_num_skipped`` (crops
+  without another of their class: no query, still a distractor)."""
   metrics: dict[str, float] = {}
   for score in scores:
     full = full_gallery_map(
       embeddings, labels, score=score, chunk_size=chunk_size
     )
+    metrics['full_num_queries'] = full['num_queries']
+    metrics['full_num_skipped'] = full['num_skipped']
     metrics[f'full_map/{score}'] = full['map']
     metrics[f'full_map_per_query/{score}'] = full['map_per_query']
     metrics[f'full_top1/{score}'] = full['top1']

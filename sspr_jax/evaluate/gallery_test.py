@@ -197,8 +197,9 @@ def test_average_gallery_hand_computed_with_tie():
 
 def test_gallery_metrics_names_and_values():
   rng = np.random.default_rng(0)
-  labels = np.repeat(np.arange(10), 4)
-  emb = rng.normal(size=(40, 6)).astype(np.float32)
+  # Class 10 has one crop: no query, counted as skipped.
+  labels = np.concatenate([np.repeat(np.arange(10), 4), [10]])
+  emb = rng.normal(size=(41, 6)).astype(np.float32)
   metrics = gallery.gallery_metrics(emb, labels, scores=('cosine', 'euclidean'))
   assert set(metrics) == {
     f'{name}/{score}'
@@ -210,7 +211,8 @@ def test_gallery_metrics_names_and_values():
       'average_map',
     )
     for score in ('cosine', 'euclidean')
-  }
+  } | {'full_num_queries', 'full_num_skipped'}
+  assert metrics['full_num_queries'] == 40 and metrics['full_num_skipped'] == 1
   assert (
     metrics['full_map/cosine'] == gallery.full_gallery_map(emb, labels)['map']
   )

@@ -12,31 +12,14 @@ from sspr_jax import modes
 from sspr_jax.core import config_check
 from sspr_jax.evaluate import evaluators
 from sspr_jax.modes import evaluate as evaluate_mode
-from sspr_jax.train.trainer_test import _train, tiny_config
+from sspr_jax.testing import evaluation_config as _config
+from sspr_jax.testing import train_tiny as _train
 
 
 def saved_metrics(workdir):
   return [
     r['metrics'] for r in json.loads((workdir / 'metrics.json').read_text())
   ]
-
-
-def _config(tiny_raw_data, tiny_datasets, **overrides):
-  config = tiny_config('simclr', **overrides)
-  config.data.update(
-    dict(
-      source='manual',
-      data_dir=str(tiny_datasets),
-      sku110k_manual_dir=str(tiny_raw_data['archive'].parent),
-      rack_manual_dir=str(tiny_raw_data['racks']),
-      sku110k_config='128',
-      rack_config='native',
-    )
-  )
-  config.evaluate.image_size = 32
-  config.evaluate.batch_size = 16
-  config.evaluate.update(dict(heads=('linear',), head_max_iter=20))
-  return config
 
 
 def _evaluate(config, workdir):
@@ -147,7 +130,7 @@ def test_evaluate_config_takes_checkpoints_and_dataset_flags(
   import sys  # pylint: disable=g-import-not-at-top
   import pytest  # pylint: disable=g-import-not-at-top
   from configs import evaluate as evaluate_config  # pylint: disable=g-import-not-at-top
-  from sspr_jax.train.trainer_test import REPO, child_env  # pylint: disable=g-import-not-at-top
+  from sspr_jax.testing import REPO, child_env  # pylint: disable=g-import-not-at-top
 
   run_dir = tmp_path / 'run'
   config = _config(tiny_raw_data, tiny_datasets, total_steps=2)

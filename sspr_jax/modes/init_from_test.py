@@ -14,13 +14,13 @@ import pytest
 from sspr_jax.core import checkpoint as checkpoint_lib
 from sspr_jax.core import config_check
 from sspr_jax.core import mesh as mesh_lib
-from sspr_jax.data import pipeline
 from sspr_jax.evaluate import embed
 from sspr_jax.models import backbones
 from sspr_jax.models import torch_import
 from sspr_jax.modes import pretrain
 from sspr_jax.train import trainer
-from sspr_jax.train.trainer_test import _train, tiny_config
+from sspr_jax.testing import tiny_config, tiny_crops
+from sspr_jax.testing import train_tiny as _train
 
 SPEC = {
   'image': jax.ShapeDtypeStruct((16, 40, 40, 3), jnp.uint8),
@@ -30,9 +30,7 @@ SPEC = {
 
 @pytest.fixture(scope='module')
 def crops(tiny_datasets):
-  return pipeline.open_source(
-    'sku110k_crops', split='train', data_dir=tiny_datasets, config='128'
-  )
+  return tiny_crops(tiny_datasets)
 
 
 def _step0(config):

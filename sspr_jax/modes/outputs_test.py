@@ -3,7 +3,7 @@
 import os
 
 from sspr_jax import modes
-from sspr_jax.modes import evaluate_test
+from sspr_jax.testing import evaluation_config
 from sspr_jax.modes import outputs
 from sspr_jax.modes import prepare_data
 from sspr_jax.modes import pretrain
@@ -22,7 +22,7 @@ def test_wrote_aligns_absolute_paths_with_notes(tmp_path, monkeypatch):
 def test_prepare_data_prints_the_summary_and_dataset_paths(
   tiny_raw_data, tiny_datasets, tmp_path, capsys
 ):
-  config = evaluate_test._config(tiny_raw_data, tiny_datasets)
+  config = evaluation_config(tiny_raw_data, tiny_datasets)
   settings = prepare_data.parse(config)
   prepare_data.run(settings, str(tmp_path))
   wrote = capsys.readouterr().out.partition('Wrote:')[2]
@@ -43,7 +43,7 @@ def test_pretrain_prints_checkpoints_metrics_and_tensorboard(
     return 'state'
 
   monkeypatch.setattr(pretrain.trainer, 'train', train)
-  config = evaluate_test._config(tiny_raw_data, tiny_datasets)
+  config = evaluation_config(tiny_raw_data, tiny_datasets)
   config.mode = 'pretrain'
   ((_, settings),) = modes.parse(config)
   assert pretrain.run(settings, str(tmp_path)) == 'state'

@@ -73,16 +73,11 @@ def _check_training(config) -> None:
   for key in ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints'):
     c.integer(config, key)
   c.integer(config, 'eval_every_steps', minimum=0)
+  shard = c.get(config, 'shard_state', False)
+  if not isinstance(shard, bool):
+    c.fail('shard_state', shard, 'must be True or False.')
   if batch is not c.MISSING:
     c.wrap('batch_size', batch, mesh_lib.per_process_batch)
-  groups = c.integer(config, 'moco.shuffle_bn_groups')
-  if c.MISSING not in (groups, batch) and batch % groups:
-    c.fail(
-      'moco.shuffle_bn_groups',
-      groups,
-      f'must divide config.batch_size={batch} (shuffle BN splits the batch '
-      'into equal groups).',
-    )
 
 
 def _parse_init_from(config):

@@ -148,6 +148,18 @@ def test_bad_config_values_fail_in_one_line(shelves, key, value, message):
   assert text.startswith(message) and '\n' not in text, text
 
 
+def test_a_file_as_backbone_is_named_as_a_file(shelves, tmp_path):
+  weights = tmp_path / 'model.pth'
+  weights.write_bytes(b'not a run')
+  config = _config(shelves)
+  config.recognize.backbone = str(weights)
+  with pytest.raises(config_check.ConfigError) as error:
+    modes.parse(config)
+  text = str(error.value)
+  assert f"'{weights}' is a file; give a pre-training workdir" in text
+  assert 'does not exist' not in text and '\n' not in text
+
+
 def test_photos_without_boxes_fail_naming_the_layouts(tmp_path, shelves):
   config = _config(shelves, photos=str(tmp_path))
   with pytest.raises(config_check.ConfigError, match='no Pascal VOC'):

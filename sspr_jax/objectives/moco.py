@@ -40,7 +40,8 @@ MOMENTUM = 0.999
 
 
 class Queue(NamedTuple):
-  """Ring buffer of normalised keys, replicated on every device.
+  """Ring buffer of normalised keys (replicated, or split over the devices
+  with `config.shard_state`).
 
   `pointer` is the row where the next batch goes.
   """
@@ -196,6 +197,21 @@ class MoCo(base.Objective):
   """
 
   name = 'moco'
+
+  def __init__(self, config):
+    super().__init__(config)
+    groups = self.settings.get('shuffle_bn_groups', 1)
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+      raise ValueError(
+        f'config.moco.shuffle_bn_groups={groups!r}: must be a positive integer.'
+      )
+    batch = config.get('batch_size')
+    if isinstance(batch, int) and batch > 0 and batch % groups:
+      raise ValueError(
+        f'config.moco.shuffle_bn_groups={groups!r}: must divide '
+        f'config.batch_size={batch} (shuffle BN splits the batch into equal '
+        'groups).'
+      )
 
   def make_head(self):
     s = self.settings

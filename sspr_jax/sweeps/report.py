@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import difflib
 import json
 import os
 import re
@@ -25,6 +26,10 @@ from sspr_jax.evaluate import report as evaluation_report
 
 class MissingMetrics(FileNotFoundError):
   """A workdir without a readable metrics.json."""
+
+
+class UnknownColumn(ValueError):
+  """A `--columns` key that no run's metrics.json has."""
 
 
 def load(workdir: str) -> list[dict]:
@@ -109,11 +114,23 @@ def write(workdirs, out_dir: str, columns=None, left_out=()) -> str:
 
   Raises:
     MissingMetrics: a workdir has no metrics.json (before anything is written).
+    UnknownColumn: no run has one of `columns` (before anything is written).
   """
   names = run_names(workdirs)
   named = [(n, r) for n, w in zip(names, workdirs) for r in load(w)]
   results = [r for _, r in named]
   columns = list(columns or default_columns(results))
+  known = {k for r in results for k in r['metrics']}
+  unknown = [c for c in columns if c not in known]
+  if unknown:  # Before anything is written: a misspelt key is no column of -.
+    close = difflib.get_close_matches(unknown[0], sorted(known), n=3)
+    raise UnknownColumn(
+      f'--columns: no run has {unknown[0]!r}'
+      + (f'; did you mean {", ".join(close)}?' if close else '')
+      + f' ({len(known)} keys in metrics.json, e.g. '
+      + ', '.join(default_columns(results)[:3])
+      + ').'
+    )
   os.makedirs(out_dir, exist_ok=True)
   labels = {
     r['run']: n for n, r in named if r.get('run') not in (None, 'baseline')
@@ -153,7 +170,7 @@ def main(argv=None) -> int:
   columns = [c.strip() for c in args.columns.split(',') if c.strip()]
   try:
     print(write(args.workdirs, args.out, columns=columns))
-  except MissingMetrics as e:
+  except (MissingMetrics, UnknownColumn) as e:
     sys.exit(str(e))
   print(f'Wrote: {os.path.abspath(os.path.join(args.out, "report.md"))}')
   return 0

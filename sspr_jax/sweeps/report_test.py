@@ -96,3 +96,16 @@ def test_a_workdir_without_metrics_is_a_one_line_error(tmp_path, capsys):
   (tmp_path / 'unfinished' / 'metrics.json').write_text('{')
   with pytest.raises(report.MissingMetrics, match='not valid JSON'):
     report.load(str(tmp_path / 'unfinished'))
+
+
+def test_a_misspelt_column_is_a_one_line_error(tmp_path):
+  a = _evaluated_run(tmp_path, 'a', 0.4, 0.2)
+  out = tmp_path / 'o'
+  with pytest.raises(SystemExit) as exit_info:
+    report.main([a, '--out', str(out), '--columns', 'strict_knn_acuracy'])
+  message = str(exit_info.value.code)
+  assert message.startswith(
+    "--columns: no run has 'strict_knn_acuracy'; did you mean "
+    'strict_knn_accuracy'
+  )
+  assert '\n' not in message and not out.exists()

@@ -8,9 +8,8 @@ import os
 from configs import quickstart
 from sspr_jax import modes
 from sspr_jax.core import workdir_lock
-from sspr_jax.modes import modes_test
 from sspr_jax.sweeps import run as run_lib
-from sspr_jax.train.trainer_test import child_env
+from sspr_jax.testing import REPO, child_env
 
 
 def tiny_args(tiny_raw_data, tiny_datasets):
@@ -47,7 +46,7 @@ def tiny_args(tiny_raw_data, tiny_datasets):
 def test_sweep_runs_goes_on_past_a_failed_run_skips_and_reports(
   tiny_raw_data, tiny_datasets, tmp_path, monkeypatch, capsys
 ):
-  monkeypatch.chdir(modes_test.REPO)
+  monkeypatch.chdir(REPO)
   # The sweep's runs are child processes: compile them fast (trainer_test).
   monkeypatch.setenv('XLA_FLAGS', child_env()['XLA_FLAGS'])
   sweep = tmp_path / 'seeds.py'

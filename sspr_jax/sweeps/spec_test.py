@@ -10,9 +10,7 @@ from configs import common
 from sspr_jax.core import config_check
 from sspr_jax.sweeps import run as run_lib
 from sspr_jax.sweeps import spec
-from sspr_jax.modes import modes_test
-
-REPO = modes_test.REPO
+from sspr_jax.testing import REPO
 
 
 def test_grid_is_the_product_first_axis_slowest():

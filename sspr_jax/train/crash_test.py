@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from sspr_jax.core import checkpoint as checkpoint_lib
-from sspr_jax.train.multiprocess_test import _config_file
-from sspr_jax.train.trainer_test import REPO, child_env
+from sspr_jax.testing import config_file as _config_file
+from sspr_jax.testing import REPO, child_env
 
 STEPS = 8
 

@@ -19,7 +19,8 @@ from sspr_jax.objectives import build_objective
 from sspr_jax.core import checkpoint as checkpoint_lib
 from sspr_jax.core import metrics as metrics_lib
 from sspr_jax.train import trainer
-from sspr_jax.train.trainer_test import REPO, tiny_config
+from sspr_jax.testing import REPO, tiny_config
+from sspr_jax.testing import config_file as _config_file
 
 STEPS = 4
 
@@ -47,16 +48,6 @@ def _overrides(objective, tiny_raw_data, tiny_datasets) -> dict:
     'data.rack_manual_dir': str(tiny_raw_data['racks']),
     'data.sku110k_config': '128',
   }
-
-
-def _config_file(tmp_path, objective) -> str:
-  """A config file with the test's tiny settings (main.py reads files)."""
-  path = tmp_path / f'tiny_{objective}.py'
-  path.write_text(
-    'from sspr_jax.train.trainer_test import tiny_config\n'
-    f'def get_config():\n  return tiny_config({objective!r})\n'
-  )
-  return str(path)
 
 
 # MoCo only: its queue, shuffled BN groups and key encoder are the state a

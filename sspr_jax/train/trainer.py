@@ -1,8 +1,10 @@
 """Pre-training: one jitted train step over a 'data' mesh, Orbax checkpoints.
 
 The same program runs on one CPU, one GPU or many hosts: inputs are global
-`jax.Array`s sharded along the batch, the state is replicated, so batch
-statistics, contrastive negatives and queue updates span the global batch.
+`jax.Array`s sharded along the batch, the state is replicated (or, with
+`config.shard_state`, split over the devices and gathered inside the step),
+so batch statistics, contrastive negatives and queue updates span the
+global batch.
 
 The trainer knows objectives only through this contract (see
 `sspr_jax/objectives/`):
@@ -102,36 +104,65 @@ def make_train_step(
   return train_step
 
 
-def make_init(objective, tx: optax.GradientTransformation, batch_spec, mesh):
-  """Jitted (rng, backbone=None) -> fresh TrainState, replicated over `mesh`;
-  `backbone`: trained {'params', 'batch_stats'} to start from."""
+def _fresh_state(objective, tx, batch_spec, rng, backbone=None):
+  params, batch_stats, extra = objective.init(rng, batch_spec, backbone)
+  return TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    batch_stats=batch_stats,
+    opt_state=tx.init(params),
+    extra=extra,
+    nonfinite_step=jnp.full((), -1, jnp.int32),
+  )
 
-  @functools.partial(jax.jit, out_shardings=mesh_lib.replicated(mesh))
-  def init(rng, backbone=None):
-    params, batch_stats, extra = objective.init(rng, batch_spec, backbone)
-    return TrainState(
-      step=jnp.zeros((), jnp.int32),
-      params=params,
-      batch_stats=batch_stats,
-      opt_state=tx.init(params),
-      extra=extra,
-      nonfinite_step=jnp.full((), -1, jnp.int32),
-    )
 
-  return init
+def state_sharding(
+  objective, tx: optax.GradientTransformation, batch_spec, mesh, shard=False
+):
+  """The TrainState's shardings: replicated, or with `shard` (config.
+  shard_state) its parameters, optimizer state, extra state (MoCo's key
+  encoder and queue) and BatchNorm statistics split over the data axis
+  (`mesh.state_sharding`)."""
+  abstract = jax.eval_shape(
+    functools.partial(_fresh_state, objective, tx, batch_spec),
+    jax.random.key(0),
+  )
+  return mesh_lib.state_sharding(abstract, mesh, shard)
+
+
+def make_init(
+  objective,
+  tx: optax.GradientTransformation,
+  batch_spec,
+  mesh,
+  sharding=None,
+):
+  """Jitted (rng, backbone=None) -> fresh TrainState over `mesh`, laid out
+  as `sharding` (default: replicated); `backbone`: trained {'params',
+  'batch_stats'} to start from."""
+  return jax.jit(
+    functools.partial(_fresh_state, objective, tx, batch_spec),
+    out_shardings=sharding or mesh_lib.replicated(mesh),
+  )
 
 
 def jit_train_step(
-  objective, tx: optax.GradientTransformation, schedule, base_rng, mesh
+  objective,
+  tx: optax.GradientTransformation,
+  schedule,
+  base_rng,
+  mesh,
+  sharding=None,
 ):
-  """The jitted train step `train` runs: state replicated, batch sharded
-  along the data axis, the state donated (benchmarks/accelerator.py times
-  this very program)."""
+  """The jitted train step `train` runs: the state laid out as `sharding`
+  (default: replicated) and donated, the batch split along the data axis
+  (benchmarks/accelerator.py times this very program)."""
   replicated = mesh_lib.replicated(mesh)
+  state = sharding or replicated
   return jax.jit(
     make_train_step(objective, tx, schedule, base_rng),
-    in_shardings=(replicated, mesh_lib.batch_sharding(mesh)),
-    out_shardings=(replicated, replicated),
+    in_shardings=(state, mesh_lib.batch_sharding(mesh)),
+    out_shardings=(state, replicated),
     donate_argnums=(0,),
   )
 
@@ -244,8 +275,12 @@ def train(
     workdir, max_to_keep=config.get('keep_checkpoints', 3)
   )
 
-  init = make_init(objective, tx, batch_spec, mesh)
-  # A resumed run restores onto the fresh state's shapes and shardings.
+  sharding = state_sharding(
+    objective, tx, batch_spec, mesh, config.get('shard_state', False)
+  )
+  init = make_init(objective, tx, batch_spec, mesh, sharding)
+  # A resumed run restores onto the fresh state's shapes and shardings
+  # (either layout: a checkpoint does not record one).
   state = init(init_rng, init_backbone)
   restored, _, start = checkpoints.restore_latest_good(state)
   if restored is not None:
@@ -258,7 +293,7 @@ def train(
     return state
   it = loader.iter_from(start)
 
-  step_fn = jit_train_step(objective, tx, schedule, train_rng, mesh)
+  step_fn = jit_train_step(objective, tx, schedule, train_rng, mesh, sharding)
   writer = metrics_lib.MetricsWriter(workdir, enabled=jax.process_index() == 0)
   # TensorBoard shows the run's resolved config beside its curves.
   writer.text(
