@@ -5,6 +5,7 @@ through ml-collections, e.g. `--config.data.seed=1`.
 """
 
 import logging
+import os
 import re
 import sys
 
@@ -69,6 +70,39 @@ def main(argv):
     sys.exit(f'{e}\nSee the config file (and docs/failure_guide.md).')
   except workdir_lock.WorkdirInUse as e:  # Refused before anything ran.
     sys.exit(str(e))
+  except OSError as e:  # The workdir or a file: one line naming the path.
+    if 'config file' in str(e) or 'Configuration is not available' in str(e):
+      sys.exit(_config_file_message(e))  # ml-collections could not load it.
+    path = e.filename if e.filename is not None else ''
+    sys.exit(
+      f'{path}: {e.strerror or e}'.lstrip(': ')
+      + ' (a path of the workdir, its outputs or the data; see '
+      'docs/failure_guide.md).'
+    )
+
+
+def _config_file_message(error: OSError) -> str:
+  """One line for a --config file that did not load (missing, unreadable)."""
+  given = next(
+    (
+      a.split('=', 1)[1] if '=' in a else sys.argv[i + 1]
+      for i, a in enumerate(sys.argv)
+      if a == '--config' or a.startswith('--config=')
+    ),
+    '?',
+  )
+  path = given.split(':', 1)[0]
+  cause = error
+  while cause.__cause__ is not None:
+    cause = cause.__cause__
+  if not os.path.exists(path):
+    problem = 'no such file'
+  else:
+    problem = str(cause).strip().splitlines()[-1].strip()
+  return (
+    f'--config {given}: {problem} (paths are relative to the current '
+    f'folder, {os.getcwd()}; the configs are in configs/).'
+  )
 
 
 def _unknown_key_message(error: Exception, argv) -> str:

@@ -57,3 +57,30 @@ def test_check_prints_the_config_and_runs_nothing(tmp_path):
   assert out.returncode == 1
   assert 'config.batch_size=0: must be a positive integer.' in out.stderr
   assert not (tmp_path / 'run').exists()
+
+
+def test_a_missing_config_file_and_a_bad_workdir_are_one_line(tmp_path):
+  def main(config, workdir):
+    return subprocess.run(
+      [sys.executable, 'main.py', '--config', config, '--workdir', workdir],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=300,
+    )
+
+  out = main('configs/no_such.py', str(tmp_path / 'run'))
+  assert out.returncode == 1 and 'Traceback' not in out.stderr
+  assert out.stderr.strip().splitlines()[-1] == (
+    '--config configs/no_such.py: no such file (paths are relative to the '
+    f'current folder, {REPO}; the configs are in configs/).'
+  )
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('')
+  out = main('configs/quickstart.py', str(blocker / 'run'))
+  assert out.returncode == 1 and 'Traceback' not in out.stderr
+  assert out.stderr.strip().splitlines()[-1] == (
+    f'{blocker}/run: Not a directory (a path of the workdir, its outputs or '
+    'the data; see docs/failure_guide.md).'
+  )
+  assert not (tmp_path / 'run').exists()
