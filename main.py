@@ -125,11 +125,7 @@ def _unknown_key_message(error: Exception, argv) -> str:
   else:
     key = first.strip()
 
-  def names_key(arg):  # --config.moco.queue_sise=8 names 'queue_sise'.
-    path = arg.split('=', 1)[0][len('--config.') :]
-    return key in path.split('.') or path.endswith(key)
-
-  bad = [a for a in argv if a.startswith('--config.') and names_key(a)]
+  bad = [arg for _, arg in _overrides_the_config_lacks(argv)]
   hint = hint.strip().rstrip('.?') + (
     '?' if hint.strip().endswith('?') else '.'
   )
@@ -138,6 +134,26 @@ def _unknown_key_message(error: Exception, argv) -> str:
     + ([hint] if hint not in ('.', '?') else [])
     + ['See the config file for the valid keys.']
   )
+
+
+def _overrides_the_config_lacks(argv) -> list:
+  """(key, arg) of the overrides whose key the --config file's config lacks
+  (`config_check.unknown_overrides`, as the sweeps check them)."""
+  config = next(
+    (
+      a.split('=', 1)[1] if '=' in a else argv[i + 1]
+      for i, a in enumerate(argv)
+      if (a == '--config' and i + 1 < len(argv)) or a.startswith('--config=')
+    ),
+    None,
+  )
+  if config is None:
+    return []
+  try:
+    base = config_check.parse_config_file(config)
+  except Exception:  # pylint: disable=broad-except
+    return []  # The file itself fails: main reports that.
+  return config_check.unknown_overrides(base, argv)
 
 
 def _quote_name_lists(argv):

@@ -21,6 +21,41 @@ class ConfigError(ValueError):
   """A config value that cannot run; the message names the key and value."""
 
 
+def parse_config_file(config: str, args=()) -> ml_collections.ConfigDict:
+  """The config file `config` (PATH or PATH:ARG) with `--config.k=v` `args`
+  applied, parsed as main.py's command line is (absl + ml-collections)."""
+  # pylint: disable=g-import-not-at-top
+  from absl import flags
+  from ml_collections import config_flags
+
+  argv = ['main.py', f'--config={config}', *args]
+  values = flags.FlagValues()
+  # sys_argv: the overrides are read from it, not from the parsed list.
+  config_flags.DEFINE_config_file(
+    'config',
+    None,
+    'Experiment config.',
+    flag_values=values,
+    lock_config=True,
+    sys_argv=argv,
+  )
+  values(argv)
+  return values.config
+
+
+def unknown_overrides(base: ml_collections.ConfigDict, args) -> list:
+  """(key, arg) of each `--config.k=v` in `args` whose dotted key `base`
+  lacks, in order (an override of another key is not named)."""
+  out = []
+  for arg in args:
+    if not arg.startswith('--config.'):
+      continue
+    key = arg.split('=', 1)[0][len('--config.') :]
+    if get(base, key) is MISSING:
+      out.append((key, arg))
+  return out
+
+
 def get(config: ml_collections.ConfigDict, key: str, default=MISSING):
   """The value at dotted `key`, or `default` where a part is missing."""
   node = config

@@ -89,6 +89,19 @@ def test_command_line_type_and_key_errors_name_key_and_value(
   assert not (tmp_path / 'run').exists()  # Nothing ran.
 
 
+def test_an_unknown_key_names_only_its_override(tmp_path):
+  # 'temperature' is also the last part of a valid key: that override is
+  # not the culprit (the key is checked against the config file's config).
+  out = _main(
+    tmp_path / 'run', '--config.moco.temperature=0.1', '--config.temperature=2'
+  )
+  assert out.returncode != 0 and 'Traceback' not in out.stderr
+  assert "Unknown config key 'temperature' in --config.temperature=2." in (
+    out.stderr
+  )
+  assert '--config.moco.temperature=0.1' not in out.stderr
+
+
 @pytest.fixture
 def no_mode_runs(monkeypatch):
   """Every mode fails the test if reached: the check must come first."""

@@ -18,7 +18,6 @@ import shlex
 import sys
 
 from absl import flags
-from ml_collections import config_flags
 
 import sspr_jax
 from sspr_jax import modes
@@ -127,22 +126,6 @@ def command_line(run: Run, root: str) -> str:
   return shlex.join(run.command(os.path.join(root, run.name)))
 
 
-def _parse_flags(config: str, args) -> object:
-  argv = ['main.py', f'--config={config}', *args]
-  values = flags.FlagValues()
-  # sys_argv: the overrides are read from it, not from the parsed list.
-  config_flags.DEFINE_config_file(
-    'config',
-    None,
-    'Experiment config.',
-    flag_values=values,
-    lock_config=True,
-    sys_argv=argv,
-  )
-  values(argv)
-  return values.config
-
-
 def resolve(run: Run):
   """The run's config, parsed as main.py parses its command line.
 
@@ -150,15 +133,10 @@ def resolve(run: Run):
     config_check.ConfigError: one line naming the run and the key.
   """
   try:
-    return _parse_flags(run.config, run.args)
+    return config_check.parse_config_file(run.config, run.args)
   except (AttributeError, KeyError) as e:  # An unknown key.
-    base = _parse_flags(run.config, ())
-    keys = [a.split('=', 1)[0][len('--config.') :] for a in run.args]
-    unknown = [
-      (k, a)
-      for k, a in zip(keys, run.args)
-      if config_check.get(base, k) is config_check.MISSING
-    ]
+    base = config_check.parse_config_file(run.config)
+    unknown = config_check.unknown_overrides(base, run.args)
     what = (
       'unknown config key {!r} ({})'.format(*unknown[0])
       if unknown
