@@ -53,6 +53,7 @@ import time
 import jax
 import ml_collections
 import numpy as np
+import tqdm
 from PIL import Image
 
 from sspr_jax.core import config_check
@@ -352,7 +353,10 @@ def read_photos(folder: str) -> tuple[list[Photo], list[bytes], dict]:
   counts = collections.Counter(dict.fromkeys(crops.COUNT_KEYS, 0))
   logged = collections.Counter()
   photos, images, names = [], [], collections.Counter()
-  for task in source.tasks():
+  without_boxes = []
+  tasks = list(source.tasks())
+  bar = tqdm.tqdm(tasks, desc='reading photos', unit='photo', leave=False)
+  for task in bar:
     label_ids = (
       {n: i for i, n in enumerate(sorted(set(task.labels)))}
       if task.labels is not None
@@ -364,9 +368,14 @@ def read_photos(folder: str) -> tuple[list[Photo], list[bytes], dict]:
       logged[kind] += 1
       if logged[kind] <= crops.MAX_LOGGED_BOX_EVENTS:
         log.warning('recognize: %s', message)
-    if not result.records:
-      continue
     where = task.path or task.source
+    if not result.records:
+      unread = result.counts.get('unreadable_photos', 0) + result.counts.get(
+        'missing_photos', 0
+      )
+      if not unread:  # Listed in the summary, not dropped silently.
+        without_boxes.append(str(where))
+      continue
     name = os.path.basename(where.rsplit(':', 1)[-1])
     names[name] += 1
     if names[name] > 1:  # The same file name in two splits.
@@ -385,7 +394,9 @@ def read_photos(folder: str) -> tuple[list[Photo], list[bytes], dict]:
       log.warning('recognize: %d %s in all (%s).', n, kind, folder)
   for kind, extra in source.extra_counts.items():
     counts.update(extra)
-  return photos, images, dict(counts)
+  counts = dict(counts)
+  counts['photos_without_boxes'] = without_boxes
+  return photos, images, counts
 
 
 class _Crops:
@@ -507,7 +518,7 @@ def write(out_dir, rows, photos, summary, top_k) -> None:
       ranked += [''] * (2 * top_k - len(ranked))
       writer.writerow([r['photo'], *r['box'], r['true_name'] or ''] + ranked)
   i = 0
-  for photo in photos:
+  for photo in tqdm.tqdm(photos, desc='annotating', unit='photo', leave=False):
     mine = rows[i : i + len(photo.boxes)]
     i += len(photo.boxes)
     try:
@@ -552,15 +563,26 @@ def report_text(summary: dict) -> str:
     f'{g["crops"]} crops of {g["classes"]} products'
     f'{" (cached embeddings)" if g["cache_reused"] else ""}.',
   ]
+  ignored = ('photos', 'boxes', 'crops', 'unannotated_photos')
+  without = c.get('photos_without_boxes', [])
   bad = {
     k: v
     for k, v in c.items()
-    if v and k not in ('photos', 'boxes', 'crops', 'unannotated_photos')
+    if v and k not in ignored and k != 'photos_without_boxes'
   }
   if bad:
     lines += [
       '',
       'Input: ' + ', '.join(f'{k} {v}' for k, v in sorted(bad.items())),
+    ]
+  if without:
+    shown = ', '.join(os.path.basename(p) for p in without[:10])
+    more = f' and {len(without) - 10} more' if len(without) > 10 else ''
+    lines += [
+      '',
+      f'{len(without)} photos had no box to match (no annotation, or every '
+      f'box skipped): {shown}{more} (all in summary.json, '
+      '`counts.photos_without_boxes`).',
     ]
   if summary['labeled_boxes']:
     k = summary['k']

@@ -148,6 +148,28 @@ def test_bad_config_values_fail_in_one_line(shelves, key, value, message):
   assert text.startswith(message) and '\n' not in text, text
 
 
+def test_a_photo_without_boxes_is_listed(shelves, tmp_path):
+  photos = tmp_path / 'photos'
+  shutil.copytree(shelves['photos'], photos)
+  xml = (photos / 'rack_6.xml').read_text()
+  objects = xml[xml.index('<object>') : xml.rindex('</object>') + 9]
+  shutil.copy(photos / 'rack_6.jpg', photos / 'empty.jpg')
+  (photos / 'empty.xml').write_text(
+    xml.replace(objects, '').replace('rack_6.jpg', 'empty.jpg')
+  )
+  summary = _run(_config(shelves, photos=str(photos)), tmp_path / 'w')
+  listed = summary['counts']['photos_without_boxes']
+  assert [p.rsplit('/', 1)[-1] for p in listed] == [
+    'empty.jpg'
+  ]  # Not broken.jpg.
+  report = (tmp_path / 'w' / 'recognize' / 'recognize.md').read_text()
+  assert '1 photos had no box to match' in report and 'empty.jpg' in report
+  saved = json.loads(
+    (tmp_path / 'w' / 'recognize' / 'summary.json').read_text()
+  )
+  assert saved['counts']['photos_without_boxes'] == listed
+
+
 def test_a_file_as_backbone_is_named_as_a_file(shelves, tmp_path):
   weights = tmp_path / 'model.pth'
   weights.write_bytes(b'not a run')
