@@ -13,7 +13,8 @@ a step folder RUN/checkpoints/STEP, or a baseline ('random', 'pixels:16',
 evaluate mode's `config.dataset` ('synthetic', a folder of labeled rack
 photos, or a TFDS data dir with rack_crops/). `method`: 'prototype' (nearest
 class prototype, cosine) or 'knn' (`knn_k` nearest gallery crops vote,
-similarity-weighted); `top_k` names per box. Crops are embedded at
+similarity-weighted); `top_k` names per box; boxes with a side below
+`min_box_side` pixels (8) are skipped and counted. Crops are embedded at
 `evaluate.image_size` (use the checkpoint's evaluation size: 64 for the
 quick start).
 
@@ -53,6 +54,7 @@ def get_config():
       method='prototype',  # or 'knn'
       top_k=5,
       knn_k=20,
+      min_box_side=8,  # boxes with a smaller side are skipped and counted
     )
   )
   c.data = common.data_config()

@@ -25,8 +25,8 @@ stored pixels.
 
 Bad input rules (counted per split in `info.metadata['counts']`, and logged with
 file names): boxes reaching outside the photo are clipped (`clipped_boxes`) or,
-with `clip=False`, skipped (`skipped_outside_boxes`); empty/inverted boxes after
-clipping (`skipped_empty_boxes`) and boxes with a side below `min_side`
+with `clip=False`, skipped (`skipped_outside_boxes`, as are boxes wholly
+outside the photo either way); empty/inverted boxes (`skipped_empty_boxes`) and boxes with a side below `min_side`
 (`skipped_small_boxes`) are skipped, and so is a box that repeats an earlier
 box of the same photo (`skipped_duplicate_boxes`); missing photos (`missing_photos`) and
 photos PIL cannot fully decode (`unreadable_photos`: corrupt or truncated) are
@@ -396,11 +396,16 @@ def crop_photo(
   box_w = clipped[:, 2] - clipped[:, 0]
   box_h = clipped[:, 3] - clipped[:, 1]
   empty = (box_w <= 0) | (box_h <= 0)
+  # A proper box that clipping empties lies wholly outside the photo: it is
+  # counted as outside, not as an empty (zero-size or inverted) box.
+  inverted = (raw[:, 2] <= raw[:, 0]) | (raw[:, 3] <= raw[:, 1])
+  beyond = empty & ~inverted
+  empty &= inverted
   if not options.clip:
-    skipped_outside = outside & ~empty
+    skipped_outside = (outside & ~empty) | beyond
     empty &= ~outside
   else:
-    skipped_outside = np.zeros_like(outside)
+    skipped_outside = beyond
   small = (
     ~empty & ~skipped_outside & (np.minimum(box_w, box_h) < options.min_side)
   )
@@ -460,7 +465,7 @@ def crop_photo(
     (
       'skipped_outside_boxes',
       skipped_outside,
-      'reaches outside the photo, skipped',
+      'lies (partly, or with clipping wholly) outside the photo, skipped',
     ),
     ('skipped_empty_boxes', empty, 'is empty or inverted, skipped'),
     ('skipped_small_boxes', small, f'has a side < {options.min_side}, skipped'),

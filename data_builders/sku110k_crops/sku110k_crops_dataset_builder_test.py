@@ -208,9 +208,8 @@ def test_bad_input_is_skipped_clipped_and_counted(tmp_path, caplog):
   builder = build(manual, tmp_path / 'data', min_side=3)
   counts = builder.info.metadata['counts']['train']
   assert counts['clipped_boxes'] == 2  # (-5,-2,..) and (36,5,60,20)
-  assert (
-    counts['skipped_empty_boxes'] == 3
-  )  # zero width, inverted, fully outside
+  assert counts['skipped_empty_boxes'] == 2  # zero width, inverted
+  assert counts['skipped_outside_boxes'] == 1  # wholly outside the photo
   assert counts['skipped_small_boxes'] == 1  # 2 px wide
   assert counts['unreadable_photos'] == 2 and counts['missing_photos'] == 1
   assert counts['boxes_in_skipped_photos'] == 4

@@ -90,6 +90,7 @@ class Settings:
   knn_k: int
   architecture: dict  # of the random baseline
   seed: int = 0
+  min_box_side: int = 8  # smaller boxes are skipped and counted
 
 
 def photo_source(folder: str | os.PathLike):
@@ -175,6 +176,7 @@ def parse(config: ml_collections.ConfigDict) -> Settings:
   method = 'prototype' if method is config_check.MISSING else method
   top_k = config_check.integer(config, 'recognize.top_k')
   knn_k = config_check.integer(config, 'recognize.knn_k')
+  min_side = config_check.integer(config, 'recognize.min_box_side')
   backbone, baseline, checkpoint = _parse_backbone(config)
   gallery = config_check.get(config, 'recognize.gallery', '')
   if not isinstance(gallery, str):
@@ -192,6 +194,7 @@ def parse(config: ml_collections.ConfigDict) -> Settings:
     method=method,
     top_k=5 if top_k is config_check.MISSING else top_k,
     knn_k=20 if knn_k is config_check.MISSING else knn_k,
+    min_box_side=8 if min_side is config_check.MISSING else min_side,
     architecture=backbones.architecture(model),
     seed=config.get('seed', 0),
   )
@@ -338,7 +341,9 @@ def _example(record: bytes):
   )
 
 
-def read_photos(folder: str) -> tuple[list[Photo], list[bytes], dict]:
+def read_photos(
+  folder: str, min_side: int = 1
+) -> tuple[list[Photo], list[bytes], dict]:
   """(photos, crop images in photo order, counts) of the annotated photos.
 
   Bad input as `crops.crop_photo` handles it for a build (clipped and
@@ -348,7 +353,9 @@ def read_photos(folder: str) -> tuple[list[Photo], list[bytes], dict]:
   from data_builders import crops  # pylint: disable=g-import-not-at-top
 
   source = photo_source(folder)
-  options = crops.CropOptions()  # Native crops, as the gallery's builds.
+  # Native crops, as the gallery's builds; a box of a few pixels says
+  # nothing once enlarged to the input size (`skipped_small_boxes`).
+  options = crops.CropOptions(min_side=min_side)
   placeholder = re.compile(PLACEHOLDER_PATTERN)
   counts = collections.Counter(dict.fromkeys(crops.COUNT_KEYS, 0))
   logged = collections.Counter()
@@ -427,7 +434,7 @@ def run(settings: Settings, workdir: str) -> dict:
     gallery, backbone, identity, cache_dir
   )
   log.info('Reading the boxes of the photos in %s.', settings.photos)
-  photos, images, counts = read_photos(settings.photos)
+  photos, images, counts = read_photos(settings.photos, settings.min_box_side)
   if not images:
     raise ValueError(
       f'config.recognize.photos={settings.photos!r}: no box could be cut '

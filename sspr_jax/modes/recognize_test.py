@@ -148,16 +148,26 @@ def test_bad_config_values_fail_in_one_line(shelves, key, value, message):
   assert text.startswith(message) and '\n' not in text, text
 
 
-def test_a_photo_without_boxes_is_listed(shelves, tmp_path):
+def test_a_photo_without_boxes_is_listed_and_tiny_boxes_skipped(
+  shelves, tmp_path
+):
   photos = tmp_path / 'photos'
   shutil.copytree(shelves['photos'], photos)
   xml = (photos / 'rack_6.xml').read_text()
   objects = xml[xml.index('<object>') : xml.rindex('</object>') + 9]
+  tiny = '<object><name>tiny</name><bndbox><xmin>10</xmin><ymin>10</ymin>'
+  tiny += '<xmax>14</xmax><ymax>40</ymax></bndbox></object>'
+  (photos / 'rack_6.xml').write_text(
+    xml.replace('</object>', '</object>' + tiny, 1)
+  )
   shutil.copy(photos / 'rack_6.jpg', photos / 'empty.jpg')
   (photos / 'empty.xml').write_text(
     xml.replace(objects, '').replace('rack_6.jpg', 'empty.jpg')
   )
   summary = _run(_config(shelves, photos=str(photos)), tmp_path / 'w')
+  # The 4 px wide box is skipped (config.recognize.min_box_side=8).
+  assert summary['counts']['skipped_small_boxes'] == 1
+  assert summary['boxes'] == shelves['num_boxes']
   listed = summary['counts']['photos_without_boxes']
   assert [p.rsplit('/', 1)[-1] for p in listed] == [
     'empty.jpg'
