@@ -362,13 +362,24 @@ def crop_photo(
   def skip_photo(kind: str, why: str) -> PhotoResult:
     counts[kind] += 1
     counts['boxes_in_skipped_photos'] += num_boxes
+    source = str(task.source).encode('utf-8', 'backslashreplace').decode()
     events.append(
       (
         kind,
-        f'{task.source}: {why}; skipped the photo and its {num_boxes} boxes',
+        f'{source}: {why}; skipped the photo and its {num_boxes} boxes',
       )
     )
     return result
+
+  # A name with bytes that are not UTF-8 (os.listdir gives them as
+  # surrogates) cannot be stored as text: skipped like an unreadable photo.
+  for name in (task.origin, task.source, task.path):
+    try:
+      str(name).encode('utf-8')
+    except UnicodeEncodeError:
+      return skip_photo(
+        'unreadable_photos', 'its file name is not valid UTF-8 (rename it)'
+      )
 
   data = task.data
   if data is None:

@@ -111,12 +111,17 @@ def test_walk_order_origins_and_crop_indices(tmp_path):
 
 def test_nested_folder_builds_and_reads_back(tmp_path):
   manual = make_folder(tmp_path / 'photos')
+  # A good image whose name is latin-1, not UTF-8: it cannot be stored as
+  # text, so it is skipped and counted, and the build goes on.
+  bad_name = os.path.join(os.fsencode(manual), b'caf\xe9.jpg')
+  Image.fromarray(pixels(20, 20, 7)).save(bad_name, 'JPEG')
   builder = build(manual, tmp_path / 'data')
   counts = builder.info.metadata['counts']
   assert list(counts) == ['train']
   train = counts['train']
   assert train['crops'] == train['photos'] == len(GOOD)
-  assert train['unreadable_photos'] == 3  # truncated, zero bytes, text
+  # Truncated, zero bytes, text, the latin-1 name.
+  assert train['unreadable_photos'] == 4
   assert train['missing_photos'] == 1  # the dangling link
   assert train['ignored_files'] == 3  # .txt, .csv, .DS_Store
   examples = read(tmp_path / 'data')
