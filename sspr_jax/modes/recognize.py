@@ -49,6 +49,7 @@ import os
 import pathlib
 import re
 import time
+import zipfile
 
 import jax
 import ml_collections
@@ -289,8 +290,14 @@ def gallery_embeddings(
       if len(emb['label']) == len(gallery.source):
         log.info('Gallery embeddings reused from %s.', path)
         return emb, path, True
-    except (OSError, ValueError, KeyError) as e:
-      log.warning('Ignoring the unreadable gallery cache %s (%s).', path, e)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+      # Truncated or foreign: embedded again and replaced, never fatal.
+      log.warning(
+        'Rebuilding the unreadable gallery cache %s (%s: %s).',
+        path,
+        type(e).__name__,
+        e,
+      )
   start = time.perf_counter()
   emb = gallery.embeddings(
     backbone.module, backbone.variables, backbone.normalize, backbone.name

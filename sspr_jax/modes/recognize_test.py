@@ -125,6 +125,15 @@ def test_recognize_writes_predictions_accuracy_and_reuses_the_gallery(
   embedded.clear()
   summary = _run(config, tmp_path)
   assert not summary['gallery']['cache_reused'] and len(embedded) == 2
+  # A truncated cache (a killed writer elsewhere, a full disk) is rebuilt.
+  cache = tmp_path / summary['gallery']['cache']
+  cache.write_bytes(cache.read_bytes()[:100])
+  embedded.clear()
+  summary = _run(config, tmp_path)
+  assert not summary['gallery']['cache_reused'] and len(embedded) == 2
+  embedded.clear()
+  assert _run(config, tmp_path)['gallery']['cache_reused']
+  assert embedded == [boxes]
 
 
 @pytest.mark.parametrize(
