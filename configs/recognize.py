@@ -50,7 +50,7 @@ def get_config():
     dict(
       photos='',  # required
       backbone='',  # '' = WORKDIR's latest checkpoint
-      gallery='synthetic',
+      gallery='',  # required
       method='prototype',  # or 'knn'
       top_k=5,
       knn_k=20,

@@ -182,6 +182,14 @@ def parse(config: ml_collections.ConfigDict) -> Settings:
   gallery = config_check.get(config, 'recognize.gallery', '')
   if not isinstance(gallery, str):
     config_check.fail('recognize.gallery', gallery, 'must be a string.')
+  if not gallery:  # The embedded demo's products would name real photos.
+    config_check.fail(
+      'recognize.gallery',
+      gallery,
+      'required: the labeled products to match against (a TFDS data dir '
+      'with rack_crops/, a folder of labeled rack photos, DATASET:SPLIT such '
+      "as grocery_store:iconic, or 'synthetic' for the embedded demo).",
+    )
   model = config.get('model', {})
   return Settings(
     photos=_parse_photos(config),
@@ -432,6 +440,16 @@ class _Crops:
 
 
 def run(settings: Settings, workdir: str) -> dict:
+  # The photos first: a folder with no usable box stops before the gallery
+  # is embedded.
+  log.info('Reading the boxes of the photos in %s.', settings.photos)
+  photos, images, counts = read_photos(settings.photos, settings.min_box_side)
+  if not images:
+    bad = {k: v for k, v in counts.items() if v and k != 'photos_without_boxes'}
+    raise config_check.ConfigError(
+      f'config.recognize.photos={settings.photos!r}: no box could be cut '
+      f'from its photos ({bad}).'
+    )
   backbone, identity, cache_dir = _backbone(settings, workdir)
   gallery = evaluate_mode.open_gallery(
     settings.gallery_data, workdir, settings.scoring
@@ -440,13 +458,6 @@ def run(settings: Settings, workdir: str) -> dict:
   gallery_emb, cache_path, reused = gallery_embeddings(
     gallery, backbone, identity, cache_dir
   )
-  log.info('Reading the boxes of the photos in %s.', settings.photos)
-  photos, images, counts = read_photos(settings.photos, settings.min_box_side)
-  if not images:
-    raise ValueError(
-      f'config.recognize.photos={settings.photos!r}: no box could be cut '
-      f'from its photos (counts: {counts}).'
-    )
   start = time.perf_counter()
   query = embed_lib.embed(
     backbone,

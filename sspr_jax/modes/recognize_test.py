@@ -146,6 +146,7 @@ def test_recognize_writes_predictions_accuracy_and_reuses_the_gallery(
     ('knn_k', -1, 'config.recognize.knn_k='),
     ('backbone', 'pixel', 'config.recognize.backbone='),
     ('gallery', '/no/such/gallery', 'config.recognize.gallery='),
+    ('gallery', '', "config.recognize.gallery='': required"),
   ],
 )
 def test_bad_config_values_fail_in_one_line(shelves, key, value, message):
@@ -187,6 +188,24 @@ def test_a_photo_without_boxes_is_listed_and_tiny_boxes_skipped(
     (tmp_path / 'w' / 'recognize' / 'summary.json').read_text()
   )
   assert saved['counts']['photos_without_boxes'] == listed
+
+
+def test_photos_without_a_usable_box_stop_before_the_gallery(
+  shelves, tmp_path, monkeypatch
+):
+  photos = tmp_path / 'photos'
+  photos.mkdir()
+  shutil.copy(shelves['photos'] / 'broken.jpg', photos / 'broken.jpg')
+  shutil.copy(shelves['photos'] / 'broken.xml', photos / 'broken.xml')
+  monkeypatch.setattr(
+    embed_lib, 'embed', lambda *a, **k: pytest.fail('embedded something')
+  )
+  with pytest.raises(config_check.ConfigError) as error:
+    _run(_config(shelves, photos=str(photos)), tmp_path / 'w')
+  text = str(error.value)
+  assert text.startswith('config.recognize.photos=') and '\n' not in text
+  assert "no box could be cut from its photos ({'boxes': " in text
+  assert "'unreadable_photos': 1" in text
 
 
 def test_a_file_as_backbone_is_named_as_a_file(shelves, tmp_path):
