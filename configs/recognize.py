@@ -15,8 +15,9 @@ photos, or a TFDS data dir with rack_crops/). `method`: 'prototype' (nearest
 class prototype, cosine) or 'knn' (`knn_k` nearest gallery crops vote,
 similarity-weighted); `top_k` names per box; boxes with a side below
 `min_box_side` pixels (8) are skipped and counted. Crops are embedded at
-`evaluate.image_size` (use the checkpoint's evaluation size: 64 for the
-quick start).
+the backbone run's evaluation size (its `evaluate.image_size`: 64 for the
+quick start) unless `image_size` names another (a warning names both); a
+baseline at `evaluate.image_size`.
 
 Writes WORKDIR/recognize/: predictions.csv and predictions.json (per box:
 photo, x1,y1,x2,y2, top-k names with scores, true name), annotated/<photo>.jpg
@@ -55,6 +56,7 @@ def get_config():
       top_k=5,
       knn_k=20,
       min_box_side=8,  # boxes with a smaller side are skipped and counted
+      image_size=0,  # 0: the backbone run's evaluation size
     )
   )
   c.data = common.data_config()

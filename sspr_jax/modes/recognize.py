@@ -92,6 +92,7 @@ class Settings:
   architecture: dict  # of the random baseline
   seed: int = 0
   min_box_side: int = 8  # smaller boxes are skipped and counted
+  image_size: int = 0  # recognize.image_size; 0: the backbone run's
 
 
 def photo_source(folder: str | os.PathLike):
@@ -178,6 +179,7 @@ def parse(config: ml_collections.ConfigDict) -> Settings:
   top_k = config_check.integer(config, 'recognize.top_k')
   knn_k = config_check.integer(config, 'recognize.knn_k')
   min_side = config_check.integer(config, 'recognize.min_box_side')
+  image_size = config_check.integer(config, 'recognize.image_size', minimum=0)
   backbone, baseline, checkpoint = _parse_backbone(config)
   gallery = config_check.get(config, 'recognize.gallery', '')
   if not isinstance(gallery, str):
@@ -204,6 +206,7 @@ def parse(config: ml_collections.ConfigDict) -> Settings:
     top_k=5 if top_k is config_check.MISSING else top_k,
     knn_k=20 if knn_k is config_check.MISSING else knn_k,
     min_box_side=8 if min_side is config_check.MISSING else min_side,
+    image_size=0 if image_size is config_check.MISSING else image_size,
     architecture=backbones.architecture(model),
     seed=config.get('seed', 0),
   )
@@ -237,10 +240,34 @@ def _backbone(settings: Settings, workdir: str):
     'step': step,
     'saved': os.stat(meta).st_mtime_ns if os.path.exists(meta) else None,
   }
+  with open(meta) as f:
+    saved = json.load(f).get('config', {})
+  run_size = saved.get('evaluate', {}).get('image_size')
+  identity['evaluation_size'] = run_size
   cache = os.path.join(run_dir, CACHE_DIR)
   if not _writable(cache):
     cache = os.path.join(workdir, OUT_DIR, CACHE_DIR)
   return backbone, identity, cache
+
+
+def input_size(settings: Settings, identity: dict) -> int:
+  """The size the boxes and the gallery are embedded at: the backbone run's
+  evaluation size (`config.evaluate.image_size` of its config), unless
+  `recognize.image_size` names one; another size than the run's is a
+  warning naming both. A baseline takes `evaluate.image_size`."""
+  run_size = identity.get('evaluation_size')
+  given = settings.image_size
+  if not run_size:
+    return given or settings.scoring.image_size
+  if given and given != run_size:
+    log.warning(
+      'Embedding at config.recognize.image_size=%d, but the backbone run %s '
+      'was evaluated at %d px: accuracy may drop.',
+      given,
+      identity.get('run'),
+      run_size,
+    )
+  return given or run_size
 
 
 def _writable(folder: str) -> bool:
@@ -451,6 +478,13 @@ def run(settings: Settings, workdir: str) -> dict:
       f'from its photos ({bad}).'
     )
   backbone, identity, cache_dir = _backbone(settings, workdir)
+  settings = dataclasses.replace(
+    settings,
+    scoring=dataclasses.replace(
+      settings.scoring, image_size=input_size(settings, identity)
+    ),
+  )
+  identity.pop('evaluation_size', None)
   gallery = evaluate_mode.open_gallery(
     settings.gallery_data, workdir, settings.scoring
   )
@@ -505,6 +539,7 @@ def run(settings: Settings, workdir: str) -> dict:
   summary.update(
     backbone=backbone.name,
     method=settings.method,
+    image_size=settings.scoring.image_size,
     photos=len(photos),
     boxes=len(rows),
     unknown_to_gallery=sum(1 for t in truth if t and t not in known),

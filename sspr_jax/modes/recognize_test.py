@@ -257,12 +257,15 @@ def test_unnamed_boxes_of_sku110k_and_yolo_layouts(shelves, tmp_path):
 
 
 def test_checkpoint_gallery_cache_sits_beside_the_checkpoint(
-  shelves, tmp_path, monkeypatch
+  shelves, tmp_path, monkeypatch, caplog
 ):
   run = tmp_path / 'run'
   for step in (3, 7):
     (run / 'checkpoints' / str(step) / 'meta').mkdir(parents=True)
-    (run / 'checkpoints' / str(step) / 'meta' / 'metadata').write_text('{}')
+    # The run was evaluated at 16 px: recognize embeds at its size.
+    (run / 'checkpoints' / str(step) / 'meta' / 'metadata').write_text(
+      json.dumps({'config': {'evaluate': {'image_size': 16}}})
+    )
   loaded = []
 
   def load_backbone(run_dir, step):  # A tiny random ResNet as the checkpoint.
@@ -273,9 +276,10 @@ def test_checkpoint_gallery_cache_sits_beside_the_checkpoint(
 
   monkeypatch.setattr(embed_lib, 'load_backbone', load_backbone)
   config = _config(shelves, backbone=str(run))
-  config.evaluate.image_size = 16
+  config.evaluate.image_size = 40  # Not the run's: not taken.
   summary = _run(config, tmp_path / 'w')
   assert loaded == [(str(run), 7)]  # The latest step.
+  assert summary['image_size'] == 16
   cache = summary['gallery']['cache']
   assert cache.startswith(str(run / 'gallery_cache') + '/')
   summary = _run(config, tmp_path / 'w')
@@ -284,6 +288,11 @@ def test_checkpoint_gallery_cache_sits_beside_the_checkpoint(
   summary = _run(config, tmp_path / 'w')
   assert loaded[-1] == (str(run), 3) and not summary['gallery']['cache_reused']
   assert len(list((run / 'gallery_cache').iterdir())) == 2
+  # Another size when asked for, with a warning that names both.
+  config.recognize.image_size = 24
+  assert _run(config, tmp_path / 'w')['image_size'] == 24
+  assert 'config.recognize.image_size=24, but the backbone run' in caplog.text
+  assert 'was evaluated at 16 px' in caplog.text
 
 
 def test_recognize_with_a_catalogue_split_as_the_gallery(shelves, tmp_path):
