@@ -2,9 +2,14 @@
 `grocery_store` datasets.
 
 With `config.data.source='synthetic'` the embedded shelf and rack photos are
-generated first (into WORKDIR/raw, once per set of generator settings).
+generated first (into WORKDIR/raw, once per set of generator settings). The
+data dir records the settings its synthetic datasets were built with
+(`synthetic.json`); builds into one data dir take turns (a file lock), so
+runs can share `config.data.data_dir`.
 """
 
+import contextlib
+import fcntl
 import json
 import os
 import pathlib
@@ -13,29 +18,27 @@ import shutil
 import ml_collections
 
 
-def _generate(
-  data: ml_collections.ConfigDict,
-  raw_dir: pathlib.Path,
-  datasets_dir: pathlib.Path,
-):
-  """Generates the embedded photos unless the same settings already did.
-
-  New photos make datasets built from the old ones stale: those are removed
-  from `datasets_dir` so that they are built again.
-  """
-  from data_builders import synthetic  # pylint: disable=g-import-not-at-top
-
-  settings = {
+def _settings(data: ml_collections.ConfigDict) -> dict:
+  return {
     'seed': data.seed,
     'shelf_photos': dict(data.shelf_photos),
     'rack_photos': data.rack_photos,
     'num_classes': data.num_classes,
   }
+
+
+def _generate(data: ml_collections.ConfigDict, raw_dir: pathlib.Path):
+  """Generates the embedded photos into `raw_dir` unless the same settings
+  already did (its `generated.json`, written last)."""
+  from data_builders import synthetic  # pylint: disable=g-import-not-at-top
+
+  settings = _settings(data)
   marker = raw_dir / 'generated.json'
   # The builder reads the packed archive, like the real SKU110K download.
   archive_dir = raw_dir / 'sku110k_archive'
   racks_dir = raw_dir / 'racks'
   if not (marker.exists() and json.loads(marker.read_text()) == settings):
+    marker.unlink(missing_ok=True)
     shelves_root = synthetic.generate_shelves(
       raw_dir / 'sku110k',
       seed=data.seed,
@@ -50,10 +53,63 @@ def _generate(
       num_photos=data.rack_photos,
       num_classes=data.num_classes,
     )
-    for name in ('sku110k_crops', 'rack_crops'):
-      shutil.rmtree(datasets_dir / name, ignore_errors=True)
-    marker.write_text(json.dumps(settings))
+    _write_json(marker, settings)
   return archive_dir, racks_dir
+
+
+def _write_json(path: pathlib.Path, value) -> None:
+  tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+  tmp.write_text(json.dumps(value))
+  os.replace(tmp, path)
+
+
+SYNTHETIC_RECORD = 'synthetic.json'
+
+
+def _claim_for_synthetic(
+  data: ml_collections.ConfigDict, datasets_dir: pathlib.Path, owned: bool
+) -> None:
+  """Makes `datasets_dir` hold (or ready to hold) the generated datasets of
+  `data`'s generator settings, recorded in its `synthetic.json`.
+
+  Datasets of other settings are removed only from a data dir this run
+  owns (WORKDIR/tfds); in a shared `config.data.data_dir` they are an error,
+  so no run deletes what another built or is reading.
+  """
+  settings = _settings(data)
+  record = datasets_dir / SYNTHETIC_RECORD
+  recorded = json.loads(record.read_text()) if record.exists() else None
+  if recorded == settings:
+    return
+  present = [n for n in _GENERATED if (datasets_dir / n).exists()]
+  if present and not owned:
+    what = (
+      f'generator settings {recorded}'
+      if recorded is not None
+      else 'no record of their generator settings'
+    )
+    raise ValueError(
+      f'config.data.data_dir={str(datasets_dir)!r} holds synthetic datasets '
+      f"({', '.join(present)}) with {what}, not this run's {settings}: "
+      'give runs with other settings another data_dir (a run never deletes '
+      'a shared data dir).'
+    )
+  for name in present:  # This run's own data dir: stale, built again.
+    shutil.rmtree(datasets_dir / name)
+  datasets_dir.mkdir(parents=True, exist_ok=True)
+  _write_json(record, settings)
+
+
+@contextlib.contextmanager
+def _locked(datasets_dir: pathlib.Path):
+  """One build at a time per data dir: a second run waits, then reuses."""
+  datasets_dir.mkdir(parents=True, exist_ok=True)
+  with open(datasets_dir / '.build.lock', 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def data_dir(data: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
@@ -95,9 +151,7 @@ def manual_dirs(
     )
   dirs = {}
   if data.source == 'synthetic' and any(n in _GENERATED for n in which):
-    generated = _generate(
-      data, pathlib.Path(workdir) / 'raw', data_dir(data, workdir)
-    )
+    generated = _generate(data, pathlib.Path(workdir) / 'raw')
     dirs.update(zip(_GENERATED, generated))
   for name in which:
     if name in dirs:
@@ -134,13 +188,16 @@ def build_datasets(
   dirs = manual_dirs(data, workdir, which)
   out = data_dir(data, workdir)
   builders = {}
-  for name in which:
-    builders[name] = build_lib.build(
-      name,
-      config=dataset_config(data, name),
-      manual_dir=dirs[name],
-      data_dir=out,
-    )
+  with _locked(out):
+    if data.source == 'synthetic' and any(n in _GENERATED for n in which):
+      _claim_for_synthetic(data, out, owned=not data.get('data_dir'))
+    for name in which:
+      builders[name] = build_lib.build(
+        name,
+        config=dataset_config(data, name),
+        manual_dir=dirs[name],
+        data_dir=out,
+      )
   if shared and jax.process_index() == 0:
     multihost_utils.sync_global_devices(barrier)
   return builders
