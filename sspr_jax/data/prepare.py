@@ -17,6 +17,8 @@ import shutil
 
 import ml_collections
 
+from sspr_jax.core import config_check
+
 
 def _settings(data: ml_collections.ConfigDict) -> dict:
   return {
@@ -88,7 +90,7 @@ def _claim_for_synthetic(
       if recorded is not None
       else 'no record of their generator settings'
     )
-    raise ValueError(
+    raise config_check.ConfigError(  # One line from main.py.
       f'config.data.data_dir={str(datasets_dir)!r} holds synthetic datasets '
       f"({', '.join(present)}) with {what}, not this run's {settings}: "
       'give runs with other settings another data_dir (a run never deletes '
