@@ -159,7 +159,7 @@ def test_smoke_run_scores_every_backbone_and_reuses_its_results(tmp_path):
 
 
 @pytest.mark.parametrize(
-  'objective', ['simclr', 'moco', 'rotnet', 'simclr_imagenet']
+  'objective', ['simclr', 'moco', 'rotnet', 'jigsaw', 'simclr_imagenet']
 )
 def test_config_parses_for_pretrain_and_evaluate(objective, tmp_path):
   from configs import grocery_store as gs_config  # pylint: disable=g-import-not-at-top
@@ -173,10 +173,10 @@ def test_config_parses_for_pretrain_and_evaluate(objective, tmp_path):
   assert evaluate.catalogue_data.gallery_split == 'iconic'
   assert 'catalogue' in evaluate.evaluators
   name = objective.removesuffix('_imagenet')
-  if name != 'rotnet':
+  if name in ('simclr', 'moco'):
     assert config[name].color_strength == gs_config.COLOR_STRENGTH
   if objective.endswith('_imagenet'):
     assert pretrain.init_from == ('imagenet', ('efficientnet_lite0', None))
     assert config[name].view_size == gs_config.IMAGENET_VIEW_SIZE
-  with pytest.raises(ValueError, match='valid: simclr, moco, rotnet'):
-    gs_config.get_config('jigsaw')
+  with pytest.raises(ValueError, match='valid: simclr, moco, rotnet, jigsaw'):
+    gs_config.get_config('swav')
