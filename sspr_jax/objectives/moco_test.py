@@ -309,14 +309,28 @@ def test_grouped_apply_normalises_per_group_and_averages_statistics():
   )
 
 
-@pytest.mark.parametrize('groups', [3, 0, 16])
-def test_groups_must_divide_the_batch(groups):
+@pytest.mark.parametrize(
+  'groups,problem',
+  [
+    (3, 'must divide config.batch_size=64'),
+    (0, 'must be a positive integer'),
+  ],
+)
+def test_groups_are_checked_against_the_config(groups, problem):
+  # MoCo checks its own section when built (the pretrain mode's parse).
+  with pytest.raises(
+    ValueError, match=rf'config\.moco\.shuffle_bn_groups={groups}: {problem}'
+  ):
+    _objective(_TinyNet(), groups)
+
+
+def test_groups_must_divide_the_batch_it_is_given():
   x = _views(8)
-  objective = _objective(_TinyNet(), groups)
+  objective = _objective(_TinyNet(), 16)  # Divides config.batch_size, not 8.
   params, batch_stats, extra = _init(objective, x)
   with pytest.raises(
     ValueError,
-    match=rf'config\.moco\.shuffle_bn_groups={groups} must be a positive '
+    match=r'config\.moco\.shuffle_bn_groups=16 must be a positive '
     r'integer dividing the global batch size 8',
   ):
     objective.loss(params, batch_stats, extra, {'images': x}, jax.random.key(0))
