@@ -143,13 +143,16 @@ def read_iconic(dataset: pathlib.Path) -> list[tuple[pathlib.Path, int]]:
 
 
 def pretrain_folder(root, dataset, splits, rows) -> pathlib.Path:
-  """A folder of symlinks to the photos of `splits` (an image_folder)."""
-  folder = root / ('images_' + '_'.join(splits))
+  """A folder of symlinks to the photos of `splits`: one image_folder whose
+  `train` split is all of them (under `photos/`, since top-level `train/`
+  and `val/` folders would be read as two splits, and pre-training reads
+  only `train`)."""
+  folder = root / ('all_images_' + '_'.join(splits))
   done = folder / '.complete'
   if done.is_file():
     return folder
   for path, _ in rows:
-    link = folder / path.relative_to(dataset)
+    link = folder / 'photos' / path.relative_to(dataset)
     link.parent.mkdir(parents=True, exist_ok=True)
     if not link.is_symlink():
       link.symlink_to(path)

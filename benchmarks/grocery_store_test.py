@@ -69,6 +69,14 @@ def test_readers_and_variants(tmp_path):
   rows = gs.read_split(dataset, 'train')
   assert len(rows) == 24 and rows[0][1] == 0 and rows[-1][1] == 3
   assert len(gs.read_split(dataset, 'train', per_class=2)) == 8
+  # The final protocol's train + val photos are one `train` split.
+  rows = gs.read_split(dataset, 'train') + gs.read_split(dataset, 'val')
+  folder = gs.pretrain_folder(tmp_path / 'w', dataset, ('train', 'val'), rows)
+  from data_builders.image_folder import image_folder_dataset_builder as f  # pylint: disable=g-import-not-at-top
+
+  tasks = list(f.find_source(folder).tasks())
+  assert len(tasks) == len(rows) == 32 and {t.split for t in tasks} == {'train'}
+  rows = gs.read_split(dataset, 'train')
   iconic = gs.read_iconic(dataset)
   assert [label for _, label in iconic] == [0, 1, 2, 3]
   assert all(path.is_file() for path, _ in iconic)
