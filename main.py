@@ -81,16 +81,21 @@ def main(argv):
     )
 
 
+def _config_arg(argv) -> str | None:
+  """The value of --config (PATH or PATH:ARG) in `argv`, or None."""
+  return next(
+    (
+      a.split('=', 1)[1] if '=' in a else argv[i + 1]
+      for i, a in enumerate(argv)
+      if (a == '--config' and i + 1 < len(argv)) or a.startswith('--config=')
+    ),
+    None,
+  )
+
+
 def _config_file_message(error: OSError) -> str:
   """One line for a --config file that did not load (missing, unreadable)."""
-  given = next(
-    (
-      a.split('=', 1)[1] if '=' in a else sys.argv[i + 1]
-      for i, a in enumerate(sys.argv)
-      if a == '--config' or a.startswith('--config=')
-    ),
-    '?',
-  )
+  given = _config_arg(sys.argv) or '?'
   path = given.split(':', 1)[0]
   cause = error
   while cause.__cause__ is not None:
@@ -139,14 +144,7 @@ def _unknown_key_message(error: Exception, argv) -> str:
 def _overrides_the_config_lacks(argv) -> list:
   """(key, arg) of the overrides whose key the --config file's config lacks
   (`config_check.unknown_overrides`, as the sweeps check them)."""
-  config = next(
-    (
-      a.split('=', 1)[1] if '=' in a else argv[i + 1]
-      for i, a in enumerate(argv)
-      if (a == '--config' and i + 1 < len(argv)) or a.startswith('--config=')
-    ),
-    None,
-  )
+  config = _config_arg(argv)
   if config is None:
     return []
   try:

@@ -124,19 +124,23 @@ def config_file(tmp_path, objective) -> str:
   return str(path)
 
 
+def tiny_data(tiny_raw_data, tiny_datasets) -> dict:
+  """`config.data` settings that read the conftest's raw photos and built
+  datasets."""
+  return dict(
+    source='manual',
+    data_dir=str(tiny_datasets),
+    sku110k_manual_dir=str(tiny_raw_data['archive'].parent),
+    rack_manual_dir=str(tiny_raw_data['racks']),
+    sku110k_config='128',
+    rack_config='native',
+  )
+
+
 def evaluation_config(tiny_raw_data, tiny_datasets, **overrides):
   """A tiny SimCLR config whose evaluate mode reads the conftest's data."""
   config = tiny_config('simclr', **overrides)
-  config.data.update(
-    dict(
-      source='manual',
-      data_dir=str(tiny_datasets),
-      sku110k_manual_dir=str(tiny_raw_data['archive'].parent),
-      rack_manual_dir=str(tiny_raw_data['racks']),
-      sku110k_config='128',
-      rack_config='native',
-    )
-  )
+  config.data.update(tiny_data(tiny_raw_data, tiny_datasets))
   config.evaluate.image_size = 32
   config.evaluate.batch_size = 16
   config.evaluate.update(dict(heads=('linear',), head_max_iter=20))

@@ -9,19 +9,12 @@ from configs import quickstart
 from sspr_jax import modes
 from sspr_jax.core import workdir_lock
 from sspr_jax.sweeps import run as run_lib
-from sspr_jax.testing import REPO, child_env
+from sspr_jax.testing import REPO, child_env, tiny_data
 
 
 def tiny_args(tiny_raw_data, tiny_datasets):
   """--config overrides of a quick-start run of seconds on the tiny data."""
-  data = dict(
-    source='manual',
-    data_dir=str(tiny_datasets),
-    sku110k_manual_dir=str(tiny_raw_data['archive'].parent),
-    rack_manual_dir=str(tiny_raw_data['racks']),
-    sku110k_config='128',
-    rack_config='native',
-  )
+  data = tiny_data(tiny_raw_data, tiny_datasets)
   settings = {f'data.{k}': v for k, v in data.items()}
   settings.update(
     {
