@@ -8,6 +8,8 @@ import time
 
 import numpy as np
 
+from sspr_jax.core import results
+
 
 class MetricsWriter:
   """Writes metrics from process 0; other processes write nothing.
@@ -16,11 +18,22 @@ class MetricsWriter:
   (WORKDIR/tensorboard); texts and images to TensorBoard only.
   """
 
-  def __init__(self, workdir: str, *, enabled: bool = True, jsonl: bool = True):
+  def __init__(
+    self,
+    workdir: str,
+    *,
+    enabled: bool = True,
+    jsonl: bool = True,
+    resume_step: int | None = None,
+  ):
+    """`resume_step`: the step training resumes from; metrics.jsonl's records
+    of later steps (and a line cut by a kill) are dropped first."""
     self.enabled = enabled
     if not enabled:
       return
     os.makedirs(workdir, exist_ok=True)
+    if jsonl and resume_step is not None:
+      _keep_until(os.path.join(workdir, 'metrics.jsonl'), resume_step)
     self._jsonl = (
       open(os.path.join(workdir, 'metrics.jsonl'), 'a') if jsonl else None
     )
@@ -115,11 +128,32 @@ class MetricsWriter:
       self._tb.close()
 
 
+def _records(path: str) -> list[dict]:
+  """The whole records of a metrics.jsonl; a last line cut by a kill is
+  left out."""
+  with open(path) as f:
+    lines = [line for line in f if line.strip()]
+  records = []
+  for i, line in enumerate(lines):
+    try:
+      records.append(json.loads(line))
+    except ValueError:
+      if i < len(lines) - 1 or line.endswith('\n'):
+        raise ValueError(f'{path}, line {i + 1}: not a JSON record.') from None
+  return records
+
+
+def _keep_until(path: str, step: int) -> None:
+  """Rewrites `path` (atomically) with its records of steps <= `step`."""
+  if not os.path.exists(path):
+    return
+  kept = [r for r in _records(path) if r.get('step', 0) <= step]
+  results.write_text(path, ''.join(json.dumps(r) + '\n' for r in kept))
+
+
 def read_metrics(workdir: str) -> list[dict]:
   """The JSON-lines records written to `workdir`, in order."""
-  path = os.path.join(workdir, 'metrics.jsonl')
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return _records(os.path.join(workdir, 'metrics.jsonl'))
 
 
 def read_events(logdir) -> list:

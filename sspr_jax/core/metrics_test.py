@@ -74,3 +74,33 @@ def test_a_disabled_writer_writes_nothing(tmp_path):
   writer.hparams({'a': 1}, ['train/loss'])
   writer.close()
   assert not (tmp_path / 'w').exists()
+
+
+def test_a_resumed_writer_drops_the_steps_it_will_redo(tmp_path):
+  # A run killed at step 6 after its checkpoint at step 4: steps 5-6 and a
+  # line cut by the kill are logged again after the resume, once each.
+  writer = metrics_lib.MetricsWriter(str(tmp_path))
+  for step in range(1, 7):
+    writer.write(step, {'loss': float(step)})
+  writer.close()
+  with open(tmp_path / 'metrics.jsonl', 'a') as f:
+    f.write('{"step": 7, "lo')
+  writer = metrics_lib.MetricsWriter(str(tmp_path), resume_step=4)
+  for step in (5, 6):
+    writer.write(step, {'loss': 10.0 + step})
+  writer.close()
+  records = metrics_lib.read_metrics(str(tmp_path))
+  assert [r['step'] for r in records] == [1, 2, 3, 4, 5, 6]
+  assert [r['loss'] for r in records[4:]] == [15.0, 16.0]
+
+
+def test_read_metrics_names_a_bad_line_inside_the_file(tmp_path):
+  (tmp_path / 'metrics.jsonl').write_text(
+    '{"step": 1}\nnot json\n{"step": 2}\n'
+  )
+  try:
+    metrics_lib.read_metrics(str(tmp_path))
+  except ValueError as e:
+    assert 'metrics.jsonl, line 2' in str(e)
+  else:
+    raise AssertionError('no error')

@@ -64,6 +64,28 @@ def _holder_text(fd: int) -> str:
   )
 
 
+def holder(workdir: str) -> str | None:
+  """Who holds `workdir` (as WorkdirInUse names it), or None if free."""
+  path = lock_path(os.path.abspath(os.path.expanduser(workdir)))
+  try:
+    fd = os.open(path, os.O_RDWR)
+  except FileNotFoundError:
+    return None
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    return _holder_text(fd)
+  except OSError as e:
+    if e.errno not in _UNSUPPORTED:
+      raise
+    return None
+  else:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return None
+  finally:
+    os.close(fd)
+
+
 @contextlib.contextmanager
 def hold(workdir: str, process_index: int = 0) -> Iterator[str]:
   """Locks `workdir` (created if missing) for the `with` body.

@@ -174,29 +174,109 @@ def accuracy_summary(
 
 # Box colours: right, wrong, no true name.
 _COLOURS = {True: (0, 200, 0), False: (230, 0, 0), None: (255, 200, 0)}
+_LEGEND = {
+  True: 'right',
+  False: 'wrong (true name after the arrow)',
+  None: 'no true name',
+}
+
+
+def label_text(name: str, true_name: str | None) -> str:
+  """A box's label: the top-1 name, and the true one where it differs."""
+  if true_name and true_name != name:
+    return f'{name} -> {true_name}'
+  return name
+
+
+def _overlaps(a, b) -> bool:
+  return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def place_labels(sizes, boxes, image_size) -> list[tuple[int, ...] | None]:
+  """Where each box's label goes: (x1, y1, x2, y2) rectangles inside the
+  image, pairwise disjoint; None where no free place was found.
+
+  A label sits on its box's edge (above the top, then just inside, then
+  below the bottom), left- or right-aligned, else lower inside the box, in
+  box order: the first boxes get the first choice.
+  """
+  width, height = image_size
+  placed, out = [], []
+  for (w, h), box in zip(sizes, boxes):
+    x1, y1, x2, y2 = (int(v) for v in box)
+    ys = [y1 - h, y1, y2, y2 - h] + list(range(y1 + h, y2 - h, max(1, h)))
+    xs = [x1, x2 - w]
+    found = None
+    for y in ys:
+      for x in xs:
+        x = min(max(x, 0), width - w)
+        rect = (x, y, x + w, y + h)
+        if y < 0 or y + h > height or x < 0:
+          continue
+        if not any(_overlaps(rect, p) for p in placed):
+          found = rect
+          break
+      if found:
+        break
+    out.append(found)
+    if found:
+      placed.append(found)
+  return out
+
+
+def _fit(draw, text: str, max_width: int) -> tuple[str, int, int]:
+  """`text` cut to `max_width` pixels ('..' marks a cut); (text, w, h)."""
+  cut = text
+  while True:
+    left, top, right, bottom = draw.textbbox((0, 0), cut)
+    if right - left + 2 <= max_width or len(cut) <= 3:
+      return cut, right - left + 2, bottom - top + 2
+    cut = cut[: len(cut) - 3] + '..'
 
 
 def annotate(
   image: Image.Image,
   boxes: Sequence[Sequence[int]],
   names: Sequence[str],
-  correct: Sequence[bool | None] | None = None,
+  true_names: Sequence[str | None] | None = None,
 ) -> Image.Image:
-  """A copy of `image` (RGB) with each box drawn and its name written.
+  """A copy of `image` (RGB) with each box drawn and labelled, and a legend
+  strip below the photo.
 
-  Boxes are green where the name is right, red where wrong, amber where the
-  box has no true name (`correct[i]` True / False / None).
+  Boxes are green where the top-1 name is right, red where wrong (the label
+  adds the true name), amber where the box has no true name. Labels never
+  overlap each other (`place_labels`); one with no free place is left out,
+  its box still drawn.
   """
-  out = image.convert('RGB').copy()
+  photo = image.convert('RGB')
+  true_names = true_names if true_names is not None else [None] * len(boxes)
+  right = [None if not t else t == n for n, t in zip(names, true_names)]
+  probe = ImageDraw.Draw(photo)
+  texts = [
+    _fit(probe, label_text(n, t), photo.width)
+    for n, t in zip(names, true_names)
+  ]
+  shown = sorted(set(right), key=lambda r: (r is None, r is False))
+  line = probe.textbbox((0, 0), 'Ag')[3] + 4  # One legend row.
+  out = Image.new(
+    'RGB', (photo.width, photo.height + line * len(shown)), 'white'
+  )
+  out.paste(photo)
   draw = ImageDraw.Draw(out)
-  correct = correct if correct is not None else [None] * len(boxes)
-  width = max(1, round(min(out.size) / 300))
-  for box, name, right in zip(boxes, names, correct):
+  stroke = max(1, round(min(photo.size) / 300))
+  for box, r in zip(boxes, right):
     x1, y1, x2, y2 = (int(v) for v in box)
-    colour = _COLOURS[right]
-    draw.rectangle((x1, y1, x2 - 1, y2 - 1), outline=colour, width=width)
-    left, top, r, b = draw.textbbox((x1, y1), name)
-    ty = y1 - (b - top) - 2 if y1 - (b - top) - 2 >= 0 else y1
-    draw.rectangle((x1, ty, x1 + r - left + 2, ty + b - top + 2), fill=colour)
-    draw.text((x1 + 1, ty + 1 - (top - y1)), name, fill=(0, 0, 0))
+    draw.rectangle((x1, y1, x2 - 1, y2 - 1), outline=_COLOURS[r], width=stroke)
+  rects = place_labels([(w, h) for _, w, h in texts], boxes, photo.size)
+  for (text, _, _), rect, r in zip(texts, rects, right):
+    if rect is not None:
+      draw.rectangle(
+        (rect[0], rect[1], rect[2] - 1, rect[3] - 1), fill=_COLOURS[r]
+      )
+      top = draw.textbbox((0, 0), text)[1]
+      draw.text((rect[0] + 1, rect[1] + 1 - top), text, fill=(0, 0, 0))
+  for i, r in enumerate(shown):
+    y = photo.height + i * line + 2
+    draw.rectangle((4, y, 4 + line - 4, y + line - 4), fill=_COLOURS[r])
+    draw.text((line + 6, y), _LEGEND[r], fill=(0, 0, 0))
   return out

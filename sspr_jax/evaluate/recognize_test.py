@@ -94,12 +94,48 @@ def test_accuracy_summary_counts_top1_topk_and_confusions():
   assert recognize.accuracy_summary([None], [['a']])['top1_accuracy'] is None
 
 
-def test_annotate_draws_boxes_in_their_colours():
+def test_annotate_draws_boxes_in_their_colours_and_a_legend():
   image = Image.new('RGB', (80, 60), (255, 255, 255))
   out = recognize.annotate(
-    image, [(10, 20, 40, 50), (45, 5, 70, 30)], ['cola', 'tea'], [True, False]
+    image,
+    [(10, 20, 40, 50), (45, 5, 70, 30)],
+    ['cola', 'tea'],
+    ['cola', 'coffee'],
   )
   pixels = np.asarray(out)
-  assert out.size == image.size and np.asarray(image).min() == 255
+  assert np.asarray(image).min() == 255  # The input is not drawn on.
+  # The photo, then a legend row for each colour used (right, wrong).
+  assert out.width == 80 and out.height > 60
   assert tuple(pixels[35, 10]) == (0, 200, 0)  # Left edge of box 0.
-  assert tuple(pixels[20, 69]) == (230, 0, 0)  # Right edge of box 1.
+  assert tuple(pixels[25, 69]) == (230, 0, 0)  # Right edge of box 1.
+  legend = pixels[60:]
+  assert (legend == (0, 200, 0)).all(-1).any()
+  assert (legend == (230, 0, 0)).all(-1).any()
+  assert not (legend == (255, 200, 0)).all(-1).any()  # No unnamed box.
+
+
+def test_a_wrong_label_names_the_truth():
+  assert recognize.label_text('tea', 'coffee') == 'tea -> coffee'
+  assert recognize.label_text('tea', 'tea') == 'tea'
+  assert recognize.label_text('tea', None) == 'tea'
+
+
+def test_labels_of_a_crowded_shelf_never_overlap():
+  rng = np.random.default_rng(0)
+  size = (320, 240)
+  boxes = []
+  for _ in range(150):  # SKU110K density: ~147 boxes a photo, overlapping.
+    x, y = rng.integers(0, 300), rng.integers(0, 220)
+    w, h = rng.integers(8, 60), rng.integers(8, 80)
+    boxes.append((x, y, min(x + w, 320), min(y + h, 240)))
+  sizes = [(int(rng.integers(20, 90)), 12) for _ in boxes]
+  rects = recognize.place_labels(sizes, boxes, size)
+  placed = [r for r in rects if r is not None]
+  assert len(placed) > 50  # Most labels find a place.
+  for i, a in enumerate(placed):
+    assert 0 <= a[0] and a[2] <= size[0] and 0 <= a[1] and a[3] <= size[1]
+    for b in placed[i + 1 :]:
+      disjoint = a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+      assert disjoint, (a, b)
+  for rect, (w, h) in zip(rects, sizes):
+    assert rect is None or (rect[2] - rect[0], rect[3] - rect[1]) == (w, h)

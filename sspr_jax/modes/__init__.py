@@ -10,7 +10,9 @@ Modes sit on top: they import train/ and evaluate/, which never import each
 other.
 
 A run holds WORKDIR/.lock (`core.workdir_lock`) while its modes run, so the
-same command started twice on one workdir refuses at once.
+same command started twice on one workdir refuses at once. Each mode records
+its result in WORKDIR/results.json (`core.results`): complete or not, and by
+which config. WORKDIR/config.json is written when every mode has finished.
 """
 
 import importlib
@@ -19,6 +21,7 @@ import types
 from typing import Any
 
 from sspr_jax.core import config_check
+from sspr_jax.core import results
 from sspr_jax.core import workdir_lock
 
 _MODES = {
@@ -64,17 +67,20 @@ def run(config, workdir: str):
   """
   plan = parse(config)
   with workdir_lock.hold(workdir, _process_index()):
+    outcomes = [module.run(settings, workdir) for module, settings in plan]
+    # Only beside the results it produced: a killed command leaves the
+    # previous config.json (each result's own config is in results.json).
     if _process_index() == 0:
       save_config(config, workdir)
-    return [module.run(settings, workdir) for module, settings in plan][-1]
+    return outcomes[-1]
 
 
 def save_config(config, workdir: str) -> str:
   """Writes the resolved config (overrides applied) to WORKDIR/config.json."""
   path = os.path.join(workdir, 'config.json')
-  os.makedirs(workdir, exist_ok=True)
-  with open(path, 'w') as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
+  results.write_text(
+    path, config.to_json_best_effort(indent=2, sort_keys=True) + '\n'
+  )
   return path
 
 

@@ -21,6 +21,7 @@ crop against: catalogue-to-shelf recognition.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -31,6 +32,7 @@ import ml_collections
 
 from sspr_jax.core import config_check
 from sspr_jax.core import metrics as metrics_lib
+from sspr_jax.core import results as results_lib
 from sspr_jax.data import pipeline
 from sspr_jax.data import prepare
 from sspr_jax.evaluate import classifiers
@@ -59,6 +61,7 @@ class Settings:
   seed: int = 0
   # The 'catalogue' evaluator's set (config.data with it applied), or None.
   catalogue_data: ml_collections.ConfigDict | None = None
+  config: ml_collections.ConfigDict | None = None  # recorded with the result
 
 
 def parse_scoring(config: ml_collections.ConfigDict) -> evaluators_lib.Settings:
@@ -204,6 +207,7 @@ def parse(config: ml_collections.ConfigDict) -> Settings:
     scoring=parse_scoring(config),
     architecture=backbones.architecture(model),
     seed=config.get('seed', 0),
+    config=config,
     catalogue_data=(
       gallery_data(config, catalogue, key='evaluate.catalogue')
       if catalogue
@@ -262,9 +266,22 @@ def run(settings: Settings, workdir: str) -> list[dict]:
     gallery_.catalogue = open_gallery(
       settings.catalogue_data, workdir, settings.scoring
     )
-  out_dir = os.path.join(workdir, 'evaluation')
-  # Every process computes the same metrics; process 0 writes the files.
+  # Every process computes the same metrics; process 0 writes the files,
+  # staged: the previous result stays whole until this one is (core.results).
   writes = jax.process_index() == 0
+  stage = results_lib.Staging(
+    workdir, 'evaluate', settings.config, owned=('evaluation',)
+  )
+  with stage if writes else contextlib.nullcontext():
+    results = _evaluate(settings, runs, gallery_, stage if writes else None)
+  outputs.print_wrote(written(workdir))
+  return results
+
+
+def _evaluate(settings, runs, gallery_, stage) -> list[dict]:
+  """Every backbone's metrics; with a `stage`, its files staged there."""
+  writes = stage is not None
+  out_dir = stage.path('evaluation') if writes else None
   if writes:
     os.makedirs(out_dir, exist_ok=True)
   results, figures, columns = [], [], []
@@ -316,6 +333,7 @@ def run(settings: Settings, workdir: str) -> list[dict]:
         'embeddings': f'evaluation/{slug}.npz',
       }
     )
+    results_lib.fault_point('evaluate:first_backbone')
     for key, value in metrics.items():
       if key.startswith('full_map/'):
         logging.info('%s: %s %.4f', backbone.name, key, value)
@@ -344,12 +362,12 @@ def run(settings: Settings, workdir: str) -> list[dict]:
   if writes:
     logging.info('Writing the report (and the mAP-per-step figure).')
     # The figures also go to WORKDIR/tensorboard as images.
-    writer = metrics_lib.MetricsWriter(workdir, jsonl=False)
+    writer = metrics_lib.MetricsWriter(stage.folder, jsonl=False)
     try:
-      print(report.write(workdir, results, columns, figures, writer=writer))
+      print(report.write(stage.root, results, columns, figures, writer=writer))
     finally:
       writer.close()
-  outputs.print_wrote(written(workdir))
+  results_lib.fault_point('evaluate:written')
   return results
 
 

@@ -1,8 +1,10 @@
 """The 'Wrote:' block at the end of each mode names what it wrote, where."""
 
 import os
+import types
 
 from sspr_jax import modes
+from sspr_jax.core import results
 from sspr_jax.testing import evaluation_config
 from sspr_jax.modes import outputs
 from sspr_jax.modes import prepare_data
@@ -40,13 +42,14 @@ def test_pretrain_prints_checkpoints_metrics_and_tensorboard(
     del config, kwargs
     for step in ('4', '12', '12.orbax-checkpoint-tmp-0'):
       os.makedirs(os.path.join(workdir, 'checkpoints', step))
-    return 'state'
+    return types.SimpleNamespace(step=12)  # Stopped (SIGTERM) before 24.
 
   monkeypatch.setattr(pretrain.trainer, 'train', train)
   config = evaluation_config(tiny_raw_data, tiny_datasets)
   config.mode = 'pretrain'
   ((_, settings),) = modes.parse(config)
-  assert pretrain.run(settings, str(tmp_path)) == 'state'
+  assert pretrain.run(settings, str(tmp_path)).step == 12
+  assert not results.is_complete(str(tmp_path), 'pretrain')  # 12 of 24.
   wrote = capsys.readouterr().out.partition('Wrote:')[2].splitlines()
   assert wrote[1:] == [
     f'  checkpoints/   {tmp_path}/checkpoints  (latest step 12)',

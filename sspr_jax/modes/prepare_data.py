@@ -11,6 +11,7 @@ import os
 import ml_collections
 
 from sspr_jax.core import config_check
+from sspr_jax.core import results
 from sspr_jax.data import prepare
 from sspr_jax.modes import outputs
 
@@ -19,6 +20,7 @@ from sspr_jax.modes import outputs
 class Settings:
   data: ml_collections.ConfigDict
   datasets: tuple[str, ...] = ('sku110k_crops', 'rack_crops')
+  config: ml_collections.ConfigDict | None = None  # recorded with the result
 
 
 def parse_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -32,7 +34,7 @@ def parse_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def parse(config: ml_collections.ConfigDict) -> Settings:
-  return Settings(data=parse_data(config))
+  return Settings(data=parse_data(config), config=config)
 
 
 def run(settings: Settings, workdir: str) -> dict:
@@ -55,9 +57,12 @@ def run(settings: Settings, workdir: str) -> dict:
       summary[name]['num_classes'] = info.features['label'].num_classes
       print(f'  classes: {info.features["label"].num_classes}')
   os.makedirs(workdir, exist_ok=True)
+  # TFDS builds each dataset in a temporary folder and renames it; the
+  # summary is recorded complete beside them (core.results).
+  with results.Staging(workdir, 'prepare_data', settings.config) as stage:
+    with open(stage.path('data_summary.json'), 'w') as f:
+      json.dump(summary, f, indent=2, default=str)
   path = os.path.join(workdir, 'data_summary.json')
-  with open(path, 'w') as f:
-    json.dump(summary, f, indent=2, default=str)
   outputs.print_wrote(
     [('data_summary.json', path)]
     + [

@@ -12,10 +12,12 @@ import logging
 import os
 from typing import Any
 
+import jax
 import ml_collections
 
 from sspr_jax.core import config_check
 from sspr_jax.core import mesh as mesh_lib
+from sspr_jax.core import results
 from sspr_jax.data import pipeline
 from sspr_jax.data import prepare
 from sspr_jax.evaluate import embed as embed_lib
@@ -175,6 +177,11 @@ def run(settings: Settings, workdir: str) -> trainer.TrainState:
     config.input.split,
   )
   batch_spec = loader.batch_spec(config.batch_size)
+  # Checkpoints and metrics are written as training goes: the record says
+  # incomplete until the last step is saved (core.results).
+  writes = jax.process_index() == 0
+  if writes:
+    results.mark(workdir, 'pretrain', config, complete=False)
   state = trainer.train(
     config,
     workdir,
@@ -185,6 +192,15 @@ def run(settings: Settings, workdir: str) -> trainer.TrainState:
     evaluators=evaluators,
     init_backbone=initial_backbone(settings, batch_spec),
   )
+  _, total_steps = trainer.planned_steps(config, len(source))
+  if writes and int(jax.device_get(state.step)) >= total_steps:
+    results.mark(
+      workdir,
+      'pretrain',
+      config,
+      complete=True,
+      files=('checkpoints', 'metrics.jsonl', 'tensorboard'),
+    )
   outputs.print_wrote(written(workdir))
   return state
 

@@ -58,6 +58,7 @@ import tqdm
 from PIL import Image
 
 from sspr_jax.core import config_check
+from sspr_jax.core import results as results_lib
 from sspr_jax.evaluate import embed as embed_lib
 from sspr_jax.evaluate import evaluators as evaluators_lib
 from sspr_jax.evaluate import recognize as recognize_lib
@@ -93,6 +94,7 @@ class Settings:
   seed: int = 0
   min_box_side: int = 8  # smaller boxes are skipped and counted
   image_size: int = 0  # recognize.image_size; 0: the backbone run's
+  config: ml_collections.ConfigDict | None = None  # recorded with the result
 
 
 def photo_source(folder: str | os.PathLike):
@@ -209,6 +211,7 @@ def parse(config: ml_collections.ConfigDict) -> Settings:
     image_size=0 if image_size is config_check.MISSING else image_size,
     architecture=backbones.architecture(model),
     seed=config.get('seed', 0),
+    config=config,
   )
 
 
@@ -551,9 +554,17 @@ def run(settings: Settings, workdir: str) -> dict:
     },
     counts=counts,
   )
-  out_dir = os.path.join(workdir, OUT_DIR)
   if jax.process_index() == 0:
-    write(out_dir, rows, photos, summary, settings.top_k)
+    # Staged, then moved into place whole (core.results); earlier runs'
+    # annotated photos that this run has not drawn go.
+    with results_lib.Staging(
+      workdir,
+      'recognize',
+      settings.config,
+      owned=(os.path.join(OUT_DIR, 'annotated'),),
+    ) as stage:
+      write(stage.path(OUT_DIR), rows, photos, summary, settings.top_k)
+      results_lib.fault_point('recognize:written')
     print(report_text(summary), flush=True)
   outputs.print_wrote(
     written(workdir)
@@ -593,10 +604,7 @@ def write(out_dir, rows, photos, summary, top_k) -> None:
       image,
       [r['box'] for r in mine],
       [r['top_k'][0]['name'] for r in mine],
-      [
-        None if not r['true_name'] else r['true_name'] == r['top_k'][0]['name']
-        for r in mine
-      ],
+      [r['true_name'] for r in mine],
     )
     stem = os.path.splitext(photo.name)[0]
     annotated.save(

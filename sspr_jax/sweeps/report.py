@@ -20,6 +20,7 @@ import os
 import re
 import sys
 
+from sspr_jax.core import results as results_lib
 from sspr_jax.evaluate import plots
 from sspr_jax.evaluate import report as evaluation_report
 
@@ -39,6 +40,12 @@ def load(workdir: str) -> list[dict]:
   workdir copied elsewhere (from a cluster) still finds its metrics.jsonl.
   """
   path = os.path.join(workdir, 'metrics.json')
+  entry = results_lib.read(workdir).get('evaluate')
+  if isinstance(entry, dict) and not entry.get('complete'):
+    raise MissingMetrics(
+      f'{workdir}: its evaluation is incomplete (results.json; stopped while '
+      'writing?): run its evaluate command again.'
+    )
   try:
     with open(path) as f:
       results = json.load(f)
@@ -135,11 +142,22 @@ def write(workdirs, out_dir: str, columns=None, left_out=()) -> str:
   labels = {
     r['run']: n for n, r in named if r.get('run') not in (None, 'baseline')
   }
-  curve = plots.scores_over_steps(
-    _curve_results(named),
-    os.path.join(out_dir, 'map_over_steps.png'),
-    labels=labels,
-  )
+  # Staged and recorded in OUT_DIR/results.json: a kill leaves the previous
+  # report whole, or a record that says it is not (core.results).
+  with results_lib.Staging(out_dir, 'sweep_report') as stage:
+    curve = plots.scores_over_steps(
+      _curve_results(named),
+      stage.path('map_over_steps.png'),
+      labels=labels,
+    )
+    text = _text(named, names, workdirs, columns, left_out, curve, stage.root)
+    with open(stage.path('report.md'), 'w') as f:
+      f.write(text)
+  return text
+
+
+def _text(named, names, workdirs, columns, left_out, curve, out_dir) -> str:
+  results = [r for _, r in named]
   text = f'# {len(workdirs)} runs on rack_crops\n\n'
   text += evaluation_report.table(results, columns, runs=[n for n, _ in named])
   text += '\n' + evaluation_report.NOTE + '\n'
@@ -150,8 +168,6 @@ def write(workdirs, out_dir: str, columns=None, left_out=()) -> str:
   if curve:
     title = 'Full-gallery cosine mAP per checkpoint'
     text += f'\n## {title}\n\n![{title}]({os.path.relpath(curve, out_dir)})\n'
-  with open(os.path.join(out_dir, 'report.md'), 'w') as f:
-    f.write(text)
   return text
 
 

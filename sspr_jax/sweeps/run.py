@@ -7,10 +7,14 @@ Every run's overrides are checked first, as main.py checks them (a bad key
 or value stops the sweep before any run, naming the run). Then each run is a
 main.py process into ROOT/<run name>, one after the other: a crashing run
 is reported and the sweep goes on; its output is also kept in
-ROOT/<run name>/sweep.log. A run whose workdir already has metrics.json (the
-evaluate mode's) and the same config.json is skipped; any other resumes from
-its checkpoints, as main.py does. Then ROOT/report.md compares the finished runs
-(`sspr_jax/sweeps/report.py`); the exit status is 1 if a run failed.
+ROOT/<run name>/sweep.log. A run is skipped only when its workdir's
+results.json records its last mode complete with this run's resolved config
+(`core.results`); any other resumes from its checkpoints, as main.py does,
+and a changed run trains or evaluates again. A run whose workdir another
+process holds is "running elsewhere". Then ROOT/report.md compares the
+complete runs (`sspr_jax/sweeps/report.py`), unless a run is running
+elsewhere (the report would be partial); the exit status is 1 unless every
+run is complete.
 --config.key=value arguments apply to every run. --print_commands prints one
 main.py command per run (for a cluster scheduler) and exits.
 """
@@ -26,9 +30,12 @@ import time
 
 import sspr_jax
 from sspr_jax.core import config_check
+from sspr_jax.core import results
+from sspr_jax.core import workdir_lock
 from sspr_jax.sweeps import report
 from sspr_jax.sweeps import spec
 
+RUNNING_ELSEWHERE = 'running elsewhere'
 MAIN = os.path.join(
   os.path.dirname(os.path.dirname(os.path.abspath(sspr_jax.__file__))),
   'main.py',
@@ -36,24 +43,10 @@ MAIN = os.path.join(
 
 
 def is_complete(config, workdir: str) -> bool:
-  """Whether the run is done: evaluated (metrics.json) with this config.
-
-  Runs without the evaluate mode are never skipped: they resume, and a
-  finished pre-training returns at once ('Already trained'). Nor is a run
-  whose saved config.json differs (the sweep file changed since): it runs
-  again, resuming from its checkpoints.
-  """
+  """Whether the run is done: its last mode's result recorded complete, by
+  this resolved config (a sweep file changed since runs it again)."""
   last = config_check.split_names(config.mode)[-1]
-  if last != 'evaluate' or not os.path.isfile(
-    os.path.join(workdir, 'metrics.json')
-  ):
-    return False
-  try:
-    with open(os.path.join(workdir, 'config.json')) as f:
-      saved = f.read()
-  except FileNotFoundError:
-    return True  # Evaluated before configs were saved: trust metrics.json.
-  return saved == config.to_json_best_effort(indent=2, sort_keys=True) + '\n'
+  return results.is_complete(workdir, last, config)
 
 
 class _Interrupt:
@@ -90,14 +83,14 @@ def launch(run: spec.Run, workdir: str, interrupt=None) -> int:
 def run_sweep(runs: list[spec.Run], configs, root: str) -> list[tuple]:
   """Runs each run into ROOT/<name>; [(run, status, seconds)].
 
-  Status: 'done', 'skipped' (complete before), 'failed (exit N)' or
-  'interrupted'.
+  Status: 'done', 'skipped' (complete before), 'failed (exit N)',
+  'running elsewhere' (another process holds its workdir) or 'interrupted'.
   """
   interrupt = _Interrupt()
   previous = {
     s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGINT)
   }
-  results = []
+  outcomes = []
   try:
     for i, (run, config) in enumerate(zip(runs, configs)):
       workdir = os.path.join(root, run.name)
@@ -105,13 +98,17 @@ def run_sweep(runs: list[spec.Run], configs, root: str) -> list[tuple]:
       if interrupt.requested:
         break
       if is_complete(config, workdir):
-        print(f'{head}: complete (metrics.json), skipped.', flush=True)
-        results.append((run, 'skipped', 0.0))
+        print(f'{head}: complete (results.json), skipped.', flush=True)
+        outcomes.append((run, 'skipped', 0.0))
         continue
-      if os.path.isfile(os.path.join(workdir, 'metrics.json')):
+      elsewhere = workdir_lock.holder(workdir)
+      if elsewhere:
+        print(f'{head}: running elsewhere, by {elsewhere}.', flush=True)
+        outcomes.append((run, RUNNING_ELSEWHERE, 0.0))
+        continue
+      if results.read(workdir):
         print(
-          f'{head}: evaluated before with another config (config.json): '
-          'running it again.',
+          f'{head}: not complete with this config (results.json): resuming it.',
           flush=True,
         )
       print(f'{head}: {spec.command_line(run, root)}', flush=True)
@@ -123,16 +120,16 @@ def run_sweep(runs: list[spec.Run], configs, root: str) -> list[tuple]:
       else:
         status = 'done' if code == 0 else f'failed (exit {code})'
       print(f'{head}: {status} after {seconds:.0f} s.', flush=True)
-      results.append((run, status, seconds))
+      outcomes.append((run, status, seconds))
   finally:
     for s, handler in previous.items():
       signal.signal(s, handler)
-  return results
+  return outcomes
 
 
-def summary(results, root: str, total: int) -> str:
-  lines = [f'Sweep {root}: {len(results)} of {total} runs']
-  for run, status, seconds in results:
+def summary(outcomes, root: str, total: int) -> str:
+  lines = [f'Sweep {root}: {len(outcomes)} of {total} runs']
+  for run, status, seconds in outcomes:
     took = f', {seconds:.0f} s' if seconds else ''
     lines.append(f'  {run.name:<30} {status}{took}')
   return '\n'.join(lines)
@@ -161,23 +158,36 @@ def main(argv=None) -> int:
       print(spec.command_line(run, args.workdir))
     return 0
   print(f'Sweep {args.sweep}: {len(runs)} runs into {args.workdir}.')
-  results = run_sweep(runs, configs, args.workdir)
-  ok = [run for run, status, _ in results if status in ('done', 'skipped')]
+  outcomes = run_sweep(runs, configs, args.workdir)
+  complete = {
+    run.name
+    for run, config in zip(runs, configs)
+    if is_complete(config, os.path.join(args.workdir, run.name))
+  }
   evaluated = [
     os.path.join(args.workdir, run.name)
-    for run in ok
-    if os.path.isfile(os.path.join(args.workdir, run.name, 'metrics.json'))
+    for run, config in zip(runs, configs)
+    if run.name in complete
+    and results.is_complete(
+      os.path.join(args.workdir, run.name), 'evaluate', config
+    )
   ]
-  if evaluated:
+  elsewhere = [r.name for r, s, _ in outcomes if s == RUNNING_ELSEWHERE]
+  if elsewhere:
+    print(
+      f'No report: {", ".join(elsewhere)} running elsewhere; run the sweep '
+      'again once they finish.'
+    )
+  elif evaluated:
     left_out = [
       f'{run.name} ({status})'
-      for run, status, _ in results
-      if os.path.join(args.workdir, run.name) not in evaluated
+      for run, status, _ in outcomes
+      if run.name not in complete
     ]
     report.write(evaluated, args.workdir, left_out=left_out)
     print(f'Wrote the report: {os.path.abspath(args.workdir)}/report.md')
-  print(summary(results, args.workdir, len(runs)))
-  return 0 if len(ok) == len(runs) else 1
+  print(summary(outcomes, args.workdir, len(runs)))
+  return 0 if len(complete) == len(runs) else 1
 
 
 if __name__ == '__main__':

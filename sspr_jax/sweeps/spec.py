@@ -85,6 +85,19 @@ def load_module(path: str):
   return module
 
 
+def _config_path(config: str, sweep_path: str) -> str:
+  """A sweep's config path ('FILE[:ARG]') as found from any folder: as
+  given, else under the repository, else beside the sweep file."""
+  file, colon, arg = config.partition(':')
+  if os.path.isabs(file) or os.path.exists(file):
+    return config
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(sspr_jax.__file__)))
+  for folder in (repo, os.path.dirname(os.path.abspath(sweep_path))):
+    if os.path.exists(os.path.join(folder, file)):
+      return os.path.join(folder, file) + colon + arg
+  return config  # Named as given by the config check.
+
+
 def load(path: str, extra_args=()) -> list[Run]:
   """The runs of the sweep file at `path`.
 
@@ -92,7 +105,21 @@ def load(path: str, extra_args=()) -> list[Run]:
   after `fixed`; they may not set a key that the runs sweep over.
   """
   sweep = load_module(path).get_sweep()
+  if not (
+    isinstance(sweep, (tuple, list))
+    and len(sweep) in (2, 3)
+    and isinstance(sweep[0], str)
+    and isinstance(sweep[1], (tuple, list))
+    and all(isinstance(r, dict) for r in sweep[1])
+    and (len(sweep) == 2 or isinstance(sweep[2], dict))
+  ):
+    raise config_check.ConfigError(
+      f'{path}: get_sweep() must return (base config path, [dict of '
+      f'overrides per run][, dict of fixed overrides]), got '
+      f'{type(sweep).__name__} {str(sweep)[:80]}.'
+    )
   base, runs, fixed = (tuple(sweep) + ({},))[:3]
+  base = _config_path(base, path)
   swept = {k for run in runs for k in run}
   for arg in extra_args:
     key = arg.split('=', 1)[0]
@@ -107,7 +134,7 @@ def load(path: str, extra_args=()) -> list[Run]:
   result = []
   for overrides in runs:
     overrides = dict(overrides)
-    config = overrides.pop('config', base)
+    config = _config_path(overrides.pop('config', base), path)
     name = run_name(({'config': config} if config != base else {}) | overrides)
     args = override_args(fixed) + list(extra_args) + override_args(overrides)
     result.append(Run(name, config, overrides, tuple(args)))
@@ -122,8 +149,13 @@ def load(path: str, extra_args=()) -> list[Run]:
 
 
 def command_line(run: Run, root: str) -> str:
-  """The shell command of `run` into ROOT/<name>, for a cluster scheduler."""
-  return shlex.join(run.command(os.path.join(root, run.name)))
+  """The shell command of `run` into ROOT/<name>, for a cluster scheduler
+  (main.py by its full path unless it is in the current folder)."""
+  main = 'main.py'
+  if not os.path.isfile(main):
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(sspr_jax.__file__)))
+    main = os.path.join(repo, main)
+  return shlex.join(run.command(os.path.join(root, run.name), main=main))
 
 
 def resolve(run: Run):

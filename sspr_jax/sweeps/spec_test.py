@@ -1,5 +1,6 @@
 """Sweep files: grids, run names, printed commands that parse back, checks."""
 
+import os
 import shlex
 import subprocess
 import sys
@@ -154,3 +155,23 @@ def test_fixed_overrides_may_not_set_a_swept_key(tmp_path, monkeypatch):
   monkeypatch.chdir(REPO)
   with pytest.raises(config_check.ConfigError, match='sweeps over this key'):
     spec.load(_sweep_file(tmp_path, [{'seed': 0}]), ['--config.seed=3'])
+
+
+def test_a_shipped_sweep_runs_from_another_folder(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # Its base config path is relative to REPO.
+  runs = spec.load(os.path.join(REPO, 'configs/sweeps/moco_batch.py'))
+  assert runs[0].config == os.path.join(REPO, 'configs/quickstart.py:moco')
+  assert [c.batch_size for c in spec.check(runs)] == [32, 64, 128]
+  argv = shlex.split(spec.command_line(runs[0], 'root'))
+  assert argv[1] == os.path.join(REPO, 'main.py')
+  assert argv[argv.index('--config') + 1] == runs[0].config
+
+
+@pytest.mark.parametrize(
+  'returned', ["{'batch_size': [1]}", "('configs/quickstart.py', [3])"]
+)
+def test_get_sweep_of_the_wrong_type_is_one_line(tmp_path, returned):
+  sweep = tmp_path / 'bad.py'
+  sweep.write_text(f'def get_sweep():\n  return {returned}\n')
+  with pytest.raises(config_check.ConfigError, match=r'get_sweep\(\) must'):
+    spec.load(str(sweep))

@@ -36,6 +36,7 @@ import tqdm
 from sspr_jax.core import checkpoint as checkpoint_lib
 from sspr_jax.core import mesh as mesh_lib
 from sspr_jax.core import metrics as metrics_lib
+from sspr_jax.core import results
 from sspr_jax.train import optim
 
 # Below this spread of normalised embeddings the batch has (almost) collapsed
@@ -167,7 +168,8 @@ def jit_train_step(
   )
 
 
-def _steps(config, num_examples: int) -> tuple[int, int]:
+def planned_steps(config, num_examples: int) -> tuple[int, int]:
+  """(steps per epoch, total steps) of `config` on `num_examples`."""
   steps_per_epoch = num_examples // config.batch_size
   if steps_per_epoch == 0:
     raise ValueError(
@@ -261,7 +263,7 @@ def train(
       checkpoints are intact and a rerun resumes from the latest of them.
   """
   mesh = mesh_lib.data_mesh()
-  steps_per_epoch, total_steps = _steps(config, num_examples)
+  steps_per_epoch, total_steps = planned_steps(config, num_examples)
   schedule = optim.learning_rate(
     config,
     steps_per_epoch=steps_per_epoch,
@@ -310,7 +312,11 @@ def train(
   logging.info(
     'Compiled the train step in %.1f s.', time.perf_counter() - compile_start
   )
-  writer = metrics_lib.MetricsWriter(workdir, enabled=jax.process_index() == 0)
+  # A run killed after its last checkpoint logged steps it will redo: they
+  # are dropped, so metrics.jsonl holds each step once.
+  writer = metrics_lib.MetricsWriter(
+    workdir, enabled=jax.process_index() == 0, resume_step=start
+  )
   # TensorBoard shows the run's resolved config beside its curves.
   writer.text(
     'config',
@@ -418,6 +424,7 @@ def train(
             )
         if _due(done, ckpt_every, total_steps) or preemption.requested:
           save(done)
+          results.fault_point('train:checkpoint_saved')
         if preemption.requested:
           logging.warning('SIGTERM: saved step %d, exiting.', done)
           break
