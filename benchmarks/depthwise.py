@@ -5,9 +5,9 @@ shifted-slice sum of `efficientnet.depthwise_conv`, side by side.
 
 Rows: each distinct depthwise layer shape of EfficientNet-Lite0 at 224 px
 (forward, float32), then the whole frozen EfficientNet-Lite0 embedding
-(`embed.imagenet_backbone`, images/s) with either implementation. The two
-run alternately and the best of `--repeats` is kept, so a busy machine
-slows both alike. Prints one table of seconds and ratios.
+(`backbone_names.imagenet_backbone`, images/s) with either implementation.
+The two run alternately and the best of `--repeats` is kept, so a busy
+machine slows both alike. Prints one table of seconds and ratios.
 """
 
 from __future__ import annotations
@@ -102,9 +102,9 @@ def main(argv=None):
       f'| {h}, {c}, {k}, {stride} | {old:.4f} | {new:.4f} | {old / new:.1f}x |'
     )
   if args.embed:
-    from sspr_jax.evaluate import embed  # pylint: disable=g-import-not-at-top
+    from sspr_jax.evaluate import backbone_names  # pylint: disable=g-import-not-at-top
 
-    backbone = embed.imagenet_backbone('efficientnet_lite0')
+    backbone = backbone_names.imagenet_backbone('efficientnet_lite0')
     images = rng.integers(
       0, 256, (args.embed, args.size, args.size, 3), np.uint8
     )

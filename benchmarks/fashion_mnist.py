@@ -59,6 +59,7 @@ if REPO not in sys.path:  # `python benchmarks/fashion_mnist.py` from anywhere
   sys.path.insert(0, REPO)
 # Before JAX starts: sspr_jax sets its XLA:CPU workaround (sspr_jax/__init__).
 import sspr_jax  # noqa: E402,F401  # pylint: disable=g-import-not-at-top,unused-import
+from sspr_jax.evaluate import backbone_names  # noqa: E402  # pylint: disable=g-import-not-at-top
 
 DEFAULT_DATA = '/usr/share/datasets/fashion-mnist'
 FILES = {
@@ -279,10 +280,9 @@ def make_config(objective: str, args, root: pathlib.Path, image_dir):
 
 
 def _latest_step(workdir: pathlib.Path) -> int:
-  from sspr_jax.evaluate import embed  # pylint: disable=g-import-not-at-top
 
   try:
-    steps = embed.checkpoint_steps(str(workdir))
+    steps = backbone_names.checkpoint_steps(str(workdir))
   except FileNotFoundError:
     return 0
   return steps[-1] if steps else 0
@@ -815,22 +815,20 @@ def main(argv=None) -> dict:
         row['error'] = f'{type(e).__name__}: {e}'
       rows.append(row)
 
-  from sspr_jax.evaluate import embed  # pylint: disable=g-import-not-at-top
-
   model = make_config(OBJECTIVES[0], args, root, image_dir).model
   architecture = {k: model[k] for k in ('backbone', 'width', 'stem')}
   rows.append(
     {
       'name': 'random init',
       'kind': 'baseline',
-      'backbone': lambda: embed.random_backbone(architecture, seed=0),
+      'backbone': lambda: backbone_names.random_backbone(architecture, seed=0),
     }
   )
   rows.append(
     {
       'name': 'raw pixels',
       'kind': 'baseline',
-      'backbone': lambda: embed.pixels_backbone(IMAGE_SIZE),
+      'backbone': lambda: backbone_names.pixels_backbone(IMAGE_SIZE),
     }
   )
   for row in rows:
@@ -839,7 +837,9 @@ def main(argv=None) -> dict:
       continue
     log.info('Evaluating %s.', row['name'])
     if make is None:
-      backbone = embed.load_backbone(str(root / row['name']), name=row['name'])
+      backbone = backbone_names.load_backbone(
+        str(root / row['name']), name=row['name']
+      )
     else:
       backbone = make()
     row['metrics'] = evaluate(

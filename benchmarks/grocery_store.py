@@ -63,6 +63,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
 import sspr_jax  # noqa: E402,F401  # pylint: disable=g-import-not-at-top,unused-import
+from sspr_jax.evaluate import backbone_names  # noqa: E402  # pylint: disable=g-import-not-at-top
 
 _FM_PATH = os.path.join(
   os.path.dirname(os.path.abspath(__file__)), 'fashion_mnist.py'
@@ -333,14 +334,13 @@ def baseline_backbone(name: str, architecture):
   """The backbone of a `baseline_plan` row; None (with a warning) when its
   weights cannot be had."""
   # pylint: disable=g-import-not-at-top
-  from sspr_jax.evaluate import embed
 
   if name == 'random init':
-    return embed.random_backbone(architecture)
+    return backbone_names.random_backbone(architecture)
   if name.startswith('raw pixels'):
-    return embed.pixels_backbone(int(name.split()[-1].split('x')[0]))
+    return backbone_names.pixels_backbone(int(name.split()[-1].split('x')[0]))
   try:
-    return embed.imagenet_backbone('efficientnet_lite0')
+    return backbone_names.imagenet_backbone('efficientnet_lite0')
   except ImportError as e:
     log.warning('ImageNet baseline left out: %s', e)
     return None
@@ -498,7 +498,6 @@ def main(argv=None) -> dict:
   folds = SMOKE['folds'] if args.smoke else 5
   head_steps = SMOKE['head_steps'] if args.smoke else 200
   steps = SMOKE['steps'] if args.smoke else args.steps
-  from sspr_jax.evaluate import embed  # pylint: disable=g-import-not-at-top
   from sspr_jax.models import backbones  # pylint: disable=g-import-not-at-top
 
   def score(backbone, image_size):
@@ -568,7 +567,7 @@ def main(argv=None) -> dict:
   for name, seed, key, config, workdir in todo:
     p = pretrain(config, workdir)
     p['epochs'] = p['steps'] * config.batch_size / len(pre_rows)
-    backbone = embed.load_backbone(str(workdir))
+    backbone = backbone_names.load_backbone(str(workdir))
     r = score(backbone, config.evaluate.image_size)
     results[key] = dict(r, name=name, seed=seed, pretrain=p)
     save()

@@ -184,7 +184,10 @@ def test_config_parses_for_pretrain_and_evaluate(objective, tmp_path):
   if name in ('simclr', 'moco'):
     assert config[name].color_strength == gs_config.COLOR_STRENGTH
   if objective.endswith('_imagenet'):
-    assert pretrain.init_from == ('imagenet', ('efficientnet_lite0', None))
+    assert (pretrain.init_from.kind, pretrain.init_from.arg) == (
+      'imagenet',
+      'efficientnet_lite0',
+    )
     assert config[name].view_size == gs_config.IMAGENET_VIEW_SIZE
   with pytest.raises(ValueError, match='valid: simclr, moco, rotnet, jigsaw'):
     gs_config.get_config('swav')

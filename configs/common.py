@@ -124,7 +124,7 @@ def evaluate_config(image_size: int = 256) -> ml_collections.ConfigDict:
     dict(
       all_steps=False,  # every saved checkpoint of a workdir, else the latest
       # 'random', 'pixels[:SIDE]', 'imagenet_efficientnet_lite0',
-      # 'imagenet_resnet50:/path.pth' (sspr_jax/evaluate/embed.py).
+      # 'imagenet_resnet50:/path.pth' (sspr_jax/evaluate/backbone_names.py).
       baselines=('random',),
       # Evaluators (sspr_jax/evaluate/evaluators.py) of the evaluate mode, and
       # those run every config.eval_every_steps during pre-training.

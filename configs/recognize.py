@@ -21,7 +21,8 @@ baseline at `evaluate.image_size`.
 
 Writes WORKDIR/recognize/: predictions.csv and predictions.json (per box:
 photo, x1,y1,x2,y2, top-k names with scores, true name), annotated/<photo>.jpg
-(boxes and top-1 names; green right, red wrong, amber no true name),
+(boxes and top-1 names, green right, red wrong with `-> true name`, amber
+no true name, a legend below; labels never overlap),
 summary.json and recognize.md (top-1 / top-k accuracy and the most confused
 pairs where the photos carry names; counts of clipped and skipped boxes).
 The gallery's embeddings are cached in RUN/gallery_cache/ (a baseline's in

@@ -346,20 +346,71 @@ def _output_size(
   return max(1, round(width * side / height)), side
 
 
+@dataclasses.dataclass
+class Crop:
+  """One box cut from a photo (`cut_boxes`), not yet encoded."""
+
+  image: Image.Image  # 'RGB', or 'YCbCr' when options.encoding is 'jpeg'
+  box: tuple[int, int, int, int]  # in the photo, clipped
+  index: int  # crop_index: the box's place in the photo's annotation
+  label_name: str | None
+  extra: dict[str, int | str] | None
+
+
+@dataclasses.dataclass
+class CutPhoto:
+  split: str
+  crops: list[Crop]
+  counts: collections.Counter
+  events: list[tuple[str, str]]  # (kind, message)
+
+
+def encode_crop(image: Image.Image, options: CropOptions) -> bytes:
+  """A crop's stored bytes: JPEG at `options.jpeg_quality`, or PNG."""
+  buffer = io.BytesIO()
+  if options.encoding == 'jpeg':
+    image.save(buffer, 'JPEG', quality=options.jpeg_quality)
+  else:
+    image.save(buffer, 'PNG', compress_level=options.png_compress_level)
+  return buffer.getvalue()
+
+
 def crop_photo(
   task: PhotoTask, options: CropOptions, label_ids: dict[str, int] | None = None
 ) -> PhotoResult:
-  """Decodes one photo and returns its serialized crop examples and counts.
+  """Cuts one photo's boxes (`cut_boxes`) and returns its serialized crop
+  examples and counts.
 
   `label_ids` maps class names to ClassLabel ids (labelled datasets).
   """
+  cut = cut_boxes(task, options)
+  records = [
+    serialize_crop(
+      encode_crop(crop.image, options),
+      task.origin,
+      crop.box,
+      crop.index,
+      label_ids[crop.label_name] if crop.label_name is not None else None,
+      crop.label_name,
+      crop.extra,
+    )
+    for crop in cut.crops
+  ]
+  return PhotoResult(cut.split, records, cut.counts, cut.events)
+
+
+def cut_boxes(task: PhotoTask, options: CropOptions) -> CutPhoto:
+  """Decodes one photo and cuts its boxes, checked: clipped, skipped (empty,
+  outside, small, duplicate) and unreadable photos counted, each with an
+  event naming the file. What a build stores and recognize embeds.
+  """
   counts = collections.Counter()
   events = []
-  result = PhotoResult(task.split, [], counts, events)
+  result = CutPhoto(task.split, [], counts, events)
   num_boxes = len(task.boxes)
   counts['boxes'] += num_boxes
 
-  def skip_photo(kind: str, why: str) -> PhotoResult:
+  def skip_photo(kind: str, why: str) -> CutPhoto:
     counts[kind] += 1
     counts['boxes_in_skipped_photos'] += num_boxes
     source = str(task.source).encode('utf-8', 'backslashreplace').decode()
@@ -508,24 +559,16 @@ def crop_photo(
       )
     if transpose is not None:
       crop = crop.transpose(transpose)
-    buffer = io.BytesIO()
-    if options.encoding == 'jpeg':
-      crop.save(buffer, 'JPEG', quality=options.jpeg_quality)
-    else:
-      crop.save(buffer, 'PNG', compress_level=options.png_compress_level)
-    label_name = task.labels[i] if task.labels is not None else None
-    result.records.append(
-      serialize_crop(
-        buffer.getvalue(),
-        task.origin,
+    result.crops.append(
+      Crop(
+        crop,
         (x1, y1, x2, y2),
         int(crop_indices[i]),
-        label_ids[label_name] if label_name is not None else None,
-        label_name,
+        task.labels[i] if task.labels is not None else None,
         task.extras[i] if task.extras is not None else None,
       )
     )
-  counts['crops'] += len(result.records)
+  counts['crops'] += len(result.crops)
   return result
 
 

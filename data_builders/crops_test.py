@@ -228,3 +228,34 @@ def test_a_plain_script_that_builds_at_top_level_does_not_crash(
   assert out.returncode == 0, out.stderr[-3000:]
   assert [line for line in out.stdout.splitlines() if line.startswith('built')]
   assert 'building in this process instead' in out.stderr
+
+
+def test_cut_boxes_gives_the_crops_a_build_stores():
+  rng = np.random.default_rng(0)
+  pixels = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+  task = crops.PhotoTask(
+    split='train',
+    origin='p',
+    source='p.jpg',
+    data=_jpeg(pixels),
+    boxes=np.array([[0, 0, 20, 30], [10, 5, 90, 40], [3, 3, 3, 9]]),
+    labels=['a', 'b', 'c'],
+  )
+  options = crops.CropOptions()
+  cut = crops.cut_boxes(task, options)
+  # The second box reaches outside (clipped), the third is empty (skipped).
+  assert [c.box for c in cut.crops] == [(0, 0, 20, 30), (10, 5, 64, 40)]
+  assert [c.label_name for c in cut.crops] == ['a', 'b']
+  assert [c.image.size for c in cut.crops] == [(20, 30), (54, 35)]
+  assert cut.counts['clipped_boxes'] == 1
+  assert cut.counts['skipped_empty_boxes'] == 1
+  # The build's records hold exactly these crops, encoded.
+  records = crops.crop_photo(task, options, {'a': 0, 'b': 1, 'c': 2}).records
+  stored = [
+    tf_example_pb2.Example.FromString(r).features.feature for r in records
+  ]
+  for crop, feature in zip(cut.crops, stored):
+    assert feature['image'].bytes_list.value[0] == crops.encode_crop(
+      crop.image, options
+    )
+    assert list(feature['box'].int64_list.value) == list(crop.box)

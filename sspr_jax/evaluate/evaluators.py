@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from sspr_jax.evaluate import backbone_names
 from sspr_jax.evaluate import catalogue as catalogue_lib
 from sspr_jax.evaluate import classifiers
 from sspr_jax.evaluate import embed as embed_lib
@@ -66,7 +67,7 @@ class Gallery:
     key = (module, variables, normalize)
     if len(self._last) != 3 or any(a is not b for a, b in zip(key, self._last)):
       self._embeddings = None  # Free the last ones first.
-      backbone = embed_lib.Backbone(
+      backbone = backbone_names.Backbone(
         name or 'backbone', module, variables, normalize=normalize
       )
       self._embeddings = embed_lib.embed(

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from sspr_jax.data import pipeline
+from sspr_jax.evaluate import backbone_names
 from sspr_jax.evaluate import embed as embed_lib
 from sspr_jax.evaluate import evaluators
 from sspr_jax.evaluate import gallery as gallery_lib
@@ -29,7 +30,7 @@ def test_evaluators_share_one_embedding_and_match_the_metrics(
     head_max_iter=5,
   )
   labeled = evaluators.Gallery(racks, settings)
-  backbone = embed_lib.random_backbone('resnet_tiny')
+  backbone = backbone_names.random_backbone('resnet_tiny')
   calls = []
   embed = embed_lib.embed
   monkeypatch.setattr(

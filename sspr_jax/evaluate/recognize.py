@@ -12,12 +12,14 @@ cut from a new shelf photo):
 Both are jitted and chunked over queries, so memory is O(chunk x N).
 `accuracy_summary` turns predictions and true names into top-1 / top-k
 accuracy and the most confused pairs; `annotate` draws the boxes and top-1
-names on a photo (PIL).
+names on a photo (PIL), labels placed so none overlap; `report_text` is the
+markdown summary (recognize.md).
 """
 
 from __future__ import annotations
 
 import collections
+import os
 import functools
 from collections.abc import Sequence
 
@@ -280,3 +282,70 @@ def annotate(
     draw.rectangle((4, y, 4 + line - 4, y + line - 4), fill=_COLOURS[r])
     draw.text((line + 6, y), _LEGEND[r], fill=(0, 0, 0))
   return out
+
+
+def _percent(x) -> str:
+  return 'n/a' if x is None else f'{100 * x:.1f} %'
+
+
+def report_text(summary: dict) -> str:
+  """recognize.md: what was matched, counts, accuracy, confused pairs."""
+  g, c = summary['gallery'], summary['counts']
+  lines = [
+    '# Recognition',
+    '',
+    f'{summary["boxes"]} boxes on {summary["photos"]} photos matched by '
+    f'{summary["backbone"]} ({summary["method"]}) against a gallery of '
+    f'{g["crops"]} crops of {g["classes"]} products'
+    f'{" (cached embeddings)" if g["cache_reused"] else ""}.',
+  ]
+  ignored = ('photos', 'boxes', 'crops', 'unannotated_photos')
+  without = c.get('photos_without_boxes', [])
+  bad = {
+    k: v
+    for k, v in c.items()
+    if v and k not in ignored and k != 'photos_without_boxes'
+  }
+  if bad:
+    lines += [
+      '',
+      'Input: ' + ', '.join(f'{k} {v}' for k, v in sorted(bad.items())),
+    ]
+  if without:
+    shown = ', '.join(os.path.basename(p) for p in without[:10])
+    more = f' and {len(without) - 10} more' if len(without) > 10 else ''
+    lines += [
+      '',
+      f'{len(without)} photos had no box to match (no annotation, or every '
+      f'box skipped): {shown}{more} (all in summary.json, '
+      '`counts.photos_without_boxes`).',
+    ]
+  if summary['labeled_boxes']:
+    k = summary['k']
+    lines += [
+      '',
+      f'| boxes with a true name | top-1 accuracy | top-{k} accuracy |',
+      '|---|---|---|',
+      f'| {summary["labeled_boxes"]} | {_percent(summary["top1_accuracy"])} '
+      f'| {_percent(summary["topk_accuracy"])} |',
+    ]
+    if summary['unknown_to_gallery']:
+      lines += [
+        '',
+        f'{summary["unknown_to_gallery"]} boxes name a product the gallery '
+        'does not hold (counted as errors).',
+      ]
+    if summary['most_confused']:
+      lines += [
+        '',
+        'Most confused (true -> predicted top-1):',
+        '',
+        '| true | predicted | boxes |',
+        '|---|---|---|',
+      ] + [
+        f'| {p["true"]} | {p["predicted"]} | {p["count"]} |'
+        for p in summary['most_confused']
+      ]
+  else:
+    lines += ['', 'No true names on the photos: no accuracy.']
+  return '\n'.join(lines)

@@ -138,9 +138,10 @@ def test_pretrained_matches_torch_implementation(cat):
 def test_imagenet_backbone_embeds_with_its_own_normalisation():
   pytest.importorskip(efficientnet.WEIGHTS_PACKAGE)
   data = pytest.importorskip('skimage.data')
+  from sspr_jax.evaluate import backbone_names  # pylint: disable=g-import-not-at-top
   from sspr_jax.evaluate import embed as embed_lib  # pylint: disable=g-import-not-at-top
 
-  backbone = embed_lib.imagenet_backbone('efficientnet_lite0')
+  backbone = backbone_names.imagenet_backbone('efficientnet_lite0')
   assert backbone.normalize is not None
   # Already 224 x 224, so the loader's resize + crop keeps the pixels.
   images = [
@@ -161,26 +162,6 @@ def test_imagenet_backbone_embeds_with_its_own_normalisation():
   np.testing.assert_allclose(
     emb['features'], np.asarray(want), atol=1e-4, rtol=1e-4
   )
-
-
-def test_baseline_names():
-  from sspr_jax.evaluate import embed as embed_lib  # pylint: disable=g-import-not-at-top
-
-  parse = embed_lib.parse_baseline
-  assert parse('random') == ('random', None)
-  assert parse('imagenet_efficientnet_lite0') == ('efficientnet_lite0', None)
-  assert parse('imagenet_resnet50:/w/resnet50.pth') == (
-    'resnet50',
-    '/w/resnet50.pth',
-  )
-  for bad in (
-    'imagenet',
-    'imagenet_resnet50',
-    'imagenet_vgg16:/x.pth',
-    'supervised',
-  ):
-    with pytest.raises(ValueError, match='Unknown baseline'):
-      parse(bad)
 
 
 @pytest.mark.parametrize(

@@ -181,9 +181,9 @@ def test_imported_resnet18_matches_torch_forward(tmp_path, legacy):
   assert set(variables) == {'params', 'batch_stats'}
   assert 'fc' not in variables['params']
   # The evaluation baseline hook reads the same file.
-  from sspr_jax.evaluate import embed as embed_lib  # pylint: disable=g-import-not-at-top
+  from sspr_jax.evaluate import backbone_names  # pylint: disable=g-import-not-at-top
 
-  backbone = embed_lib.imagenet_backbone('resnet18', str(path))
+  backbone = backbone_names.imagenet_backbone('resnet18', str(path))
   assert backbone.normalize is None  # ImageNet mean/std, as torchvision.
   jax.tree.map(np.testing.assert_array_equal, backbone.variables, variables)
 

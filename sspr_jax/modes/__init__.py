@@ -29,6 +29,7 @@ _MODES = {
   'pretrain': 'sspr_jax.modes.pretrain',
   'evaluate': 'sspr_jax.modes.evaluate',
   'recognize': 'sspr_jax.modes.recognize',
+  'export': 'sspr_jax.modes.export',
 }
 
 

@@ -6,11 +6,13 @@ import re
 import numpy as np
 
 from sspr_jax.data import pipeline
+from sspr_jax.evaluate import backbone_names
 from sspr_jax.evaluate import embed as embed_lib
 from sspr_jax.evaluate import gallery
 from sspr_jax import modes
 from sspr_jax.core import config_check
 from sspr_jax.evaluate import evaluators
+from sspr_jax.modes import common
 from sspr_jax.modes import evaluate as evaluate_mode
 from sspr_jax.testing import evaluation_config as _config
 from sspr_jax.testing import train_tiny as _train
@@ -38,7 +40,7 @@ def test_evaluate_mode_reports_checkpoint_and_random_baseline(
   )
   config.mode = 'pretrain'
   ((_, pretrain_settings),) = modes.parse(config)
-  labeled = evaluate_mode.open_gallery(
+  labeled = common.open_gallery(
     pretrain_settings.gallery_data, str(tmp_path), pretrain_settings.scoring
   )
   logged = []
@@ -110,7 +112,10 @@ def test_evaluate_mode_reports_checkpoint_and_random_baseline(
     'rack_crops', split='train', data_dir=tiny_datasets, config='native'
   )
   emb = embed_lib.embed(
-    embed_lib.load_backbone(str(tmp_path)), racks, image_size=32, batch_size=16
+    backbone_names.load_backbone(str(tmp_path)),
+    racks,
+    image_size=32,
+    batch_size=16,
   )
   assert emb['features'].shape[0] == len(racks)
   expected = gallery.full_gallery_map(emb['features'], emb['label'])['map']
@@ -216,7 +221,7 @@ def test_catalogue_evaluator_ranks_a_gallery_split_against_the_catalogue(
   ((_, settings),) = modes.parse(config)
   (result,) = evaluate_mode.run(settings, str(tmp_path))
 
-  backbone = embed_lib.pixels_backbone(8)
+  backbone = backbone_names.pixels_backbone(8)
   emb = {}
   for split in ('test', 'iconic'):
     source = pipeline.open_source(

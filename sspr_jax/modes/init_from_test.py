@@ -14,6 +14,7 @@ import pytest
 from sspr_jax.core import checkpoint as checkpoint_lib
 from sspr_jax.core import config_check
 from sspr_jax.core import mesh as mesh_lib
+from sspr_jax.evaluate import backbone_names
 from sspr_jax.evaluate import embed
 from sspr_jax.models import backbones
 from sspr_jax.models import torch_import
@@ -82,7 +83,7 @@ def test_imagenet_efficientnet_lite0(tmp_path):
     },
   )
   _, state = _step0(config)
-  source = embed.imagenet_backbone('efficientnet_lite0')
+  source = backbone_names.imagenet_backbone('efficientnet_lite0')
   got = _backbone_of(state)
   _assert_tree_equal(got, source.variables)
   assert 'fc' not in got['params']  # The ImageNet classifier is dropped.
@@ -91,7 +92,7 @@ def test_imagenet_efficientnet_lite0(tmp_path):
   # Step 0 through a run's checkpoint and the evaluation path: the same
   # module, normalisation and features as the frozen baseline.
   _save_step0(state, config, tmp_path)
-  loaded = embed.load_backbone(str(tmp_path))
+  loaded = backbone_names.load_backbone(str(tmp_path))
   assert loaded.architecture['backbone'] == 'efficientnet_lite0'
   images = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), np.uint8)
   np.testing.assert_array_equal(
@@ -108,7 +109,7 @@ def test_another_runs_checkpoint_seeds_moco_and_its_key_encoder(
     source_run,
     crops,
   )
-  source = embed.load_backbone(str(source_run))
+  source = backbone_names.load_backbone(str(source_run))
   assert source.step == 2
   for given in (str(source_run), str(source_run / 'checkpoints' / '2')):
     config = tiny_config('moco', **{'model.init_from': given})
@@ -165,7 +166,7 @@ def test_torchvision_resnet_path(tmp_path, monkeypatch):
       'is a efficientnet_lite0, but config.model is a resnet_tiny',
     ),
     ('resnet_tiny', 'random', 'no such checkpoint folder; valid: a pre-'),
-    ('resnet_tiny', '/no/such/run', 'no such checkpoint folder'),
+    ('resnet_tiny', '/no/such/run', "Checkpoint path '/no/such/run' does not"),
   ],
 )
 def test_bad_init_from_is_one_config_error(backbone, init_from, message):

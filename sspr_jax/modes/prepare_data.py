@@ -10,9 +10,9 @@ import os
 
 import ml_collections
 
-from sspr_jax.core import config_check
 from sspr_jax.core import results
 from sspr_jax.data import prepare
+from sspr_jax.modes import common
 from sspr_jax.modes import outputs
 
 
@@ -23,18 +23,8 @@ class Settings:
   config: ml_collections.ConfigDict | None = None  # recorded with the result
 
 
-def parse_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """`config.data`, checked: the source and the synthetic set sizes."""
-  config_check.name(config, 'data.source', prepare.SOURCES, 'data source')
-  for key in ('rack_photos', 'num_classes'):
-    config_check.integer(config, f'data.{key}')
-  for split in config_check.get(config, 'data.shelf_photos', {}):
-    config_check.integer(config, f'data.shelf_photos.{split}')
-  return ml_collections.ConfigDict(config.data.to_dict())
-
-
 def parse(config: ml_collections.ConfigDict) -> Settings:
-  return Settings(data=parse_data(config), config=config)
+  return Settings(data=common.parse_data(config), config=config)
 
 
 def run(settings: Settings, workdir: str) -> dict:

@@ -20,12 +20,11 @@ from sspr_jax.core import mesh as mesh_lib
 from sspr_jax.core import results
 from sspr_jax.data import pipeline
 from sspr_jax.data import prepare
-from sspr_jax.evaluate import embed as embed_lib
+from sspr_jax.evaluate import backbone_names
 from sspr_jax.evaluate import evaluators as evaluators_lib
 from sspr_jax.models import backbones
-from sspr_jax.modes import evaluate as evaluate_mode
+from sspr_jax.modes import common
 from sspr_jax.modes import outputs
-from sspr_jax.modes import prepare_data
 from sspr_jax.objectives import registry
 from sspr_jax.train import optim
 from sspr_jax.train import trainer
@@ -43,7 +42,7 @@ class Settings:
   periodic: tuple[str, ...] = ()
   gallery_data: ml_collections.ConfigDict | None = None
   scoring: evaluators_lib.Settings | None = None
-  init_from: tuple[str, Any] | None = None  # embed.parse_init_from's
+  init_from: backbone_names.Name | None = None  # config.model.init_from
 
 
 def _check_training(config) -> None:
@@ -90,9 +89,13 @@ def _parse_init_from(config):
     c.fail('model.init_from', value, 'must be a string.')
   if not value:
     return None
-  parsed = c.wrap('model.init_from', value, embed_lib.parse_init_from)
+  parsed = c.wrap(
+    'model.init_from',
+    value,
+    lambda v: backbone_names.parse(v, kinds=('run', 'imagenet')),
+  )
   source = c.wrap(
-    'model.init_from', value, lambda _: embed_lib.source_architecture(parsed)
+    'model.init_from', value, lambda _: backbone_names.architecture(parsed)
   )
   own = backbones.architecture(config.model)
   defaults = {'width': 0, 'stem': 'imagenet'}
@@ -126,7 +129,7 @@ def parse(config: ml_collections.ConfigDict) -> Settings:
   settings = dict(
     config=config,
     objective=objective,
-    data=prepare_data.parse_data(config),
+    data=common.parse_data(config),
     dataset=config.input.get('dataset', 'sku110k_crops'),
     init_from=init_from,
   )
@@ -134,11 +137,11 @@ def parse(config: ml_collections.ConfigDict) -> Settings:
   if every:
     settings.update(
       eval_every_steps=every,
-      periodic=evaluate_mode.parse_evaluators(
+      periodic=common.parse_evaluators(
         config, 'evaluate.periodic', DEFAULT_PERIODIC
       ),
-      gallery_data=evaluate_mode.gallery_data(config),
-      scoring=evaluate_mode.parse_scoring(config),
+      gallery_data=common.gallery_data(config),
+      scoring=common.parse_scoring(config),
     )
   return Settings(**settings)
 
@@ -160,7 +163,7 @@ def run(settings: Settings, workdir: str) -> trainer.TrainState:
   )
   evaluators = []
   if settings.periodic:
-    gallery = evaluate_mode.open_gallery(
+    gallery = common.open_gallery(
       settings.gallery_data, workdir, settings.scoring
     )
     evaluators = [
@@ -210,7 +213,7 @@ def initial_backbone(settings: Settings, batch_spec: dict):
   and shapes of the objective's backbone; None without init_from."""
   if settings.init_from is None:
     return None
-  source = embed_lib.init_backbone(settings.init_from)
+  source = backbone_names.load(settings.init_from)
   logging.info('Starting from %s (config.model.init_from).', source.name)
   try:
     return backbones.match_variables(
@@ -226,7 +229,7 @@ def written(workdir: str) -> list[tuple[str, str, str]]:
   """(what, path, note) of a pre-training run's outputs in WORKDIR."""
   checkpoints = os.path.join(workdir, 'checkpoints')
   try:
-    steps = embed_lib.checkpoint_steps(workdir)
+    steps = backbone_names.checkpoint_steps(workdir)
   except FileNotFoundError:
     steps = []
   return [

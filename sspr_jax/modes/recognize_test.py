@@ -10,6 +10,7 @@ from configs import recognize as recognize_config
 from data_builders import synthetic
 from sspr_jax import modes
 from sspr_jax.core import config_check
+from sspr_jax.evaluate import backbone_names
 from sspr_jax.evaluate import embed as embed_lib
 from sspr_jax.modes import recognize as recognize_mode
 
@@ -270,11 +271,11 @@ def test_checkpoint_gallery_cache_sits_beside_the_checkpoint(
 
   def load_backbone(run_dir, step):  # A tiny random ResNet as the checkpoint.
     loaded.append((run_dir, step))
-    backbone = embed_lib.random_backbone('resnet_tiny', seed=step)
+    backbone = backbone_names.random_backbone('resnet_tiny', seed=step)
     backbone.step = step
     return backbone
 
-  monkeypatch.setattr(embed_lib, 'load_backbone', load_backbone)
+  monkeypatch.setattr(backbone_names, 'load_backbone', load_backbone)
   config = _config(shelves, backbone=str(run))
   config.evaluate.image_size = 40  # Not the run's: not taken.
   summary = _run(config, tmp_path / 'w')

@@ -14,7 +14,7 @@ import pytest
 
 from sspr_jax.data import pipeline
 from sspr_jax.evaluate import evaluators
-from sspr_jax.modes import evaluate as evaluate_mode
+from sspr_jax.modes import common
 from sspr_jax.objectives import build_objective
 from sspr_jax.core import checkpoint as checkpoint_lib
 from sspr_jax.core import metrics as metrics_lib
@@ -206,9 +206,9 @@ def test_two_processes_match_one_process(
     assert (workdir / 'report.md').is_file()
     # And it matches one process evaluating the one-process run's state.
     config.evaluate.update(dict(image_size=32, heads=(), scores=('cosine',)))
-    scoring = evaluate_mode.parse_scoring(config)
-    gallery = evaluate_mode.open_gallery(
-      evaluate_mode.gallery_data(config), str(tmp_path / 'one'), scoring
+    scoring = common.parse_scoring(config)
+    gallery = common.open_gallery(
+      common.gallery_data(config), str(tmp_path / 'one'), scoring
     )
     (evaluator,) = evaluators.build(
       ['gallery_map'], gallery, build_objective(config).network.backbone
