@@ -3,7 +3,13 @@
 Test modules import from here, never from each other.
 """
 
+import importlib.util
 import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
 
 import ml_collections
 
@@ -145,3 +151,41 @@ def evaluation_config(tiny_raw_data, tiny_datasets, **overrides):
   config.evaluate.batch_size = 16
   config.evaluate.update(dict(heads=('linear',), head_max_iter=20))
   return config
+
+
+def libtpu_requirement() -> str:
+  """The `tpu-aot` extra's pin, e.g. 'libtpu==0.0.42.1'."""
+  text = open(os.path.join(REPO, 'pyproject.toml')).read()
+  block = re.search(r'tpu-aot = \[(.*?)\]', text, re.S).group(1)
+  return re.search(r'"(libtpu==[^;"]+)', block).group(1).strip()
+
+
+def libtpu_folder() -> str:
+  """'' if libtpu is importable here, else a folder holding it (installed
+  there once from the `tpu-aot` extra's pin); skips the calling test where
+  libtpu is not published."""
+  import pytest  # pylint: disable=g-import-not-at-top
+
+  if sys.platform != 'linux' or platform.machine() != 'x86_64':
+    pytest.skip('libtpu is published for x86-64 Linux only')
+  if importlib.util.find_spec('libtpu') is not None:
+    return ''
+  requirement = libtpu_requirement()
+  folder = os.environ.get('SSPR_LIBTPU_DIR') or os.path.join(
+    os.path.expanduser('~'),
+    '.cache',
+    'sspr_jax',
+    requirement.replace('==', '-'),
+  )
+  if not os.path.isfile(os.path.join(folder, 'libtpu', '__init__.py')):
+    partial = folder + '.partial'
+    shutil.rmtree(partial, ignore_errors=True)
+    subprocess.run(
+      [sys.executable, '-m', 'pip', 'install', '-q', '--no-deps']
+      + ['--target', partial, requirement],
+      check=True,
+      timeout=900,
+    )
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(partial, folder)  # Whole or absent: never half a library.
+  return folder

@@ -10,55 +10,23 @@ installs that pin into a cache folder (`SSPR_LIBTPU_DIR`, default
 ~/.cache/sspr_jax/) once.
 """
 
-import importlib.util
 import json
 import os
-import platform
-import re
-import shutil
 import subprocess
 import sys
 
 import pytest
 
+from sspr_jax import testing
 from sspr_jax.testing import REPO, child_env
 
 TOPOLOGY = 'v5e:2x2'
 
 
-def libtpu_requirement() -> str:
-  """The `tpu-aot` extra's pin, e.g. 'libtpu==0.0.42.1'."""
-  text = open(os.path.join(REPO, 'pyproject.toml')).read()
-  block = re.search(r'tpu-aot = \[(.*?)\]', text, re.S).group(1)
-  return re.search(r'"(libtpu==[^;"]+)', block).group(1).strip()
-
-
 @pytest.fixture(scope='module')
 def libtpu_dir():
   """'' if libtpu is importable here, else a folder holding it."""
-  if sys.platform != 'linux' or platform.machine() != 'x86_64':
-    pytest.skip('libtpu is published for x86-64 Linux only')
-  if importlib.util.find_spec('libtpu') is not None:
-    return ''
-  requirement = libtpu_requirement()
-  folder = os.environ.get('SSPR_LIBTPU_DIR') or os.path.join(
-    os.path.expanduser('~'),
-    '.cache',
-    'sspr_jax',
-    requirement.replace('==', '-'),
-  )
-  if not os.path.isfile(os.path.join(folder, 'libtpu', '__init__.py')):
-    partial = folder + '.partial'
-    shutil.rmtree(partial, ignore_errors=True)
-    subprocess.run(
-      [sys.executable, '-m', 'pip', 'install', '-q', '--no-deps']
-      + ['--target', partial, requirement],
-      check=True,
-      timeout=900,
-    )
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(partial, folder)  # Whole or absent: never half a library.
-  return folder
+  return testing.libtpu_folder()
 
 
 def compile_for_topology(topology: str) -> dict:

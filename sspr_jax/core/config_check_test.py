@@ -122,8 +122,8 @@ def no_mode_runs(monkeypatch):
   [
     (
       {'mode': 'train'},
-      "Unknown config.mode 'train'; valid modes: evaluate, prepare_data, pretrain, "
-      'recognize.',
+      "Unknown config.mode 'train'; valid modes: evaluate, export, prepare_data, "
+      'pretrain, recognize.',
     ),
     (
       {'mode': 'prepare_data,pretrain', 'objective': 'byol'},

@@ -238,7 +238,11 @@ def parse(text: str, *, kinds=KINDS, all_steps: bool = False) -> Name:
     if kind in IMAGENET_KINDS and (tail or not kind.startswith('resnet')):
       name = Name('imagenet', text, arg=kind, path=tail or None)
   if name is None or name.kind not in kinds:
-    what = 'no such checkpoint folder' if 'run' in kinds else 'unknown name'
+    what = (
+      'no such checkpoint folder'
+      if 'run' in kinds
+      else f'Unknown baseline {text!r}'
+    )
     raise ValueError(f'{what}; valid: {forms(kinds)}.')
   return name
 

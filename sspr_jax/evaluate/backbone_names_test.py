@@ -68,5 +68,5 @@ def test_each_use_allows_its_kinds(run):
     assert "'random'" not in str(e.value)  # Only the forms it allows.
     assert 'imagenet_efficientnet_lite0' in str(e.value)
   # A baseline list does not take paths: a folder named 'random' is a name.
-  with pytest.raises(ValueError, match='unknown name'):
+  with pytest.raises(ValueError, match='Unknown baseline'):
     names.parse(str(run), kinds=names.BASELINE_KINDS)

@@ -16,6 +16,8 @@ may keep details of its last run for the report's figures (`details`).
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,6 +30,8 @@ from sspr_jax.evaluate import embed as embed_lib
 from sspr_jax.evaluate import gallery as gallery_lib
 from sspr_jax.evaluate import knn
 from sspr_jax.evaluate import splits
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +62,20 @@ class Gallery:
     # Another labelled Gallery the 'catalogue' evaluator ranks against.
     self.catalogue: Gallery | None = None
     self._last, self._embeddings = (), None
+
+  def embed(self, backbone: backbone_names.Backbone) -> dict:
+    """`embeddings` of a whole Backbone, the time it took logged."""
+    start = time.perf_counter()
+    emb = self.embeddings(
+      backbone.module, backbone.variables, backbone.normalize, backbone.name
+    )
+    log.info(
+      '%s: embedded %d gallery crops in %.1f s.',
+      backbone.name,
+      len(emb['label']),
+      time.perf_counter() - start,
+    )
+    return emb
 
   def embeddings(
     self, module, variables, normalize: Callable | None = None, name=''

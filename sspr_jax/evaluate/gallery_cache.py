@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 import os
-import time
 import zipfile
 
 import jax
@@ -74,16 +73,7 @@ def gallery_embeddings(
         type(e).__name__,
         e,
       )
-  start = time.perf_counter()
-  emb = gallery.embeddings(
-    backbone.module, backbone.variables, backbone.normalize, backbone.name
-  )
-  log.info(
-    '%s: embedded %d gallery crops in %.1f s.',
-    backbone.name,
-    len(emb['label']),
-    time.perf_counter() - start,
-  )
+  emb = gallery.embed(backbone)
   emb = {k: emb[k] for k in ('features_normalized', 'label', 'crop_id')}
   if jax.process_index() == 0:
     os.makedirs(cache_dir, exist_ok=True)

@@ -195,16 +195,7 @@ def _evaluate(settings, runs, gallery_, stage) -> list[dict]:
       backbone.name,
     )
     # Embedded once here, timed apart; the evaluators reuse the embeddings.
-    start = time.perf_counter()
-    emb = gallery_.embeddings(
-      backbone.module, backbone.variables, backbone.normalize, backbone.name
-    )
-    logging.info(
-      '%s: embedded %d crops in %.1f s.',
-      backbone.name,
-      len(emb['features']),
-      time.perf_counter() - start,
-    )
+    emb = gallery_.embed(backbone)
     metrics = {}
     for evaluator in evaluators:
       start = time.perf_counter()

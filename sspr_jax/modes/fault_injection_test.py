@@ -106,18 +106,20 @@ def rerun_gives_the_reference(evaluated, workdir):
   assert not (workdir / '.evaluate.staging').exists()
 
 
-def test_killed_while_computing_keeps_the_previous_result(evaluated, tmp_path):
+def killed_over_the_old_result(evaluated, tmp_path, fault):
+  """A copy of the previous result, and the new evaluation killed there."""
   workdir = tmp_path / 'run'
   shutil.copytree(evaluated['root'] / 'old', workdir)
-  before = outputs(workdir, 'evaluate')
-  config_before = (workdir / 'config.json').read_text()
-  code = main(
-    'configs/evaluate.py',
-    workdir,
-    evaluated['new'],
-    fault='evaluate:first_backbone',
-  )
+  before = outputs(workdir, 'evaluate'), (workdir / 'config.json').read_text()
+  code = main('configs/evaluate.py', workdir, evaluated['new'], fault=fault)
   assert code == -signal.SIGKILL
+  return workdir, before
+
+
+def test_killed_while_computing_keeps_the_previous_result(evaluated, tmp_path):
+  workdir, (before, config_before) = killed_over_the_old_result(
+    evaluated, tmp_path, 'evaluate:first_backbone'
+  )
   # The old result, whole, still recorded as the old config's.
   assert outputs(workdir, 'evaluate') == before
   assert (workdir / 'config.json').read_text() == config_before
@@ -126,15 +128,9 @@ def test_killed_while_computing_keeps_the_previous_result(evaluated, tmp_path):
 
 
 def test_killed_while_moving_files_in_is_marked_incomplete(evaluated, tmp_path):
-  workdir = tmp_path / 'run'
-  shutil.copytree(evaluated['root'] / 'old', workdir)
-  code = main(
-    'configs/evaluate.py',
-    workdir,
-    evaluated['new'],
-    fault='results:half_moved',
+  workdir, _ = killed_over_the_old_result(
+    evaluated, tmp_path, 'results:half_moved'
   )
-  assert code == -signal.SIGKILL
   assert not results.is_complete(str(workdir), 'evaluate')
   with pytest.raises(sweep_report.MissingMetrics, match='incomplete'):
     sweep_report.load(str(workdir))
