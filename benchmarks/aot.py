@@ -24,8 +24,10 @@ Per row: compiled or the error, per-chip bytes against the chip's HBM, FLOPs
 per chip, the ideal step time at the chip's peak dense bf16 rate
 (`accelerator.PEAK_TFLOPS`: a measured step time / this = 1 / MFU), and
 the compile time. `--largest` fits per-chip bytes = a + b * B through two
-compiled batches and predicts the largest B (a multiple of 8) that fits
-the HBM, then compiles it to confirm (halving the step if not).
+compiled batches (least squares: XLA's buffer assignment is not linear in
+B) and predicts the largest B (a multiple of 8) that fits the HBM, then
+compiles it to confirm (halving the step towards the largest known fit if
+it does not, at most 3 times).
 
 Rows are cached in `--json` as they finish, so an interrupted run resumes
 where it stopped. One ResNet-50 train step compile takes minutes to a
@@ -42,6 +44,10 @@ import os
 import sys
 import time
 import traceback
+
+# Compiling only, no chip: two runs at once (or CI beside a run) need not
+# wait on libtpu's single-process lock file.
+os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -200,21 +206,46 @@ def largest_batch(
   rows: list[dict], hbm_gib: float, cap: int = 4096
 ) -> int | None:
   """The largest per-chip batch (a multiple of 8, at most `cap`) whose
-  predicted bytes fit, from the line through two compiled rows' totals."""
-  done = sorted(
+  predicted bytes fit, from the least-squares line through the compiled
+  rows' totals (XLA's buffer assignment is not linear in the batch: a
+  smaller batch may take more temporaries); None without two batches or
+  with a slope <= 0."""
+  done = [
     (r['per_chip_batch'], r['bytes']['total'])
     for r in rows
     if r.get('compiled') and r.get('bytes')
-  )
-  if len(done) < 2 or done[0][0] == done[-1][0]:
+  ]
+  batches = [b for b, _ in done]
+  if len(set(batches)) < 2:
     return None
-  (b0, t0), (b1, t1) = done[0], done[-1]
-  slope = (t1 - t0) / (b1 - b0)
+  mean_b = sum(batches) / len(done)
+  mean_t = sum(t for _, t in done) / len(done)
+  slope = sum((b - mean_b) * (t - mean_t) for b, t in done) / sum(
+    (b - mean_b) ** 2 for b in batches
+  )
   if slope <= 0:
     return None
-  fixed = t0 - slope * b0
+  fixed = mean_t - slope * mean_b
   best = int((hbm_gib * 2**30 - fixed) / slope)
   return min(cap, max(8, best // 8 * 8))
+
+
+def confirm_largest(compile_at, rows: list[dict], hbm_gib, cap: int):
+  """Compiles the predicted largest batch (`compile_at(batch) -> row`); if
+  it does not fit (or compile), halves the step towards the largest batch
+  known to fit, at most 3 times. Returns the confirmed row, or None."""
+  best = largest_batch(rows, hbm_gib, cap)
+  known = [r['per_chip_batch'] for r in rows if r.get('fits')]
+  floor = max(known, default=0)
+  for _ in range(3):
+    if best is None or best <= floor:
+      return None
+    row = compile_at(best)
+    row['predicted_largest'] = True
+    if row.get('fits'):
+      return row
+    best = (floor + best) // 2 // 8 * 8
+  return None
 
 
 def table(rows: list[dict]) -> str:
@@ -316,14 +347,13 @@ def main(argv=None) -> list[dict]:
         for shard in states if program == 'train' else [None]:
           mine = [run(program, objective, topology, b, shard) for b in batches]
           hbm = HBM_GIB.get(generation(topology))
-          best = (
-            largest_batch(mine, hbm, args.max_batch)
-            if args.largest and hbm
-            else None
-          )
-          if best is not None and best not in batches:
-            row = run(program, objective, topology, best, shard)
-            row['predicted_largest'] = True
+          if args.largest and hbm:
+            confirm_largest(
+              lambda b: run(program, objective, topology, b, shard),
+              mine,
+              hbm,
+              args.max_batch,
+            )
             save()
   print(table(rows))
   return rows

@@ -26,6 +26,41 @@ def test_largest_batch_from_two_compiled_rows():
   assert aot.largest_batch(rows, 16) == 240
   assert aot.largest_batch(rows, 16, cap=128) == 128
   assert aot.largest_batch(rows[:1], 16) is None
+  # Not linear in the batch (a smaller one may take more): least squares.
+  bumpy = rows + [
+    {'compiled': True, 'per_chip_batch': 16, 'bytes': {'total': 4 * gib}}
+  ]
+  # Fit: 3 GiB fixed + 3/112 GiB an image; 16 GiB fit 485 -> 480.
+  assert aot.largest_batch(bumpy, 16) == 480
+  falling = [dict(rows[0], bytes={'total': 6 * gib}), rows[1]]
+  assert aot.largest_batch(falling, 16) is None
+
+
+def test_a_predicted_batch_that_does_not_fit_is_halved_towards_a_fit():
+  gib = 2**30
+  rows = [
+    {
+      'compiled': True,
+      'fits': True,
+      'per_chip_batch': 32,
+      'bytes': {'total': 3 * gib},
+    },
+    {
+      'compiled': True,
+      'fits': True,
+      'per_chip_batch': 64,
+      'bytes': {'total': 5 * gib},
+    },
+  ]
+  tried = []
+
+  def compile_at(batch):  # Really 1/8 GiB an image: 112 fits, 240 not.
+    tried.append(batch)
+    return {'per_chip_batch': batch, 'fits': 1 + batch / 8 <= 16}
+
+  row = aot.confirm_largest(compile_at, rows, 16, cap=4096)
+  assert tried == [240, 152, 104] and row['per_chip_batch'] == 104
+  assert row['predicted_largest']
 
 
 def test_smoke_compiles_for_a_tpu_slice_and_resumes(tmp_path):
