@@ -57,6 +57,8 @@ for _p in (REPO, HERE):
 
 import accelerator  # noqa: E402
 
+from sspr_jax.core import results  # noqa: E402
+
 # HBM per chip, GiB (public specifications).
 HBM_GIB = {'v4': 32, 'v5e': 16, 'v5p': 95, 'v6e': 32}
 # The device kind accelerator.PEAK_TFLOPS knows each generation by.
@@ -151,15 +153,20 @@ def _embed_program(topology, batch, settings):
   return features.lower(variables, images).compile(), len(devices)
 
 
-def measure(program, objective, topology, batch, shard, settings) -> dict:
-  """One row: compile the program, read its cost and memory analysis."""
-  row = dict(
+def row_id(program, objective, topology, batch, shard) -> dict:
+  """What names a row (`key`); the embedding has no objective or state."""
+  return dict(
     program=program,
     objective=objective if program == 'train' else '-',
     topology=topology,
     per_chip_batch=batch,
     shard_state=shard if program == 'train' else None,
   )
+
+
+def measure(program, objective, topology, batch, shard, settings) -> dict:
+  """One row: compile the program, read its cost and memory analysis."""
+  row = row_id(program, objective, topology, batch, shard)
   start = time.perf_counter()
   try:
     if program == 'train':
@@ -314,19 +321,10 @@ def main(argv=None) -> list[dict]:
 
   def save():
     if args.json:
-      tmp = args.json + '.tmp'
-      with open(tmp, 'w') as f:
-        json.dump(rows, f, indent=1)
-      os.replace(tmp, args.json)
+      results.write_text(args.json, json.dumps(rows, indent=1))
 
   def run(program, objective, topology, batch, shard):
-    want = dict(
-      program=program,
-      objective=objective if program == 'train' else '-',
-      topology=topology,
-      per_chip_batch=batch,
-      shard_state=shard if program == 'train' else None,
-    )
+    want = row_id(program, objective, topology, batch, shard)
     if key(want) in done:
       return next(r for r in rows if key(r) == key(want))
     print(f'compiling {key(want)} ...', file=sys.stderr, flush=True)
